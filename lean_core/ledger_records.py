@@ -1,0 +1,94 @@
+"""The two kinds of rows the cost ledger holds: LLM calls and per-layer savings events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from lean_core.usage import TokenUsage
+
+__all__ = ["LAYERS", "CallRecord", "Layer", "SavingsEvent"]
+
+Layer = Literal["compression", "template", "pruning", "output", "cache"]
+"""The layers that attribute savings: input compression, lean templates, model pruning,
+output budgets and response caching."""
+LAYERS: tuple[Layer, ...] = ("compression", "template", "pruning", "output", "cache")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CallRecord(BaseModel):
+    """One LLM call as the ledger stores it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=_new_id)
+    timestamp: datetime = Field(default_factory=_now)
+    model: str = Field(min_length=1)
+    provider: str | None = None
+    usage: TokenUsage
+    latency_s: float | None = Field(None, ge=0)
+    """Wall-clock seconds from request to last token, when known."""
+    priced: bool = False
+    input_cost_usd: Decimal | None = None
+    output_cost_usd: Decimal | None = None
+    cost_usd: Decimal | None = None
+    """Total cost; None (never 0) when the model is unpriced."""
+    unpriced_reason: str | None = None
+    tenant: str | None = None
+    tags: tuple[str, ...] = ()
+    run_id: str | None = None
+    """The framework's run id (LangChain run_id, LlamaIndex span id), for joining traces."""
+
+    @model_validator(mode="after")
+    def _priced_has_cost(self) -> CallRecord:
+        if self.priced and self.cost_usd is None:
+            raise ValueError("a priced call record needs cost_usd")
+        if not self.priced and self.cost_usd is not None:
+            raise ValueError("an unpriced call record must not carry a cost")
+        return self
+
+
+class SavingsEvent(BaseModel):
+    """What one layer saved (or, for a cache miss, failed to save) on one request.
+
+    Token counts are in the target model's tokens. A cache hit saves the whole call:
+    ``*_before`` are the tokens the call would have used and ``*_after`` are 0.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=_new_id)
+    timestamp: datetime = Field(default_factory=_now)
+    layer: Layer
+    model: str = Field(min_length=1)
+    provider: str | None = None
+    input_tokens_before: StrictInt = Field(0, ge=0)
+    input_tokens_after: StrictInt = Field(0, ge=0)
+    output_tokens_before: StrictInt = Field(0, ge=0)
+    output_tokens_after: StrictInt = Field(0, ge=0)
+    cache_hit: bool | None = None
+    """For the cache layer: hit (True) or miss (False); None for other layers."""
+    cost_saved_usd: Decimal | None = None
+    """Price of the tokens saved at the model's prices; None when the model is unpriced."""
+    tenant: str | None = None
+    call_id: str | None = None
+    """The CallRecord this event belongs to, when there is one (a cache hit has none)."""
+
+    @property
+    def input_tokens_saved(self) -> int:
+        return self.input_tokens_before - self.input_tokens_after
+
+    @property
+    def output_tokens_saved(self) -> int:
+        return self.output_tokens_before - self.output_tokens_after

@@ -1,0 +1,76 @@
+"""Price token usage with genai-prices' bundled price data (no network)."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict
+
+from lean_core.usage import TokenUsage
+
+__all__ = ["PriceQuote", "price_usage"]
+
+
+class PriceQuote(BaseModel):
+    """The price of one usage record in USD, or why it could not be priced."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    provider: str | None
+    priced: bool
+    """False when genai-prices does not know the model/provider; costs are then None, never 0."""
+    input_cost_usd: Decimal | None = None
+    output_cost_usd: Decimal | None = None
+    total_cost_usd: Decimal | None = None
+    matched_model: str | None = None
+    """The genai-prices model id the name matched (e.g. ``gpt-4o`` for ``gpt-4o-2024-08-06``)."""
+    matched_provider: str | None = None
+    unpriced_reason: str | None = None
+
+
+def price_usage(
+    usage: TokenUsage,
+    model: str,
+    *,
+    provider: str | None = None,
+    at: datetime | None = None,
+) -> PriceQuote:
+    """Price ``usage`` for ``model`` (and ``provider`` if given) at time ``at`` (default: now).
+
+    Cache reads, cache writes and reasoning tokens are passed to genai-prices, which applies the
+    model's cache-read/cache-write tiers and prices reasoning as output. An unknown model or
+    provider gives a quote with ``priced=False`` and a reason.
+    """
+    from genai_prices import Usage, calc_price  # light, pure Python; imported here to keep import fast
+
+    if not model:
+        return PriceQuote(model=model, provider=provider, priced=False, unpriced_reason="no model name")
+    gp_usage = Usage(
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+        output_reasoning_tokens=usage.reasoning_tokens,
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            calc = calc_price(gp_usage, model, provider_id=provider, genai_request_timestamp=at)
+    except LookupError as exc:
+        return PriceQuote(model=model, provider=provider, priced=False, unpriced_reason=str(exc))
+    except ValueError as exc:
+        # genai-prices raises ValueError for unknown models/providers and unsupported usage shapes.
+        return PriceQuote(model=model, provider=provider, priced=False, unpriced_reason=str(exc))
+    return PriceQuote(
+        model=model,
+        provider=provider,
+        priced=True,
+        input_cost_usd=calc.input_price,
+        output_cost_usd=calc.output_price,
+        total_cost_usd=calc.total_price,
+        matched_model=calc.model.id,
+        matched_provider=calc.provider.id,
+    )
