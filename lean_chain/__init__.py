@@ -1,0 +1,9 @@
+"""lean-inference for LangChain: Runnables, callbacks, caches and chat models over lean_core."""
+
+from lean_core._extras import require as _require
+
+_require("langchain_core", extra="langchain", feature="lean_chain")
+
+from lean_chain.cost_callback import LeanCostCallback  # noqa: E402
+
+__all__ = ["LeanCostCallback"]

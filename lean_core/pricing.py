@@ -10,7 +10,27 @@ from pydantic import BaseModel, ConfigDict
 
 from lean_core.usage import TokenUsage
 
-__all__ = ["PriceQuote", "price_usage"]
+__all__ = ["PriceQuote", "price_usage", "provider_id_for"]
+
+# LangChain's ``ls_provider`` / LlamaIndex class names -> genai-prices provider ids.
+_PROVIDER_ALIASES = {
+    "openai": "openai", "azure": "azure", "azure_openai": "azure", "azureopenai": "azure",
+    "anthropic": "anthropic", "google": "google", "google_genai": "google",
+    "google_vertexai": "google", "vertexai": "google", "gemini": "google", "groq": "groq",
+    "mistral": "mistral", "mistralai": "mistral", "bedrock": "aws", "amazon_bedrock": "aws",
+    "aws": "aws", "deepseek": "deepseek", "xai": "x-ai", "x-ai": "x-ai", "together": "together",
+    "fireworks": "fireworks", "cohere": "cohere", "perplexity": "perplexity",
+    "openrouter": "openrouter", "cerebras": "cerebras",
+}
+
+
+def provider_id_for(name: str | None) -> str | None:
+    """The genai-prices provider id for a framework's provider name; unknown names pass through
+    unchanged (they are then reported as unpriced rather than matched to a wrong provider)."""
+    if name is None:
+        return None
+    key = name.strip().lower()
+    return _PROVIDER_ALIASES.get(key, key) or None
 
 
 class PriceQuote(BaseModel):

@@ -161,6 +161,10 @@ def render_table(summary: LedgerSummary, *, title: str = "lean-inference cost le
     if summary.by_layer:
         console.print(layers)
     reduction = summary.cost_reduction
+    if summary.calls and summary.unpriced_calls == summary.calls and not summary.saved_cost_usd:
+        console.print(f"calls {summary.calls:,} | none could be priced (local or unknown models): "
+                      "token counts above, no dollar totals")
+        return buffer.getvalue()
     console.print(
         f"calls {summary.calls:,} | baseline {_usd(summary.baseline_cost_usd)} | actual "
         f"{_usd(summary.actual_cost_usd)} | saved {_usd(summary.saved_cost_usd)}"

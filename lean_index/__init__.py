@@ -1,0 +1,9 @@
+"""lean-inference for LlamaIndex: node postprocessors, LLM classes and handlers over lean_core."""
+
+from lean_core._extras import require as _require
+
+_require("llama_index.core", extra="llamaindex", feature="lean_index")
+
+from lean_index.cost_handler import LeanCostHandler  # noqa: E402
+
+__all__ = ["LeanCostHandler"]

@@ -1,0 +1,129 @@
+"""The ``lean-inference`` command line.
+
+    lean-inference demo      run the main job offline (see README)
+    lean-inference report    print a ledger's summary table and write its PNG chart
+    lean-inference count     count and price a prompt file at reference API models
+    lean-inference assets    prepare and show the bundled offline models
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lean_core.errors import LeanInferenceError
+
+__all__ = ["build_parser", "main"]
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from lean_core.ledger import CostLedger, default_ledger_path
+    from lean_core.report import render_table, write_chart
+
+    path = Path(args.ledger) if args.ledger else default_ledger_path()
+    with CostLedger(path, read_only=True) as ledger:
+        summary = ledger.summary(tenant=args.tenant)
+        print(render_table(summary, title=f"cost ledger {path}"))
+        png = Path(args.png) if args.png else path.with_suffix(".png")
+        try:
+            write_chart(summary, png)
+        except OSError as exc:
+            print(f"could not write the chart to {png}: {exc}", file=sys.stderr)
+            return 1
+        print(f"chart written to {png}")
+        if args.json:
+            print(f"JSON written to {ledger.export_json(args.json)}")
+        if args.csv:
+            print(f"CSV written to {ledger.export_csv(args.csv)}")
+    return 0
+
+
+def _cmd_count(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lean_core.workload import REFERENCE_MODELS, load_prompts, price_workload
+
+    items = load_prompts(args.prompts)
+    models = [(m, None) for m in args.model] if args.model else list(REFERENCE_MODELS)
+    table = Table(title=f"{len(items)} prompts from {args.prompts}")
+    for name in ("model", "input tokens", "output tokens", "cost", "counts"):
+        table.add_column(name)
+    for q in price_workload(items, models):
+        table.add_row(q.model, f"{q.input_tokens:,}", f"{q.output_tokens:,}",
+                      "unpriced" if q.cost_usd is None else f"${q.cost_usd:.6f}",
+                      "estimated" if q.estimated else "exact")
+    Console().print(table)
+    return 0
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from lean_core import assets
+
+    print(f"cl100k_base cache: {assets.seed_tiktoken_cache()}")
+    print(f"all-MiniLM-L6-v2:  {assets.minilm_dir()}")
+    print(f"SmolLM2-135M:      {assets.smollm2_dir()}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lean_backends.demo import run_demo
+
+    run_demo(out_dir=args.out, prompts_path=args.prompts, limit=args.limit,
+             max_new_tokens=args.max_new_tokens)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lean-inference", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the main job offline on embedded defaults")
+    demo.add_argument("--out", default="lean-demo", help="output directory (default: ./lean-demo)")
+    demo.add_argument("--prompts", default=None, help="JSON Lines prompt file (default: the built-in workload)")
+    demo.add_argument("--limit", type=_positive_int, default=None, help="use only the first N prompts")
+    demo.add_argument("--max-new-tokens", type=_positive_int, default=48, help="answer length cap (default: 48)")
+    demo.set_defaults(func=_cmd_demo)
+
+    report = sub.add_parser("report", help="print a ledger's summary and write its PNG chart")
+    report.add_argument("--ledger", default=None, help="ledger file (default: LEAN_INFERENCE_LEDGER or the user data dir)")
+    report.add_argument("--png", default=None, help="chart path (default: next to the ledger, .png)")
+    report.add_argument("--json", default=None, help="also export every record as JSON")
+    report.add_argument("--csv", default=None, help="also export every record as CSV")
+    report.add_argument("--tenant", default=None, help="only this tenant's records")
+    report.set_defaults(func=_cmd_report)
+
+    count = sub.add_parser("count", help="count and price a prompt file")
+    count.add_argument("prompts", help='JSON Lines file of {"prompt": ..., "system": ..., "answer": ...}')
+    count.add_argument("--model", action="append", default=None,
+                       help="model name (repeatable; default: gpt-4o, gpt-4o-mini, claude-3-5-haiku, gemini-2.0-flash)")
+    count.set_defaults(func=_cmd_count)
+
+    assets = sub.add_parser("assets", help="prepare (once) and show the bundled offline models")
+    assets.set_defaults(func=_cmd_assets)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LeanInferenceError as exc:
+        print(f"lean-inference {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
