@@ -123,15 +123,17 @@ class CostLedger:
             raise LedgerPathError(f"cannot open the ledger {path} for writing: {exc}") from exc
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
+            fresh = True
             if existed:
                 self._check_integrity(conn, path)
+                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    self._check_meta(conn, path)  # before any write: never adopt a foreign file
+                    fresh = False
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            if not existed:
+            if fresh:
+                conn.executescript(_SCHEMA)
                 self._write_meta(conn)
-            else:
-                self._check_meta(conn, path)
         except LedgerCorruptError:
             conn.close()
             raise

@@ -137,10 +137,12 @@ def render_table(summary: LedgerSummary, *, title: str = "lean-inference cost le
     from rich.table import Table
 
     buffer = StringIO()
-    console = Console(file=buffer, width=120, force_terminal=False, color_system=None)
+    console = Console(file=buffer, width=150, force_terminal=False, color_system=None)
     models = Table(title=title)
     for name in ("model", "provider", "calls", "input", "cached in", "output", "reasoning", "cost", "notes"):
-        models.add_column(name, justify="left" if name in ("model", "provider", "notes") else "right")
+        # Model names are identifiers: never truncate them.
+        models.add_column(name, justify="left" if name in ("model", "provider", "notes") else "right",
+                          no_wrap=name in ("model", "provider"))
     for m in summary.by_model:
         notes = []
         if m.unpriced_calls:
