@@ -75,7 +75,7 @@ class LocalGreedyModel:
         return GreedyAnswer(
             text=text,
             prompt_tokens=int(input_ids.shape[1]),
-            completion_tokens=int(len(new_tokens)),
+            completion_tokens=len(new_tokens),
             finish_reason="stop" if finished or len(new_tokens) < max_new_tokens else "length",
             seconds=time.perf_counter() - started,
         )

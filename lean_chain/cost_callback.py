@@ -112,8 +112,8 @@ class LeanCostCallback(BaseCallbackHandler):
                     message = generation.message
                     meta = message.response_metadata or {}
                     model = model or meta.get("model_name") or meta.get("model")
-                    if prompt_usage is None and getattr(message, "usage_metadata", None):
-                        prompt_usage = message.usage_metadata
+                    if prompt_usage is None:
+                        prompt_usage = getattr(message, "usage_metadata", None)
             if prompt_usage is not None:
                 usage = prompt_usage if usage is None else _add_payloads(usage, prompt_usage)
         llm_output = response.llm_output or {}

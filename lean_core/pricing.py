@@ -64,7 +64,10 @@ def price_usage(
     model's cache-read/cache-write tiers and prices reasoning as output. An unknown model or
     provider gives a quote with ``priced=False`` and a reason.
     """
-    from genai_prices import Usage, calc_price  # light, pure Python; imported here to keep import fast
+    from genai_prices import (  # light, pure Python; imported here to keep import fast
+        Usage,
+        calc_price,
+    )
 
     if not model:
         return PriceQuote(model=model, provider=provider, priced=False, unpriced_reason="no model name")

@@ -133,7 +133,7 @@ def test_damaged_pages_are_detected(tmp_path: Path) -> None:
     assert len(data) > 8 * 4096
     data[5 * 4096: 7 * 4096] = os.urandom(2 * 4096)  # smash two pages in the middle
     path.write_bytes(bytes(data))
-    with pytest.raises(LedgerCorruptError, match="sqlite3 .* .recover"):
+    with pytest.raises(LedgerCorruptError, match=r"sqlite3 .* \.recover"):
         CostLedger(path)
     assert path.read_bytes() == bytes(data)
 
