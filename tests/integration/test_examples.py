@@ -1,0 +1,24 @@
+"""Every example in examples/ runs offline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_ledger_with_langchain_example(tmp_path: Path, smollm2_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "ledger_with_langchain.py"), "--ledger", str(tmp_path / "l.sqlite3"),
+         "--png", str(tmp_path / "l.png")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Paris" in out.stdout
+    assert "smollm2-135m-instruct" in out.stdout and "2 " in out.stdout
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
