@@ -4,6 +4,7 @@ from lean_core._extras import require as _require
 
 _require("langchain_core", extra="langchain", feature="lean_chain")
 
+from lean_chain.chat_vllm import ChatLeanVLLM  # noqa: E402
 from lean_chain.cost_callback import LeanCostCallback  # noqa: E402
 
-__all__ = ["LeanCostCallback"]
+__all__ = ["ChatLeanVLLM", "LeanCostCallback"]

