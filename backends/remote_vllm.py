@@ -37,7 +37,7 @@ class RemoteVLLMClient(TextBackend):
     """Generation against ``base_url`` (e.g. ``http://gpu-pool:8000/v1``)."""
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, max_retries: int = 2) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidParameterError("base_url", allowed="an http(s) URL such as http://host:8000/v1",
                                         received=base_url)
@@ -46,6 +46,7 @@ class RemoteVLLMClient(TextBackend):
         self.model_name = model or ""
         self._api_key = api_key or "EMPTY"
         self._timeout_s = timeout_s
+        self._max_retries = max_retries
         self._loop: LoopThread | None = None
         self._client: Any = None
         self._context_window: int | None = None
@@ -59,7 +60,7 @@ class RemoteVLLMClient(TextBackend):
 
                 async def connect() -> Any:
                     client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
-                                                timeout=self._timeout_s, max_retries=0)
+                                                timeout=self._timeout_s, max_retries=self._max_retries)
                     try:
                         models = await client.models.list()
                     except openai.APIConnectionError as exc:

@@ -54,8 +54,10 @@ class VLLMOptions(BaseModel):
     """Share of GPU memory the in-process engine may take (GPU only)."""
     kv_cache_gib: float = Field(2.0, gt=0.0)
     """KV-cache size in GiB on CPU."""
-    request_timeout: float = Field(600.0, gt=0.0)
+    timeout: float = Field(600.0, gt=0.0)
     """Seconds to wait for a remote server's answer."""
+    max_retries: int = Field(2, ge=0)
+    """Retries of a failed request to a remote server (connection errors, 5xx)."""
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -76,7 +78,7 @@ class VLLMOptions(BaseModel):
         return backend_for(self)
 
 
-_REMOTES: dict[tuple[str, str | None, str | None], TextBackend] = {}
+_REMOTES: dict[tuple[Any, ...], TextBackend] = {}
 _REMOTES_LOCK = threading.Lock()
 
 
@@ -85,12 +87,13 @@ def backend_for(options: VLLMOptions) -> TextBackend:
         from lean_backends.remote_vllm import RemoteVLLMClient
 
         key = options.api_key.get_secret_value() if options.api_key else None
-        cache_key = (options.base_url, options.model, key)
+        cache_key = (options.base_url, options.model, key, options.timeout, options.max_retries)
         with _REMOTES_LOCK:
             client = _REMOTES.get(cache_key)
             if client is None:
                 client = _REMOTES[cache_key] = RemoteVLLMClient(
-                    options.base_url, model=options.model, api_key=key, timeout_s=options.request_timeout)
+                    options.base_url, model=options.model, api_key=key, timeout_s=options.timeout,
+                    max_retries=options.max_retries)
             return client
     from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, resolve_model_dir
 

@@ -21,7 +21,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
 
 from lean_backends.vllm_options import VLLMOptions
@@ -58,6 +58,9 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
         llm.invoke("What is the capital of France?", config={"callbacks": [LeanCostCallback()]})
     """
 
+    streaming: bool = False
+    """If True, ``invoke`` streams internally, so callbacks see every token as it arrives."""
+
     @property
     def _llm_type(self) -> str:
         return "lean-vllm"
@@ -69,7 +72,7 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
                 "seed": self.seed, "n": self.n, "stop": self.stop}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = LangSmithParams(ls_provider="lean-vllm", ls_model_name=self._model_label(),
+        params = LangSmithParams(ls_provider="lean-vllm", ls_model_name=kwargs.get("model") or self._model_label(),
                                  ls_model_type="chat", ls_temperature=kwargs.get("temperature", self.temperature),
                                  ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
         if stop or self.stop:
@@ -198,37 +201,39 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
         *,
         method: Literal["json_schema", "json_mode", "function_calling"] = "json_schema",
         include_raw: bool = False,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, Any]:
         """Answers constrained to ``schema`` by vLLM's guided JSON decoding, then parsed.
 
         ``schema``: a pydantic class (parsed into it), a TypedDict or a JSON schema dict (parsed to
-        a dict). ``method="json_mode"`` asks for any JSON object. Tool calling is not available.
+        a dict). ``method="json_mode"`` without a schema asks for any JSON object.
+        ``strict`` is accepted for compatibility: guided decoding always follows the schema.
+        There is no tool calling, so ``method="function_calling"`` is served by the same guided
+        JSON decoding and returns the same parsed result.
         """
         if kwargs:
-            raise InvalidParameterError("with_structured_output option", allowed="schema, method, include_raw",
+            raise InvalidParameterError("with_structured_output option", allowed="schema, method, include_raw, strict",
                                         received=sorted(kwargs))
-        if method == "function_calling":
-            raise NotImplementedError("ChatLeanVLLM has no tool calling; use method='json_schema'")
-        if method not in ("json_schema", "json_mode"):
-            raise InvalidParameterError("method", allowed="'json_schema' or 'json_mode'", received=method)
-        if method == "json_mode":
+        if method not in ("json_schema", "json_mode", "function_calling"):
+            raise InvalidParameterError("method", allowed="'json_schema', 'json_mode' or 'function_calling'",
+                                        received=method)
+        if schema is None:
+            if method != "json_mode":
+                raise InvalidParameterError("schema", allowed="a pydantic class, TypedDict or JSON schema",
+                                            received=None)
             json_schema: dict[str, Any] = {"type": "object"}
-        elif schema is None:
-            raise InvalidParameterError("schema", allowed="a pydantic class, TypedDict or JSON schema", received=None)
-        elif isinstance(schema, type) and is_basemodel_subclass(schema):
-            json_schema = schema.model_json_schema()
-        elif isinstance(schema, dict) and ("properties" in schema or "type" in schema):
-            json_schema = schema
         else:
-            json_schema = convert_to_openai_tool(schema)["function"]["parameters"]
+            # With a schema, json_mode is guided by it too: stricter than "any JSON object", and a
+            # small model left free produces JSON that does not parse into the schema.
+            json_schema = convert_to_json_schema(schema)
         parser: Runnable[Any, Any]
-        if isinstance(schema, type) and is_basemodel_subclass(schema) and method == "json_schema":
+        if isinstance(schema, type) and is_basemodel_subclass(schema):
             parser = PydanticOutputParser(pydantic_object=schema)
         else:
             parser = JsonOutputParser()
         bound = self.bind(json_schema=json_schema, ls_structured_output_format={
-            "kwargs": {"method": method}, "schema": json_schema})
+            "kwargs": {"method": method}, "schema": schema if schema is not None else json_schema})
         if not include_raw:
             return bound | parser
         parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
