@@ -6,6 +6,7 @@ greedy text against, and what the foundation demo runs where no engine is needed
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class LocalGreedyModel:
         self._threads = threads
         self._model: Any = None
         self._tokenizer: Any = None
+        # transformers' loading context is process-global: two threads loading at once break
+        # weight tying (seen: random lm_head, garbage text). One lock for loading and generating.
+        self._lock = threading.Lock()
 
     def _load(self) -> None:
         if self._model is not None:
@@ -55,9 +59,13 @@ class LocalGreedyModel:
         """Greedy answer to a chat (``[{"role": ..., "content": ...}]``) using the chat template."""
         if not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
             raise InvalidParameterError("max_new_tokens", allowed="an int >= 1", received=max_new_tokens)
-        self._load()
-        import torch
+        with self._lock:
+            self._load()  # raises MissingExtraError when torch/transformers are absent
+            import torch
 
+            return self._answer(torch, messages, max_new_tokens)
+
+    def _answer(self, torch: Any, messages: Sequence[dict[str, str]], max_new_tokens: int) -> GreedyAnswer:
         started = time.perf_counter()
         ids = self._tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True

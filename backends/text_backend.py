@@ -57,9 +57,13 @@ class TextBackend(ABC):
                  cache_salt: str | None = None) -> GenerationResult:
         return self._loop_thread().run(self._generate(prompt, options, cache_salt))
 
+    async def _started_loop(self) -> LoopThread:
+        # Starting an engine takes tens of seconds: never block the caller's event loop on it.
+        return await asyncio.to_thread(self._loop_thread)
+
     async def agenerate(self, prompt: PromptInput, options: SamplingOptions, *,
                         cache_salt: str | None = None) -> GenerationResult:
-        return await self._loop_thread().arun(self._generate(prompt, options, cache_salt))
+        return await (await self._started_loop()).arun(self._generate(prompt, options, cache_salt))
 
     def generate_many(self, prompts: Sequence[PromptInput], options: SamplingOptions, *,
                       cache_salt: str | None = None) -> list[GenerationResult]:
@@ -68,16 +72,18 @@ class TextBackend(ABC):
 
     async def agenerate_many(self, prompts: Sequence[PromptInput], options: SamplingOptions, *,
                              cache_salt: str | None = None) -> list[GenerationResult]:
-        return await self._loop_thread().arun(self._generate_many(prompts, options, cache_salt))
+        return await (await self._started_loop()).arun(self._generate_many(prompts, options, cache_salt))
 
     def stream(self, prompt: PromptInput, options: SamplingOptions, *,
                cache_salt: str | None = None) -> Iterator[GenerationChunk]:
         """Chunks as they are generated; the last one carries the request's usage."""
         return self._loop_thread().iterate(lambda: self._stream(prompt, options, cache_salt))
 
-    def astream(self, prompt: PromptInput, options: SamplingOptions, *,
-                cache_salt: str | None = None) -> AsyncIterator[GenerationChunk]:
-        return self._loop_thread().aiterate(lambda: self._stream(prompt, options, cache_salt))
+    async def astream(self, prompt: PromptInput, options: SamplingOptions, *,
+                      cache_salt: str | None = None) -> AsyncIterator[GenerationChunk]:
+        loop = await self._started_loop()
+        async for chunk in loop.aiterate(lambda: self._stream(prompt, options, cache_salt)):
+            yield chunk
 
     def run_on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a whole coroutine on the backend's loop (frameworks' batch calls go there, so

@@ -54,6 +54,8 @@ class VLLMOptions(BaseModel):
     """Share of GPU memory the in-process engine may take (GPU only)."""
     kv_cache_gib: float = Field(2.0, gt=0.0)
     """KV-cache size in GiB on CPU."""
+    enable_prefix_caching: bool = True
+    """Reuse the KV cache of shared prompt prefixes (per tenant) in the in-process engine."""
     timeout: float = Field(600.0, gt=0.0)
     """Seconds to wait for a remote server's answer."""
     max_retries: int = Field(2, ge=0)
@@ -101,4 +103,5 @@ def backend_for(options: VLLMOptions) -> TextBackend:
         model=str(resolve_model_dir(options.model)), dtype=options.dtype,
         enforce_eager=options.enforce_eager, max_model_len=options.max_model_len,
         gpu_memory_utilization=options.gpu_memory_utilization, kv_cache_gib=options.kv_cache_gib,
+        enable_prefix_caching=options.enable_prefix_caching,
     ))

@@ -171,8 +171,19 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
             raise InvalidParameterError("n", allowed="1 when streaming", received=options.n)
         return options, kwargs
 
+    # BaseChatModel.stream/astream call _stream without the run manager, so the run's tenant
+    # (config metadata) would not reach the cache salt; carry it as a call option instead.
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        yield from super().stream(input, config, stop=stop, **_with_tenant(config, kwargs))
+
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        async for chunk in super().astream(input, config, stop=stop, **_with_tenant(config, kwargs)):
+            yield chunk
+
     def batch(self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None = None,
-              *, return_exceptions: bool = False, **kwargs: Any) -> list[BaseMessage]:
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:
         """Every input reaches the engine at once (continuous batching), callbacks per input."""
         if not inputs:
             return []
@@ -239,6 +250,13 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
         parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         fallback = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=bound) | parse.with_fallbacks([fallback], exception_key="parsing_error")
+
+
+def _with_tenant(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    tenant = ((config or {}).get("metadata") or {}).get("tenant")
+    if tenant is None or "tenant" in kwargs:
+        return kwargs
+    return {**kwargs, "tenant": str(tenant)}
 
 
 def _to_chat(messages: Sequence[BaseMessage]) -> list[ChatMessageDict]:

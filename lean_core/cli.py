@@ -76,6 +76,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_engine(args: argparse.Namespace) -> int:
+    from benchmarks.engine_bench import run_engine_bench
+
+    out = Path(args.out)
+    result = run_engine_bench(prompts=args.prompts, max_tokens=args.max_tokens, rounds=args.rounds,
+                              model=args.model, out=out, chart=out.with_suffix(".png"))
+    print(f"raw vllm.LLM.generate: {result.raw_vllm_tokens_per_s:,.1f} tok/s | ChatLeanVLLM: "
+          f"{result.wrapper_tokens_per_s:,.1f} tok/s | overhead {result.overhead_ratio:+.1%} | identical "
+          f"greedy text {result.greedy_identical_share:.0%}\nwritten: {out} and {out.with_suffix('.png')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lean-inference", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -100,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--model", action="append", default=None,
                        help="model name (repeatable; default: gpt-4o, gpt-4o-mini, claude-3-5-haiku, gemini-2.0-flash)")
     count.set_defaults(func=_cmd_count)
+
+    bench = sub.add_parser("bench", help="run a benchmark; results go to JSON (summarised in BENCHMARKS.md)")
+    bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    engine = bench_sub.add_parser("engine", help="ChatLeanVLLM vs raw vllm.LLM.generate, side by side")
+    engine.add_argument("--prompts", type=_positive_int, default=256, help="prompts per round (default: 256)")
+    engine.add_argument("--max-tokens", type=_positive_int, default=64, help="tokens per answer (default: 64)")
+    engine.add_argument("--rounds", type=_positive_int, default=2, help="alternating rounds (default: 2)")
+    engine.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
+    engine.add_argument("--out", default="benchmarks/results/engine.json", help="JSON output path")
+    engine.set_defaults(func=_cmd_bench_engine)
 
     assets = sub.add_parser("assets", help="prepare (once) and show the bundled offline models")
     assets.set_defaults(func=_cmd_assets)

@@ -5,5 +5,6 @@ from lean_core._extras import require as _require
 _require("llama_index.core", extra="llamaindex", feature="lean_index")
 
 from lean_index.cost_handler import LeanCostHandler  # noqa: E402
+from lean_index.vllm_llm import LeanVLLM  # noqa: E402
 
-__all__ = ["LeanCostHandler"]
+__all__ = ["LeanCostHandler", "LeanVLLM"]

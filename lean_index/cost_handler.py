@@ -87,7 +87,8 @@ class LeanCostHandler(BaseEventHandler):
     def _start(self, key: str, model_dict: dict[str, Any], texts: list[str]) -> None:
         model = model_dict.get("model") or model_dict.get("model_name") or model_dict.get("class_name")
         class_name = str(model_dict.get("class_name") or "")
-        provider = class_name.lower().removesuffix("_llm").removesuffix("llm") or None
+        # LlamaIndex names LLM classes "<provider>_llm" (e.g. "openai_llm", "lean-vllm_llm").
+        provider = class_name.lower().removesuffix("_llm") or None
         self._tracker.start(key, model=model, provider=provider, prompt_texts=texts)
 
     def _finish(self, key: str, response: Any, text: str) -> None:

@@ -87,12 +87,16 @@ def test_prefix_cache_hits_reach_the_ledger_per_tenant() -> None:
         llm.invoke(LONG_PREFIX + " " + question, config={"callbacks": [callback], "metadata": {"tenant": "acme"}})
     llm.invoke(LONG_PREFIX + " Which item is orange?",
                config={"callbacks": [callback], "metadata": {"tenant": "globex"}})
-    first, second, other = ledger.calls()
+    streamed = list(llm.stream(LONG_PREFIX + " Which item is yellow?",
+                               config={"callbacks": [callback], "metadata": {"tenant": "acme"}}))
+    assert streamed[-1].usage_metadata is not None
+    first, second, other, via_stream = ledger.calls()
+    assert via_stream.usage.cached_input_tokens >= 256 and via_stream.tenant == "acme"
     assert first.usage.input_tokens > 300
     assert second.usage.cached_input_tokens >= 256  # the shared prefix, on 32-token blocks
     assert second.tenant == "acme" and second.usage.source == "provider"
     assert other.usage.cached_input_tokens == 0  # another tenant never reuses acme's prefix
-    assert ledger.summary().cached_input_tokens == second.usage.cached_input_tokens + first.usage.cached_input_tokens
+    assert ledger.summary().cached_input_tokens == sum(c.usage.cached_input_tokens for c in ledger.calls())
 
 
 def test_n_candidates_stop_and_finish_reason() -> None:

