@@ -138,6 +138,7 @@ def _chart(result: EngineBenchResult, path: Path) -> None:
     for x, v in enumerate(values):
         ax.annotate(f"{v:,.0f} tok/s", (x, v), ha="center", va="bottom")
     ax.set_ylabel("completion tokens / s")
+    ax.set_ylim(0, max(values) * 1.18)
     ax.set_title(f"{result.prompts} prompts x {result.max_tokens} tokens on {result.device}\n"
                  f"overhead {result.overhead_ratio:+.1%}, identical greedy text {result.greedy_identical_share:.0%}",
                  fontsize=9)
