@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.openai_stub import OpenAIStub
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -67,3 +69,10 @@ def smollm2_path() -> Path:
     from lean_core.assets import smollm2_dir
 
     return smollm2_dir(show_progress=False)
+
+
+@pytest.fixture
+def stub() -> Iterator[OpenAIStub]:
+    """A loopback OpenAI-compatible endpoint (see tests/support/openai_stub.py)."""
+    with OpenAIStub() as server:
+        yield server

@@ -12,6 +12,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from lean_backends.vllm_engine import PromptTooLongError
 from lean_chain import ChatLeanVLLM, LeanCostCallback
 from lean_core import CostLedger
+from tests.support.chat_vllm_properties import ChatLeanVLLMProperties
 
 pytestmark = pytest.mark.integration
 
@@ -22,34 +23,10 @@ LONG_PREFIX = "Reference notes: " + " ".join(
 )
 
 
-class TestChatLeanVLLMIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[ChatLeanVLLM]:
-        return ChatLeanVLLM
-
+class TestChatLeanVLLMIntegration(ChatLeanVLLMProperties, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"max_tokens": 100}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def structured_output_kwargs(self) -> dict[str, Any]:
-        return {"method": "json_schema"}
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
     @property
     def supported_usage_metadata_details(self) -> dict[Any, list[Any]]:

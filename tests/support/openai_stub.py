@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from lean_core.usage import TokenUsage
+
 
 @dataclass
 class StubUsage:
@@ -20,6 +22,10 @@ class StubUsage:
     cached_tokens: int = 64
     completion_tokens: int = 15
     reasoning_tokens: int = 5
+
+    def as_token_usage(self) -> TokenUsage:
+        return TokenUsage(input_tokens=self.prompt_tokens, cached_input_tokens=self.cached_tokens,
+                          output_tokens=self.completion_tokens, reasoning_tokens=self.reasoning_tokens)
 
     def payload(self) -> dict[str, Any]:
         return {

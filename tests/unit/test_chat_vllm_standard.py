@@ -12,36 +12,13 @@ from pydantic import ValidationError
 
 from lean_chain import ChatLeanVLLM
 from lean_core import InvalidParameterError
+from tests.support.chat_vllm_properties import ChatLeanVLLMProperties
 
 
-class TestChatLeanVLLMStandard(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[ChatLeanVLLM]:
-        return ChatLeanVLLM
-
+class TestChatLeanVLLMStandard(ChatLeanVLLMProperties, ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False  # no model-independent tool parser; the bundled model has no tool format
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True  # guided JSON decoding
-
-    @property
-    def structured_output_kwargs(self) -> dict[str, Any]:
-        return {"method": "json_schema"}
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
 
 def test_construction_does_no_io_and_imports_no_engine() -> None:

@@ -10,16 +10,10 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_openai import ChatOpenAI
 
 from lean_chain import LeanCostCallback
-from lean_core import CostLedger, TokenUsage
+from lean_core import CostLedger
 from tests.support.openai_stub import OpenAIStub, StubUsage
 
-EXPECTED = TokenUsage(input_tokens=120, cached_input_tokens=64, output_tokens=15, reasoning_tokens=5)
-
-
-@pytest.fixture
-def stub() -> Iterator[OpenAIStub]:
-    with OpenAIStub() as server:
-        yield server
+EXPECTED = StubUsage().as_token_usage()
 
 
 @pytest.fixture

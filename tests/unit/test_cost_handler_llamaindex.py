@@ -9,17 +9,11 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.llms.mock import MockLLM
 from llama_index.llms.openai import OpenAI
 
-from lean_core import CostLedger, TokenUsage
+from lean_core import CostLedger
 from lean_index import LeanCostHandler
-from tests.support.openai_stub import OpenAIStub
+from tests.support.openai_stub import OpenAIStub, StubUsage
 
-EXPECTED = TokenUsage(input_tokens=120, cached_input_tokens=64, output_tokens=15, reasoning_tokens=5)
-
-
-@pytest.fixture
-def stub() -> Iterator[OpenAIStub]:
-    with OpenAIStub() as server:
-        yield server
+EXPECTED = StubUsage().as_token_usage()
 
 
 @pytest.fixture
