@@ -88,6 +88,34 @@ def _cmd_bench_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_compression(args: argparse.Namespace) -> int:
+    from benchmarks.compression_bench import run_compression_bench
+
+    out = Path(args.out)
+    result = run_compression_bench(
+        args.data, ratios=args.ratio or [0.33, 0.25], methods=args.method or ["truncate"],
+        passages=args.passages, limit=args.limit, target_model=args.target_model,
+        accuracy=args.accuracy, out=out)
+    for row in result.rows:
+        retention = "n/a" if row.answer_retention is None else f"{row.answer_retention:.0%}"
+        support = "" if row.support_retention is None else f" | all support facts {row.support_retention:.0%}"
+        speed = "n/a" if row.tokens_per_s is None else f"{row.tokens_per_s:,.0f}"
+        print(f"{row.dataset} {row.method} target {row.target_ratio:g}: {row.achieved_ratio:.2f}x | answer kept "
+              f"{retention} of {row.answerable_items}{support} | {speed} tok/s")
+    print(f"written: {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+def _kept_share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a kept share in (0, 1], received {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a kept share in (0, 1], received {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lean-inference", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -122,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
     engine.add_argument("--out", default="benchmarks/results/engine.json", help="JSON output path")
     engine.set_defaults(func=_cmd_bench_engine)
+    compression = bench_sub.add_parser("compression", help="context compressors side by side on QA sets")
+    compression.add_argument("--data", action="append", required=True,
+                             help="JSON Lines QA file: SQuAD 2.0, NQ-open oracle, HotpotQA, MiniLongBench (repeatable)")
+    compression.add_argument("--ratio", action="append", type=_kept_share, default=None,
+                             help="target kept share in (0, 1], 0.33 = 3x (repeatable; default: 0.33 and 0.25)")
+    compression.add_argument("--method", action="append", default=None,
+                             help="lean, llmlingua, llmlingua-raw or truncate (repeatable; default: truncate)")
+    compression.add_argument("--passages", type=_positive_int, default=None,
+                             help="NQ files: gold passage + BM25 hard distractors, N passages per context")
+    compression.add_argument("--limit", type=_positive_int, default=None, help="use only the first N items per file")
+    compression.add_argument("--target-model", default="gpt-4o", help="model whose tokens count (default: gpt-4o)")
+    compression.add_argument("--accuracy", action="store_true",
+                             help="also answer with the local model, original vs compressed context (slow on CPU)")
+    compression.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
+    compression.set_defaults(func=_cmd_bench_compression)
 
     assets = sub.add_parser("assets", help="prepare (once) and show the bundled offline models")
     assets.set_defaults(func=_cmd_assets)

@@ -1,0 +1,157 @@
+"""Query-aware relevance of sentences: MiniLM similarity, BM25 overlap, answer-type cues and the
+strength of the passage a sentence sits in, combined on a common (z-score) scale."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from lean_core.compression.segment import Unit
+from lean_core.embeddings import Embedder, default_embedder
+
+__all__ = ["RelevanceScorer"]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    "a an the of in on at to for from by with and or is are was were be been being what which who whom "
+    "whose when where why how do does did this that these those it its as into than then there their "
+    "they he she his her we you your i me my our not no yes can could would should will shall may might "
+    "has have had about over under after before between during also such".split()
+)
+_YEAR_OR_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(January|February|March|April|May|June|July|August|"
+                           r"September|October|November|December)\b|\b\d{1,2}(st|nd|rd|th)\b", re.I)
+_NUMBER = re.compile(r"\d")
+_PROPER = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+
+
+def _terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+def _zscore(values: Sequence[float]) -> list[float]:
+    if not values:
+        return []
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / len(values)
+    std = math.sqrt(var) or 1.0
+    return [(v - mean) / std for v in values]
+
+
+def _bm25(query: list[str], docs: list[list[str]], k1: float = 1.2, b: float = 0.75) -> list[float]:
+    if not query or not docs:
+        return [0.0] * len(docs)
+    n = len(docs)
+    avg = sum(len(d) for d in docs) / n or 1.0
+    df = Counter(t for d in docs for t in set(d))
+    scores = []
+    for doc in docs:
+        tf = Counter(doc)
+        score = 0.0
+        for term in set(query):
+            if tf[term]:
+                idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+                score += idf * tf[term] * (k1 + 1) / (tf[term] + k1 * (1 - b + b * len(doc) / avg))
+        scores.append(score)
+    return scores
+
+
+def _answer_type(question: str) -> str | None:
+    q = question.lower()
+    if re.search(r"\b(when|what year|which year|what date|what century|how long ago)\b", q):
+        return "date"
+    if re.search(r"\b(how many|how much|how long|how old|how far|how big|how tall|percentage|population|number of)\b", q):
+        return "number"
+    if re.search(r"\b(who|whom|whose)\b", q):
+        return "person"
+    if re.search(r"\b(where|which country|which city)\b", q):
+        return "place"
+    return None
+
+
+def _type_match(kind: str | None, text: str) -> float:
+    if kind == "date":
+        return 1.0 if _YEAR_OR_DATE.search(text) else 0.0
+    if kind == "number":
+        return 1.0 if _NUMBER.search(text) else 0.0
+    if kind in ("person", "place"):
+        return 1.0 if _PROPER.search(text) else 0.0
+    return 0.0
+
+
+class RelevanceScorer:
+    """Scores units for a question (or, without one, for centrality to the whole context)."""
+
+    def __init__(self, embedder: Embedder | None = None, *, semantic_weight: float = 1.0,
+                 lexical_weight: float = 0.8, type_weight: float = 0.35, passage_weight: float = 0.6,
+                 neighbour_weight: float = 0.25, max_embedded_units: int = 1024) -> None:
+        self._embedder = embedder
+        self.semantic_weight = semantic_weight
+        self.lexical_weight = lexical_weight
+        self.type_weight = type_weight
+        self.passage_weight = passage_weight
+        self.neighbour_weight = neighbour_weight
+        self.max_embedded_units = max_embedded_units
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder or default_embedder()
+
+    def score(self, units: Sequence[Unit], *, question: str | None,
+              titles: Sequence[str] | None = None) -> list[float]:
+        """One score per unit; higher is more relevant. Units of one passage share its prior."""
+        if not units:
+            return []
+        texts = [u.text if not titles else f"{titles[u.passage]}: {u.text}" for u in units]
+        # Clauses are short and their own scores are noisy: blend each with its whole sentence.
+        sentence_of = [(u.passage, u.sentence) if u.sentence >= 0 else (u.passage, -1 - i)
+                       for i, u in enumerate(units)]
+        sentence_text: dict[tuple[int, int], str] = {}
+        for key, text in zip(sentence_of, texts, strict=True):
+            sentence_text[key] = f"{sentence_text[key]} {text}" if key in sentence_text else text
+        keys = list(sentence_text)
+        all_texts = texts + [sentence_text[k] for k in keys]
+        query = _terms(question) if question else []
+        lexical_all = _bm25(query, [_terms(t) for t in all_texts]) if question else [0.0] * len(all_texts)
+        semantic_all = self._semantic(all_texts, question, lexical_all)
+        position = {k: len(texts) + j for j, k in enumerate(keys)}
+        semantic = [0.5 * semantic_all[i] + 0.5 * semantic_all[position[k]] for i, k in enumerate(sentence_of)]
+        lexical = [0.5 * lexical_all[i] + 0.5 * lexical_all[position[k]] for i, k in enumerate(sentence_of)]
+        kind = _answer_type(question) if question else None
+        typed = [_type_match(kind, u.text) for u in units]
+        combined = [self.semantic_weight * s + self.lexical_weight * lx + self.type_weight * t
+                    for s, lx, t in zip(_zscore(semantic), _zscore(lexical), typed, strict=True)]
+        best_in_passage: dict[int, float] = {}
+        for unit, value in zip(units, combined, strict=True):
+            best_in_passage[unit.passage] = max(best_in_passage.get(unit.passage, -math.inf), value)
+        scores = []
+        for i, (unit, value) in enumerate(zip(units, combined, strict=True)):
+            score = value + self.passage_weight * best_in_passage[unit.passage]
+            for j in (i - 1, i + 1):  # continuation pieces ("It ...", ", which ...") ride along
+                if 0 <= j < len(units) and units[j].passage == unit.passage and combined[j] > 0:
+                    same_sentence = unit.sentence >= 0 and units[j].sentence == unit.sentence
+                    score += self.neighbour_weight * (2 if same_sentence else 1) * combined[j]
+            scores.append(score)
+        return scores
+
+    def _semantic(self, texts: list[str], question: str | None, lexical: list[float]) -> list[float]:
+        import numpy as np
+
+        # Very long contexts: embed the lexically most promising units (or an even sample without
+        # a question) so a 1M-character context stays bounded in time.
+        indices = list(range(len(texts)))
+        if len(texts) > self.max_embedded_units:
+            if question:
+                indices = sorted(sorted(indices, key=lambda i: -lexical[i])[: self.max_embedded_units])
+            else:
+                step = len(texts) / self.max_embedded_units
+                indices = sorted({int(k * step) for k in range(self.max_embedded_units)})
+        vectors: Any = self.embedder.encode([texts[i] for i in indices])
+        anchor = self.embedder.encode([question])[0] if question else vectors.mean(axis=0)
+        sims = vectors @ anchor
+        out = [float(np.min(sims)) if len(sims) else 0.0] * len(texts)
+        for position, i in enumerate(indices):
+            out[i] = float(sims[position])
+        return out
