@@ -87,11 +87,20 @@ def find_protected_spans(text: str, *, kinds: Sequence[str] = DEFAULT_PROTECTED_
         raise InvalidParameterError("kinds", allowed=f"a subset of {list(DEFAULT_PROTECTED_KINDS)}",
                                     received=sorted(unknown))
     raw: list[tuple[int, int, str]] = []
+    # Fenced blocks first, then everything else on a copy with those blocks blanked out: a
+    # backtick pair spanning two fences must not read as inline code joining them.
+    masked = text
+    if "code_block" in kinds:
+        for m in _PATTERNS["code_block"].finditer(text):
+            raw.append((m.start(), m.end(), "code_block"))
+            masked = masked[:m.start()] + " " * (m.end() - m.start()) + masked[m.end():]
     for kind in kinds:
+        if kind == "code_block":
+            continue
         if kind == "json":
-            raw.extend((s, e, "json") for s, e in _json_spans(text))
+            raw.extend((s, e, "json") for s, e in _json_spans(masked))
         else:
-            raw.extend((m.start(), m.end(), kind) for m in _PATTERNS[kind].finditer(text) if m.end() > m.start())
+            raw.extend((m.start(), m.end(), kind) for m in _PATTERNS[kind].finditer(masked) if m.end() > m.start())
     for pattern in patterns:
         compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
         raw.extend((m.start(), m.end(), "user") for m in compiled.finditer(text) if m.end() > m.start())

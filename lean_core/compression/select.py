@@ -115,7 +115,8 @@ class RelevanceScorer:
         all_texts = texts + [sentence_text[k] for k in keys]
         query = _terms(question) if question else []
         lexical_all = _bm25(query, [_terms(t) for t in all_texts]) if question else [0.0] * len(all_texts)
-        semantic_all = self._semantic(all_texts, question, lexical_all)
+        semantic_all = (self._semantic(all_texts, question, lexical_all) if self.semantic_weight
+                        else [0.0] * len(all_texts))
         position = {k: len(texts) + j for j, k in enumerate(keys)}
         semantic = [0.5 * semantic_all[i] + 0.5 * semantic_all[position[k]] for i, k in enumerate(sentence_of)]
         lexical = [0.5 * lexical_all[i] + 0.5 * lexical_all[position[k]] for i, k in enumerate(sentence_of)]

@@ -1,0 +1,148 @@
+"""LeanCompressor: budgets hold, protected spans are never altered, bad input is handled."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from lean_core import InvalidParameterError, TokenCounter
+from lean_core.compression import (
+    CompressionBudget,
+    LeanCompressor,
+    MissingQuestionError,
+    find_protected_spans,
+)
+from lean_core.compression.normalize import dedupe_passages, normalize_whitespace
+from lean_core.compression.segment import split_clauses, split_sentences
+from lean_core.compression.select import RelevanceScorer
+
+LEXICAL = RelevanceScorer(semantic_weight=0.0)  # no embedding model: fast property tests
+COUNTER = TokenCounter()
+
+
+def _lexical(**kwargs: object) -> LeanCompressor:
+    return LeanCompressor(scorer=LEXICAL, token_counter=COUNTER, **kwargs)  # type: ignore[arg-type]
+
+
+PROTECTED_ITEMS = st.sampled_from([
+    "$6.95", "2026-03-14", "order #48213", "v2.1.0", "https://example.com/a?b=1&c=2", "bob.smith@example.org",
+    "get_user_id", "camelCaseName", "`x = f(1, 2)`", '"exact quoted words"', '{"key": [1, 2, 3]}',
+    "```python\nfor i in range(3):\n    print(i)\n```", "42%", "A1B2C3", "3.14159", "NASA",
+])
+WORDS = st.sampled_from("the refund policy allows returns within days of delivery for members and others "
+                        "who bought items on sale or with gift cards at the store".split())
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> str:
+    sentences = []
+    for _ in range(draw(st.integers(1, 14))):
+        words = draw(st.lists(WORDS, min_size=2, max_size=18))
+        for _ in range(draw(st.integers(0, 2))):
+            words.insert(draw(st.integers(0, len(words))), draw(PROTECTED_ITEMS))
+        sentences.append(" ".join(words).capitalize() + draw(st.sampled_from([".", "!", "?", ";", ","])))
+    return draw(st.sampled_from([" ", "\n", "  ", "\n\n"])).join(sentences)
+
+
+def _protected_texts(text: str) -> set[str]:
+    return {s.text(text) for s in find_protected_spans(text)}
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents(), ratio=st.floats(0.05, 1.0), question=st.sampled_from([None, "refund days for members?"]))
+def test_budget_holds_and_protected_spans_survive_verbatim(doc: str, ratio: float, question: str | None) -> None:
+    result = _lexical().compress(doc, budget=CompressionBudget(ratio=ratio, target_model="gpt-4"), question=question)
+    assert result.compressed_tokens <= result.target_tokens
+    assert result.compressed_tokens == COUNTER.count(result.text, "gpt-4").tokens
+    # Every protected span in the output is one of the input's, byte for byte; none is cut.
+    assert _protected_texts(result.text) <= _protected_texts(normalize_whitespace(doc)) | _protected_texts(doc)
+    for span in find_protected_spans(doc, kinds=("code_block", "json", "url", "email")):
+        piece = span.text(doc)
+        head = piece[: max(1, len(piece) // 2)]
+        assert piece in result.text or head not in result.text or piece.count(head) != doc.count(head)
+
+
+@settings(max_examples=800, deadline=None)
+@given(text=st.text(min_size=0, max_size=400), target=st.integers(1, 120))
+def test_arbitrary_unicode_never_crashes_and_budget_holds(text: str, target: int) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(InvalidParameterError, match="context"):
+            _lexical().compress(text, budget=CompressionBudget(target_tokens=target, target_model="gpt-4"))
+        return
+    result = _lexical().compress(text, budget=CompressionBudget(target_tokens=target, target_model="gpt-4"))
+    assert result.compressed_tokens <= max(result.target_tokens, 0) or result.original_tokens == 0
+
+
+def test_sentences_and_clauses_never_cut_protected_spans() -> None:
+    text = ('Call get_user_id() at https://a.io/x.y. It costs $6.95, i.e. about 7, on 2026-03-14. '
+            'Config {"a": [1, 2], "b": "x. y"} loads. Dr. Who said "Stop. Now." and left.')
+    spans = find_protected_spans(text)
+    for units in (split_sentences(text, spans), split_clauses(text, spans)):
+        for span in spans:
+            assert any(u.start <= span.start and span.end <= u.end for u in units), span.text(text)
+    assert [u.text for u in split_sentences(text, spans)][-1] == 'Dr. Who said "Stop. Now." and left.'
+
+
+def test_normalisation_keeps_code_and_dedupes() -> None:
+    text = "a   b\n\n\n\nc  `x   y`  d\n```\nkeep    these   spaces\n```"
+    out = normalize_whitespace(text)
+    assert "`x   y`" in out and "keep    these   spaces" in out and "a b\n\nc `x   y` d" in out
+    keep, dropped = dedupe_passages(["Same text here now.", "same  text here now.", "Other words entirely here."])
+    assert keep == [0, 2] and dropped[0].kind == "duplicate"
+
+
+def test_passages_keep_their_boundaries_and_order_options() -> None:
+    passages = ["Paris is the capital of France.", "The Nile is a river in Africa.", "Bananas are yellow."]
+    for order in ("original", "relevance", "edges"):
+        result = _lexical(order=order).compress(passages, budget=CompressionBudget(ratio=0.7, target_model="gpt-4"),
+                                                question="What is the capital of France?")
+        assert "Paris is the capital of France." in result.text.split("\n\n")
+    with pytest.raises(InvalidParameterError, match="order"):
+        LeanCompressor(order="random")  # type: ignore[arg-type]
+
+
+def test_bad_budgets_and_inputs() -> None:
+    with pytest.raises(ValidationError, match="ratio"):
+        CompressionBudget(ratio=0.0)
+    with pytest.raises(ValidationError, match="ratio"):
+        CompressionBudget(ratio=1.5)
+    with pytest.raises(ValidationError, match="exactly one"):
+        CompressionBudget(ratio=0.5, target_tokens=10)
+    with pytest.raises(ValidationError, match="target_tokens"):
+        CompressionBudget(target_tokens=0)
+    with pytest.raises(InvalidParameterError, match="decode bytes"):
+        _lexical().compress(b"\xff\xfe binary", budget=CompressionBudget(ratio=0.5))  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="lone surrogates"):
+        _lexical().compress("bad \udcff text", budget=CompressionBudget(ratio=0.5))
+    with pytest.raises(MissingQuestionError, match="question"):
+        _lexical(require_question=True).compress("Some text. More text.", budget=CompressionBudget(ratio=0.5))
+
+
+def test_empty_and_already_small_inputs_pass_through() -> None:
+    empty = _lexical().compress("", budget=CompressionBudget(ratio=0.5))
+    assert empty.text == "" and empty.original_tokens == 0 and empty.budget_met
+    small = _lexical().compress("Short text.", budget=CompressionBudget(target_tokens=500, target_model="gpt-4"))
+    assert small.text == "Short text." and small.note == "input already within budget"
+
+
+def test_mixed_scripts_compress_within_budget() -> None:
+    text = ("東京は日本の首都です。人口は約1400万人です。富士山は日本で一番高い山です。"
+            " القاهرة هي عاصمة مصر. يبلغ عدد سكانها 10 ملايين نسمة. "
+            "Paris is the capital of France. It has 2.1 million people.")
+    result = _lexical().compress(text, budget=CompressionBudget(ratio=0.5, target_model="gpt-4"),
+                                 question="日本の首都はどこですか?")
+    assert 0 < result.compressed_tokens <= result.target_tokens
+    assert all(piece in text for piece in re.split(r"\s+", result.text) if piece)
+
+
+def test_protected_content_larger_than_target_is_reported_not_cut() -> None:
+    code = "```python\n" + "\n".join(f"value_{i} = compute_{i}(x)" for i in range(40)) + "\n```"
+    result = _lexical().compress(code, budget=CompressionBudget(target_tokens=20, target_model="gpt-4"))
+    assert result.text == "" and result.compressed_tokens == 0
+    assert result.note is not None and "protected spans are never altered" in result.note
