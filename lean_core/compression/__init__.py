@@ -2,6 +2,7 @@
 
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.lean import LeanCompressor, MissingQuestionError
+from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
 from lean_core.compression.protect import ProtectedSpan, find_protected_spans
 from lean_core.compression.types import CompressionBudget, CompressionResult, DroppedSegment
 
@@ -11,6 +12,7 @@ __all__ = [
     "Compressor",
     "ContextInput",
     "DroppedSegment",
+    "LLMLinguaCompressor",
     "LeanCompressor",
     "MissingQuestionError",
     "ProtectedSpan",
