@@ -4,7 +4,8 @@ from lean_core._extras import require as _require
 
 _require("llama_index.core", extra="llamaindex", feature="lean_index")
 
+from lean_index.compress_postprocessor import LeanCompressPostprocessor  # noqa: E402
 from lean_index.cost_handler import LeanCostHandler  # noqa: E402
 from lean_index.vllm_llm import LeanVLLM  # noqa: E402
 
-__all__ = ["LeanCostHandler", "LeanVLLM"]
+__all__ = ["LeanCompressPostprocessor", "LeanCostHandler", "LeanVLLM"]

@@ -1,0 +1,60 @@
+"""LeanDocumentCompressor: query-aware compression of retrieved documents, one budget for all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+
+from lean_chain.compress import CompressionOptions, _Job, kept_documents
+from lean_core.compression import CompressionResult
+from lean_core.tokens import count_tokens
+
+__all__ = ["LeanDocumentCompressor"]
+
+
+class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
+    """A document compressor for ``ContextualCompressionRetriever``.
+
+    The documents are compressed together, as passages, for the query under one budget (a
+    ``ratio`` of their total tokens or ``target_tokens``). Each returned document is a copy of an
+    input document (its own metadata and id) holding only its kept text, with
+    ``metadata["lean_compression"] = {"original_tokens": ..., "kept_tokens": ...}`` (in
+    ``target_model`` tokens); documents with nothing kept are dropped.
+
+    Example::
+
+        retriever = ContextualCompressionRetriever(
+            base_compressor=LeanDocumentCompressor(target_tokens=400), base_retriever=base)
+    """
+
+    def compress_documents(self, documents: Sequence[Document], query: str,
+                           callbacks: Callbacks | None = None) -> Sequence[Document]:
+        if not documents:
+            return []
+        results = self._run_jobs([self._job(documents, query)])
+        self._record(results, None)
+        return self._annotate(documents, results[0])
+
+    async def acompress_documents(self, documents: Sequence[Document], query: str,
+                                  callbacks: Callbacks | None = None) -> Sequence[Document]:
+        if not documents:
+            return []
+        results = await self._arun_jobs([self._job(documents, query)])
+        await self._arecord(results, None)
+        return self._annotate(documents, results[0])
+
+    @staticmethod
+    def _job(documents: Sequence[Document], query: str) -> _Job:
+        return _Job([d.page_content for d in documents], query or None)
+
+    def _annotate(self, documents: Sequence[Document], result: CompressionResult) -> list[Document]:
+        out = []
+        for kept, original in kept_documents(documents, result.text):
+            kept.metadata["lean_compression"] = {
+                "original_tokens": count_tokens(original.page_content, self.target_model).tokens,
+                "kept_tokens": count_tokens(kept.page_content, self.target_model).tokens,
+            }
+            out.append(kept)
+        return out
