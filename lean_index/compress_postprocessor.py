@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from lean_core.compression import CompressionBudget, CompressionResult, Compressor, LeanCompressor
 from lean_core.compression.attribute import budget_from_options, kept_per_passage
 from lean_core.ledger import CostLedger
+from lean_index._offline import ensure_offline_tokenizer
 
 __all__ = ["LeanCompressPostprocessor"]
 
@@ -66,6 +67,7 @@ class LeanCompressPostprocessor(BaseNodePostprocessor):
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore],
                            query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        ensure_offline_tokenizer()
         ranked, passages, question = _prepare(nodes, query_bundle)
         if not ranked:
             return []
@@ -76,6 +78,7 @@ class LeanCompressPostprocessor(BaseNodePostprocessor):
 
     async def _apostprocess_nodes(self, nodes: list[NodeWithScore],
                                   query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        ensure_offline_tokenizer()
         ranked, passages, question = _prepare(nodes, query_bundle)
         if not ranked:
             return []

@@ -28,6 +28,7 @@ from lean_backends.vllm_options import VLLMOptions
 from lean_core.errors import InvalidParameterError
 from lean_core.generation import ChatMessageDict, GenerationChunk, SamplingOptions
 from lean_core.usage import TokenUsage
+from lean_index._offline import ensure_offline_tokenizer
 
 __all__ = ["LeanVLLM"]
 
@@ -74,6 +75,7 @@ class LeanVLLM(VLLMOptions, LLM):
     @property
     def metadata(self) -> LLMMetadata:
         """Context window from the checkpoint's config.json (no engine start), or the server's."""
+        ensure_offline_tokenizer()  # LlamaIndex's prompt helper tokenizes right after reading this
         if self.base_url is not None:
             backend = self.backend()
             window = backend.context_window or DEFAULT_CONTEXT_WINDOW  # 0: the server did not say

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["LeanCompressor", "MissingQuestionError"]
 
 Order = Literal["original", "relevance", "edges"]
-Granularity = Literal["clause", "sentence"]
+Granularity = Literal["auto", "clause", "sentence"]
+# "auto": whole sentences when the budget holds at least this many average sentences; clauses
+# otherwise (short contexts at high ratios, where one sentence is a large share of the budget).
+_AUTO_MIN_SENTENCES_IN_BUDGET = 6
 
 
 class MissingQuestionError(InvalidParameterError):
@@ -45,8 +48,9 @@ class LeanCompressor(Compressor):
     Args:
         order: ``original`` keeps document order; ``relevance`` puts the best first; ``edges``
             puts the best at both ends (against "lost in the middle").
-        granularity: the smallest unit kept or dropped: ``clause`` (sentences split at , ; : and
-            dashes; reaches high ratios on short contexts) or ``sentence``.
+        granularity: the smallest unit kept or dropped: ``sentence``, ``clause`` (sentences split
+            at , ; : and dashes; reaches high ratios on short contexts) or ``auto`` (sentences when
+            the budget holds at least six average sentences, clauses otherwise).
         require_question: raise :class:`MissingQuestionError` without a question (otherwise a
             question-free context falls back to centrality and says so in the result's note).
         protect_kinds / protect_patterns: what counts as protected (kept verbatim, never split).
@@ -61,7 +65,7 @@ class LeanCompressor(Compressor):
         scorer: RelevanceScorer | None = None,
         token_counter: TokenCounter | None = None,
         order: Order = "original",
-        granularity: Granularity = "clause",
+        granularity: Granularity = "auto",
         require_question: bool = False,
         normalize: bool = True,
         dedupe: bool = True,
@@ -74,8 +78,9 @@ class LeanCompressor(Compressor):
         self.scorer = scorer or RelevanceScorer()
         self.counter = token_counter or TokenCounter()
         self.order: Order = order
-        if granularity not in ("clause", "sentence"):
-            raise InvalidParameterError("granularity", allowed="'clause' or 'sentence'", received=granularity)
+        if granularity not in ("auto", "clause", "sentence"):
+            raise InvalidParameterError("granularity", allowed="'auto', 'clause' or 'sentence'",
+                                        received=granularity)
         self.granularity: Granularity = granularity
         self.require_question = require_question
         self.normalize = normalize
@@ -107,13 +112,19 @@ class LeanCompressor(Compressor):
         if self.dedupe and len(passages) > 1:
             keep, removed = dedupe_passages(passages)
             passages, dropped = [passages[i] for i in keep], removed
+        spans_per_passage = [find_protected_spans(p, kinds=self.protect_kinds, patterns=self.protect_patterns)
+                             for p in passages]
+        protected = sum(len(spans) for spans in spans_per_passage)
         units: list[Unit] = []
-        protected = 0
-        for index, passage in enumerate(passages):
-            spans = find_protected_spans(passage, kinds=self.protect_kinds, patterns=self.protect_patterns)
-            protected += len(spans)
-            split = split_clauses if self.granularity == "clause" else split_sentences
-            units.extend(split(passage, spans, passage=index))
+        for index, (passage, spans) in enumerate(zip(passages, spans_per_passage, strict=True)):
+            units.extend(split_sentences(passage, spans, passage=index))
+        granularity = self.granularity
+        if granularity == "auto" and units:
+            mean_sentence = original.tokens / len(units)
+            granularity = "sentence" if target >= _AUTO_MIN_SENTENCES_IN_BUDGET * mean_sentence else "clause"
+        if granularity == "clause":
+            units = [u for index, (passage, spans) in enumerate(zip(passages, spans_per_passage, strict=True))
+                     for u in split_clauses(passage, spans, passage=index)]
         scores = self.scorer.score(units, question=question)
         # Separators mostly merge into the next token; the exact check below keeps the budget.
         costs = [self.counter.count(u.text, model).tokens for u in units]

@@ -86,7 +86,8 @@ class RelevanceScorer:
 
     def __init__(self, embedder: Embedder | None = None, *, semantic_weight: float = 1.0,
                  lexical_weight: float = 0.8, type_weight: float = 0.35, passage_weight: float = 0.6,
-                 neighbour_weight: float = 0.25, max_embedded_units: int = 1024) -> None:
+                 neighbour_weight: float = 0.25, max_embedded_units: int = 1024,
+                 expansion_weight: float = 0.5) -> None:
         self._embedder = embedder
         self.semantic_weight = semantic_weight
         self.lexical_weight = lexical_weight
@@ -94,6 +95,7 @@ class RelevanceScorer:
         self.passage_weight = passage_weight
         self.neighbour_weight = neighbour_weight
         self.max_embedded_units = max_embedded_units
+        self.expansion_weight = expansion_weight
 
     @property
     def embedder(self) -> Embedder:
@@ -135,7 +137,22 @@ class RelevanceScorer:
                     same_sentence = unit.sentence >= 0 and units[j].sentence == unit.sentence
                     score += self.neighbour_weight * (2 if same_sentence else 1) * combined[j]
             scores.append(score)
+        if question and self.expansion_weight and len({u.passage for u in units}) > 1:
+            scores = self._expand(units, texts, question, scores)
         return scores
+
+    def _expand(self, units: Sequence[Unit], texts: list[str], question: str, scores: list[float]) -> list[float]:
+        """Second hop: names in the two best sentences that the question does not mention become
+        extra query terms (the bridge entity of a multi-hop question), rescored lexically."""
+        top = sorted(range(len(units)), key=lambda i: -scores[i])[:2]
+        asked = set(_terms(question))
+        names = {w.lower() for i in top for w in re.findall(r"\b[A-Z][\w'-]+", texts[i])} - asked - _STOPWORDS
+        if not names:
+            return scores
+        second = _zscore(_bm25(sorted(names), [_terms(t) for t in texts]))
+        top_passages = {units[i].passage for i in top}
+        return [s + self.expansion_weight * x * (units[i].passage not in top_passages)
+                for i, (s, x) in enumerate(zip(scores, second, strict=True))]
 
     def _semantic(self, texts: list[str], question: str | None, lexical: list[float]) -> list[float]:
         import numpy as np

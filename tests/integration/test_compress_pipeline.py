@@ -59,6 +59,11 @@ def test_lcel_prompt_compress_chat_model(smollm2_path: Path) -> None:
 
 
 def test_llamaindex_query_engine_with_postprocessor(smollm2_path: Path) -> None:
+    from lean_core.assets import seed_tiktoken_cache
+
+    # LlamaIndex's default splitter asks tiktoken for cl100k_base while building the index; offline,
+    # users seed tiktoken's cache once (`lean-inference assets` does this), as here.
+    seed_tiktoken_cache()
     ledger = CostLedger(":memory:")
     embed = MockEmbedding(embed_dim=8)
     index = VectorStoreIndex.from_documents(
