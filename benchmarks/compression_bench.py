@@ -28,16 +28,24 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from benchmarks._bm25 import BM25
+from benchmarks.qa_datasets import (
+    BenchItem,
+    DatasetKind,
+    build_nq_items,
+    contains_answer,
+    join_context,
+    load_items,
+    longbench_question,
+    normalize,
+)
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.types import CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError
@@ -62,28 +70,8 @@ __all__ = [
     "run_compression_bench",
 ]
 
-DatasetKind = Literal["squad", "nq", "hotpotqa", "longbench"]
-PASSAGE_SEPARATOR = "\n\n"
 _ACCURACY_MAX_TOKENS = 32
 _SHORT_ANSWER_CHARS = 80  # longer gold answers (summaries) are not scored by substring match
-
-
-# -- data -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BenchItem:
-    """One question with its context, as the compressors see it."""
-
-    item_id: str
-    context: str | tuple[str, ...]
-    """One text, or passages whose boundaries matter."""
-    question: str
-    answers: tuple[str, ...]
-    impossible: bool = False
-    """SQuAD 2.0 ``is_impossible``: no answer exists in the context."""
-    support: tuple[str, ...] = ()
-    """HotpotQA supporting-fact sentences (must all survive)."""
-    gold_position: int | None = None
-    """NQ multi-passage contexts: index of the gold passage."""
 
 
 @dataclass
@@ -150,30 +138,6 @@ class CompressionBenchResult:
     rows: list[BenchRow] = field(default_factory=list)
     device: str = ""
     date: str = ""
-
-
-# -- matching -------------------------------------------------------------------------------------
-def normalize(text: str) -> str:
-    """Lower-cased text with every whitespace run collapsed to one space."""
-    return " ".join(text.lower().split())
-
-
-def contains_answer(text: str, answers: Iterable[str]) -> bool:
-    """True if any non-empty gold answer occurs in ``text`` (normalised), not inside a longer word.
-
-    The word-boundary condition keeps short answers honest ("no" is not found in "north").
-    """
-    haystack = normalize(text)
-    for answer in answers:
-        needle = normalize(answer)
-        if needle and re.search(rf"(?<![0-9a-z]){re.escape(needle)}(?![0-9a-z])", haystack):
-            return True
-    return False
-
-
-def join_context(context: ContextInput) -> str:
-    """The context as one text (passages separated by a blank line)."""
-    return context if isinstance(context, str) else PASSAGE_SEPARATOR.join(context)
 
 
 # -- the truncation baseline ----------------------------------------------------------------------
@@ -263,135 +227,6 @@ def _resolve_method(method: str | Compressor) -> tuple[str, Compressor]:
 
 
 # -- datasets -------------------------------------------------------------------------------------
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _detect_kind(row: dict[str, Any], path: Path) -> DatasetKind:
-    if "ctxs" in row:
-        return "nq"
-    if "supporting_facts" in row:
-        return "hotpotqa"
-    if "prompt" in row and "task" in row:
-        return "longbench"
-    if isinstance(row.get("context"), str) and "question" in row:
-        return "squad"
-    raise InvalidParameterError(
-        "data file", allowed="SQuAD, NQ-open oracle, HotpotQA or MiniLongBench JSON Lines",
-        received=f"{path} (fields {sorted(row)})")
-
-
-def longbench_question(prompt: str) -> str:
-    """The question of a LongBench prompt: the text after its last "Question:"/"Query:" marker
-    (up to "Answer:"), else its last line that is not a bare label such as "Summary:"."""
-    marker = max(prompt.rfind("Question:"), prompt.rfind("Query:"))
-    if marker >= 0:
-        tail = prompt[marker:].split(":", 1)[1]
-        question = re.split(r"\n\s*Answer:", tail, maxsplit=1)[0].strip()
-        if question:
-            return question
-    lines = [line.strip() for line in prompt.splitlines() if line.strip()]
-    while lines and re.fullmatch(r"[A-Za-z ]{1,24}:", lines[-1]):
-        lines.pop()
-    return lines[-1] if lines else ""
-
-
-def _squad_items(rows: list[dict[str, Any]]) -> list[BenchItem]:
-    return [BenchItem(item_id=str(r.get("id", i)), context=r["context"], question=r["question"],
-                      answers=tuple(a for a in r.get("answers", []) if a),
-                      impossible=bool(r.get("is_impossible", False)))
-            for i, r in enumerate(rows)]
-
-
-def _hotpot_items(rows: list[dict[str, Any]]) -> list[BenchItem]:
-    items = []
-    for i, r in enumerate(rows):
-        paragraphs = {title: sentences for title, sentences in r["context"]}
-        support = tuple(paragraphs[title][k].strip() for title, k in r["supporting_facts"]
-                        if title in paragraphs and 0 <= k < len(paragraphs[title])
-                        and paragraphs[title][k].strip())
-        items.append(BenchItem(
-            item_id=str(r.get("_id", i)), question=r["question"], answers=(str(r["answer"]),),
-            context=tuple(f"{title}: {''.join(sentences).strip()}" for title, sentences in r["context"]),
-            support=support))
-    return items
-
-
-def _longbench_items(rows: list[dict[str, Any]]) -> list[BenchItem]:
-    return [BenchItem(item_id=f"{r['task']}-{r['idx']}", context=r["prompt"],
-                      question=longbench_question(r["prompt"]), answers=tuple(a for a in r["answers"] if a))
-            for r in rows]
-
-
-def _nq_passage(ctx: dict[str, Any]) -> str:
-    return f"{ctx['title']}: {ctx['text']}".strip()
-
-
-def _nq_gold(row: dict[str, Any]) -> dict[str, Any]:
-    return next((c for c in row["ctxs"] if c.get("isgold")), row["ctxs"][0])
-
-
-def build_nq_items(rows: Sequence[dict[str, Any]], *, passages: int | None, limit: int | None = None,
-                   seed: int = 0) -> list[BenchItem]:
-    """NQ-open oracle items, one gold passage each; with ``passages=N``, N-passage contexts.
-
-    Distractors for item i are the gold passages of the *other* items of ``rows`` (all of them,
-    whatever ``limit``), ranked by BM25 against item i's question, skipping any that contains one
-    of item i's gold answers (plain normalised substring, the strictest test) or repeats a passage
-    already taken. The gold passage goes to position ``Random(seed * 1_000_003 + i).randrange(N)``.
-    """
-    if passages is not None and passages < 1:
-        raise InvalidParameterError("passages", allowed="a whole number >= 1", received=passages)
-    pool = [_nq_passage(_nq_gold(r)) for r in rows]
-    count = len(rows) if limit is None else min(limit, len(rows))
-    index = BM25(pool) if passages is not None and passages > 1 else None
-    items = []
-    for i in range(count):
-        row = rows[i]
-        answers = tuple(a for a in row["answers"] if a)
-        gold = pool[i]
-        if index is None or passages is None:
-            items.append(BenchItem(item_id=str(i), context=(gold,), question=row["question"],
-                                   answers=answers, gold_position=0))
-            continue
-        needles = [normalize(a) for a in answers if normalize(a)]
-        seen = {normalize(gold)}
-        distractors: list[str] = []
-        for j in index.rank(row["question"]):
-            if len(distractors) == passages - 1:
-                break
-            text = normalize(pool[j])
-            if j == i or text in seen or any(n in text for n in needles):
-                continue
-            seen.add(text)
-            distractors.append(pool[j])
-        position = random.Random(seed * 1_000_003 + i).randrange(len(distractors) + 1)
-        context = (*distractors[:position], gold, *distractors[position:])
-        items.append(BenchItem(item_id=str(i), context=context, question=row["question"],
-                               answers=answers, gold_position=position))
-    return items
-
-
-def load_items(path: str | Path, *, passages: int | None = None, limit: int | None = None,
-               seed: int = 0) -> tuple[DatasetKind, list[BenchItem]]:
-    """The items of one data file (its kind detected from the fields); ``passages`` applies to
-    NQ-style files only, ``limit`` keeps the first N items."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidParameterError("data", allowed="an existing JSON Lines file", received=str(path))
-    rows = _read_jsonl(path)
-    if not rows:
-        raise InvalidParameterError("data", allowed="a non-empty JSON Lines file", received=str(path))
-    kind = _detect_kind(rows[0], path)
-    if kind == "nq":
-        return kind, build_nq_items(rows, passages=passages, limit=limit, seed=seed)
-    rows = rows if limit is None else rows[:limit]
-    builders = {"squad": _squad_items, "hotpotqa": _hotpot_items, "longbench": _longbench_items}
-    return kind, builders[kind](rows)
-
-
-# -- the run --------------------------------------------------------------------------------------
 @dataclass
 class _Tally:
     """Per-item measurements of one (dataset, method, ratio), turned into a BenchRow at the end."""
