@@ -24,6 +24,7 @@ _STOPWORDS = frozenset(
 _YEAR_OR_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(January|February|March|April|May|June|July|August|"
                            r"September|October|November|December)\b|\b\d{1,2}(st|nd|rd|th)\b", re.I)
 _NUMBER = re.compile(r"\d")
+_NAME = re.compile(r"\b[A-Z][\w'-]+")
 _PROPER = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
 
 
@@ -82,12 +83,23 @@ def _type_match(kind: str | None, text: str) -> float:
 
 
 class RelevanceScorer:
-    """Scores units for a question (or, without one, for centrality to the whole context)."""
+    """Scores units for a question (or, without one, for centrality to the whole context).
+
+    The weights scale z-scored signals: ``semantic`` (MiniLM cosine to the question), ``lexical``
+    (BM25), ``type`` (the unit holds the kind of thing asked for: a date, a number, a name),
+    ``passage`` (the passage's strength, see below) and ``neighbour`` (adjacent relevant pieces).
+    With several passages, a passage's strength adds ``lead_weight`` x the question's overlap with
+    its first ``lead_terms`` words and ``hop_weight`` x a bridge hop from the strongest passage;
+    ``expansion_weight`` scales a sentence-level bridge round. ``embed_clauses=False`` embeds whole
+    sentences only (clauses inherit their sentence's similarity): about twice as fast, and no
+    less accurate on the shared SQuAD/HotpotQA/NQ data.
+    """
 
     def __init__(self, embedder: Embedder | None = None, *, semantic_weight: float = 1.0,
                  lexical_weight: float = 0.8, type_weight: float = 0.35, passage_weight: float = 0.6,
                  neighbour_weight: float = 0.25, max_embedded_units: int = 1024,
-                 expansion_weight: float = 0.5) -> None:
+                 expansion_weight: float = 0.5, lead_weight: float = 1.0, hop_weight: float = 1.0,
+                 lead_terms: int = 8, embed_clauses: bool = False) -> None:
         self._embedder = embedder
         self.semantic_weight = semantic_weight
         self.lexical_weight = lexical_weight
@@ -96,6 +108,10 @@ class RelevanceScorer:
         self.neighbour_weight = neighbour_weight
         self.max_embedded_units = max_embedded_units
         self.expansion_weight = expansion_weight
+        self.lead_weight = lead_weight
+        self.hop_weight = hop_weight
+        self.lead_terms = lead_terms
+        self.embed_clauses = embed_clauses
 
     @property
     def embedder(self) -> Embedder:
@@ -117,10 +133,15 @@ class RelevanceScorer:
         all_texts = texts + [sentence_text[k] for k in keys]
         query = _terms(question) if question else []
         lexical_all = _bm25(query, [_terms(t) for t in all_texts]) if question else [0.0] * len(all_texts)
-        semantic_all = (self._semantic(all_texts, question, lexical_all) if self.semantic_weight
-                        else [0.0] * len(all_texts))
         position = {k: len(texts) + j for j, k in enumerate(keys)}
-        semantic = [0.5 * semantic_all[i] + 0.5 * semantic_all[position[k]] for i, k in enumerate(sentence_of)]
+        if not self.semantic_weight:
+            semantic = [0.0] * len(texts)
+        elif self.embed_clauses:
+            semantic_all = self._semantic(all_texts, question, lexical_all)
+            semantic = [0.5 * semantic_all[i] + 0.5 * semantic_all[position[k]] for i, k in enumerate(sentence_of)]
+        else:  # one embedding per sentence; its clauses differ by their lexical and type scores
+            per_sentence = self._semantic(all_texts[len(texts):], question, lexical_all[len(texts):])
+            semantic = [per_sentence[position[k] - len(texts)] for k in sentence_of]
         lexical = [0.5 * lexical_all[i] + 0.5 * lexical_all[position[k]] for i, k in enumerate(sentence_of)]
         kind = _answer_type(question) if question else None
         typed = [_type_match(kind, u.text) for u in units]
@@ -129,9 +150,11 @@ class RelevanceScorer:
         best_in_passage: dict[int, float] = {}
         for unit, value in zip(units, combined, strict=True):
             best_in_passage[unit.passage] = max(best_in_passage.get(unit.passage, -math.inf), value)
+        strength = (self._passage_strength(units, question, best_in_passage)
+                    if question and len(best_in_passage) > 1 else best_in_passage)
         scores = []
         for i, (unit, value) in enumerate(zip(units, combined, strict=True)):
-            score = value + self.passage_weight * best_in_passage[unit.passage]
+            score = value + self.passage_weight * strength[unit.passage]
             for j in (i - 1, i + 1):  # continuation pieces ("It ...", ", which ...") ride along
                 if 0 <= j < len(units) and units[j].passage == unit.passage and combined[j] > 0:
                     same_sentence = unit.sentence >= 0 and units[j].sentence == unit.sentence
@@ -141,12 +164,45 @@ class RelevanceScorer:
             scores = self._expand(units, texts, question, scores)
         return scores
 
+    def _passage_strength(self, units: Sequence[Unit], question: str,
+                          best_in_passage: dict[int, float]) -> dict[int, float]:
+        """How strongly each passage answers the question, over two hops.
+
+        Hop one: its best sentence, plus the question's overlap with the passage's lead (its first
+        words: a title or the entity it is about). Hop two: names that the strongest passage
+        mentions and the question does not are looked up in the other passages' leads; a passage
+        *about* such a name is the bridge of a multi-hop question (Wikipedia-style corpora link
+        entities this way).
+        """
+        passages = list(best_in_passage)
+        words: dict[int, list[str]] = {p: [] for p in passages}
+        raw: dict[int, list[str]] = {p: [] for p in passages}
+        for unit in units:
+            if len(words[unit.passage]) < self.lead_terms:
+                words[unit.passage].extend(_terms(unit.text))
+            raw[unit.passage].append(unit.text)
+        leads = [words[p][: self.lead_terms] for p in passages]
+        first = _zscore([best_in_passage[p] for p in passages])
+        lead_match = _zscore(_bm25(_terms(question), leads))
+        strength = {p: f + self.lead_weight * m for p, f, m in zip(passages, first, lead_match, strict=True)}
+        if not self.hop_weight:
+            return strength
+        top = max(passages, key=strength.__getitem__)
+        asked = set(_terms(question))
+        names = {w.lower() for text in raw[top] for w in _NAME.findall(text)} - asked - _STOPWORDS
+        others = [p for p in passages if p != top]
+        if names and others:
+            hop = _zscore(_bm25(sorted(names), [leads[passages.index(p)] for p in others]))
+            for p, h in zip(others, hop, strict=True):
+                strength[p] += self.hop_weight * h
+        return strength
+
     def _expand(self, units: Sequence[Unit], texts: list[str], question: str, scores: list[float]) -> list[float]:
         """Second hop: names in the two best sentences that the question does not mention become
         extra query terms (the bridge entity of a multi-hop question), rescored lexically."""
         top = sorted(range(len(units)), key=lambda i: -scores[i])[:2]
         asked = set(_terms(question))
-        names = {w.lower() for i in top for w in re.findall(r"\b[A-Z][\w'-]+", texts[i])} - asked - _STOPWORDS
+        names = {w.lower() for i in top for w in _NAME.findall(texts[i])} - asked - _STOPWORDS
         if not names:
             return scores
         second = _zscore(_bm25(sorted(names), [_terms(t) for t in texts]))
@@ -166,10 +222,14 @@ class RelevanceScorer:
             else:
                 step = len(texts) / self.max_embedded_units
                 indices = sorted({int(k * step) for k in range(self.max_embedded_units)})
-        vectors: Any = self.embedder.encode([texts[i] for i in indices])
-        anchor = self.embedder.encode([question])[0] if question else vectors.mean(axis=0)
-        sims = vectors @ anchor
+        # A sentence that is its own only unit appears twice in ``texts``: embed each text once, and
+        # the question in the same batch (one model call per compression).
+        unique = list(dict.fromkeys(texts[i] for i in indices))
+        row = {text: k for k, text in enumerate(unique)}
+        vectors: Any = self.embedder.encode([*unique, question] if question else unique)
+        anchor = vectors[-1] if question else vectors.mean(axis=0)
+        sims = vectors[: len(unique)] @ anchor
         out = [float(np.min(sims)) if len(sims) else 0.0] * len(texts)
-        for position, i in enumerate(indices):
-            out[i] = float(sims[position])
+        for i in indices:
+            out[i] = float(sims[row[texts[i]]])
         return out
