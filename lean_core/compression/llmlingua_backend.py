@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lean_core._extras import require
+from lean_core.compression._llmlingua_spans import locate_spans, pick_standin, tag_passage
 from lean_core.compression.base import Compressor, ContextInput
+from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS, ProtectedSpan, find_protected_spans
 from lean_core.compression.types import CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError
 from lean_core.tokens import TokenCounter
@@ -234,6 +236,10 @@ class LLMLinguaCompressor(Compressor):
             (0, 1.5]. With its last-window overshoot corrected, llmlingua tends to land 5-15%
             under what it is asked; above 1 uses more of the budget at the risk of a retry.
         token_counter: counts the budget in ``budget.target_model``'s tokenizer.
+        protect_kinds / protect_patterns: protected spans (see ``find_protected_spans``), passed
+            to llmlingua as ``compress=False`` segments and never cut by the final trim, so they
+            come out byte for byte or not at all. Not in ``raw`` mode. LLMLingua-2 checkpoints
+            ignore such segments (upstream #114): with one, pass ``protect_kinds=()`` to accept that.
     """
 
     name = "llmlingua"
@@ -251,6 +257,8 @@ class LLMLinguaCompressor(Compressor):
         max_attempts: int = 2,
         first_attempt_share: float = 1.0,
         token_counter: TokenCounter | None = None,
+        protect_kinds: Sequence[str] = DEFAULT_PROTECTED_KINDS,
+        protect_patterns: Sequence[str] = (),
     ) -> None:
         if model_path is not None and not isinstance(model_path, str | os.PathLike):
             raise InvalidParameterError("model_path", allowed="a local directory or None", received=model_path)
@@ -273,6 +281,9 @@ class LLMLinguaCompressor(Compressor):
         self.max_attempts = int(max_attempts)
         self.first_attempt_share = float(first_attempt_share)
         self.counter = token_counter or TokenCounter()
+        self.protect_kinds = tuple(protect_kinds)
+        self.protect_patterns = tuple(protect_patterns)
+        find_protected_spans("", kinds=self.protect_kinds, patterns=self.protect_patterns)  # validates
         self._scorer = _Scorer(model_path, device)
 
     def load(self) -> None:
@@ -301,13 +312,23 @@ class LLMLinguaCompressor(Compressor):
             return CompressionResult(text=original_text, compressed_tokens=original.tokens,
                                      budget_met=True, note="input already within budget", **base)
         self.load()
+        protect = not self.raw and bool(self.protect_kinds or self.protect_patterns)
+        if protect and self._scorer.token_classifier:
+            raise InvalidParameterError(
+                "protect_kinds", allowed="() with an LLMLingua-2 checkpoint (it ignores compress=False "
+                "segments, upstream #114, so spans cannot be protected)", received=self.protect_kinds)
+        spans = ([find_protected_spans(p, kinds=self.protect_kinds, patterns=self.protect_patterns)
+                  for p in passages] if protect else [[] for _ in passages])
+        base["protected_spans"] = sum(len(s) for s in spans)
         with self._scorer.lock:
             started = time.perf_counter()
             if self.raw:
                 text = self._run(passages, question, rate=budget.ratio, target=budget.target_tokens)
                 compressed, note = self.counter.count(text, model).tokens, "raw llmlingua: budget not enforced"
             else:
-                text, compressed, attempts, trimmed = self._fit(passages, question, target, model)
+                span_texts = [span.text(p) for p, found in zip(passages, spans, strict=True) for span in found]
+                text, compressed, attempts, trimmed = self._fit(passages, question, target, model,
+                                                                spans=spans, span_texts=span_texts)
                 note = f"{attempts} llmlingua run(s)"
                 if trimmed:
                     note += f"; {trimmed} tokens trimmed from the end to fit"
@@ -317,8 +338,8 @@ class LLMLinguaCompressor(Compressor):
             note=note + _question_note(question, self._scorer.token_classifier), **base,
         )
 
-    def _fit(self, passages: list[str], question: str | None, target: int,
-             model: str) -> tuple[str, int, int, int]:
+    def _fit(self, passages: list[str], question: str | None, target: int, model: str, *,
+             spans: Sequence[Sequence[ProtectedSpan]], span_texts: Sequence[str]) -> tuple[str, int, int, int]:
         """Compress with tighter llmlingua targets until the result fits; trim if it never does.
 
         Returns (text, tokens in the target model, llmlingua runs, tokens trimmed)."""
@@ -329,18 +350,19 @@ class LLMLinguaCompressor(Compressor):
         aim = target * self.first_attempt_share
         text, tokens = joined, count(joined)
         for attempt in range(1, self.max_attempts + 1):
-            text = self._run(passages, question, rate=None, target=max(1, round(aim * scale)))
+            text = self._run(passages, question, rate=None, target=max(1, round(aim * scale)), spans=spans)
             tokens = count(text)
             if tokens <= target:
                 return text, tokens, attempt, 0
             aim *= 0.95 * target / tokens
-        trimmed = _trim_to(text, target, count)
+        trimmed = _trim_to(text, target, count, keep_whole=locate_spans(text, span_texts))
         kept = count(trimmed)
         return trimmed, kept, self.max_attempts, tokens - kept
 
     def _run(self, passages: list[str], question: str | None, *, rate: float | None,
-             target: int | None) -> str:
-        """One llmlingua call; ``rate`` or ``target`` (in llmlingua's own count)."""
+             target: int | None, spans: Sequence[Sequence[ProtectedSpan]] = ()) -> str:
+        """One llmlingua call; ``rate`` or ``target`` (in llmlingua's own count); passages with
+        protected ``spans`` go in as structured segments."""
         kwargs: dict[str, Any] = {"rate": rate if rate is not None else 0.5,
                                   "target_token": target if target is not None else -1,
                                   "use_context_level_filter": len(passages) > 1}
@@ -358,8 +380,24 @@ class LLMLinguaCompressor(Compressor):
                               condition_compare=self.contrastive)
         compressor = self._scorer.compressor
         compressor.fit_tail = not self.raw
-        result = compressor.compress_prompt(list(passages), **kwargs)
-        return str(result["compressed_prompt"]).strip()
+        if not any(spans):
+            text = str(compressor.compress_prompt(list(passages), **kwargs)["compressed_prompt"])
+            return text.strip() if self.raw else _drop_broken_characters(text, passages)
+        standin = pick_standin(passages)
+        if standin is None:
+            raise InvalidParameterError("context", allowed="text without all of U+E000..U+E0FF (private use)",
+                                        received="a context using every stand-in character")
+        tagged = [tag_passage(p, found, standin) for p, found in zip(passages, spans, strict=True)]
+        result = compressor.structured_compress_prompt(tagged, **kwargs)
+        return _drop_broken_characters(str(result["compressed_prompt"]).replace(standin, "<"), passages)
+
+
+def _drop_broken_characters(text: str, passages: Sequence[str]) -> str:
+    """Dropping byte-level tokens can split a multi-byte character, which decodes as U+FFFD;
+    remove those (unless the input had them) rather than hand the model mojibake."""
+    if "\ufffd" in text and not any("\ufffd" in p for p in passages):
+        text = text.replace("\ufffd", "")
+    return text.strip()
 
 
 def _question_note(question: str | None, token_classifier: bool) -> str:
@@ -368,9 +406,12 @@ def _question_note(question: str | None, token_classifier: bool) -> str:
     return "" if question is not None else "; no question: question-agnostic LLMLingua scoring"
 
 
-def _trim_to(text: str, target: int, count: Callable[[str], int]) -> str:
-    """The longest prefix of ``text`` ending at a word boundary with ``count`` <= ``target``."""
-    ends = [match.end() for match in _WORD_END.finditer(text)]
+def _trim_to(text: str, target: int, count: Callable[[str], int],
+             keep_whole: Sequence[tuple[int, int]] = ()) -> str:
+    """The longest prefix of ``text`` ending at a word boundary with ``count`` <= ``target``,
+    never ending inside one of the ``keep_whole`` (start, end) intervals."""
+    ends = [end for end in (match.end() for match in _WORD_END.finditer(text))
+            if not any(start < end < stop for start, stop in keep_whole)]
     low, high = 0, len(ends)  # number of words kept
     while low < high:
         middle = (low + high + 1) // 2

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
+from lean_core.compression.protect import find_protected_spans
 from lean_core.compression.types import CompressionBudget
+from lean_core.errors import InvalidParameterError
 from lean_core.tokens import TokenCounter
 from tests.conftest import SHARED_DATA
 
@@ -73,6 +75,24 @@ def test_long_context_is_compressed_within_a_ratio_budget(compressor: LLMLinguaC
     assert result.seconds > 0 and result.note is not None and "llmlingua run" in result.note
 
 
+def test_protected_spans_come_out_whole_or_not_at_all(compressor: LLMLinguaCompressor) -> None:
+    passages, question = _long_context(0)
+    head = ("Run `cache_size = 4096` first, mail ops-team@example.com, read <https://example.com/a?b=1> "
+            "and check that a<b holds for 3.14159 and 1,600 mm (5 ft 3 in) gauges.")
+    text = head + "\n\n" + "\n\n".join(passages)
+    result = compressor.compress(text, budget=CompressionBudget(ratio=0.33), question=question)
+    assert result.budget_met and result.kept_share <= 0.33
+    spans = [span.text(text) for span in find_protected_spans(text)]
+    assert result.protected_spans == len(spans) > 20
+    for whole in ("`cache_size = 4096`", "ops-team@example.com", "https://example.com/a?b=1", "3.14159"):
+        assert whole in result.text  # protected segments at the start are never dropped or trimmed
+    # every number in the output is one of the input's number spans, never a fusion of two
+    numbers = {s for s in spans if re.fullmatch(r"[\d,.]+", s)}
+    assert set(re.findall(r"\d[\d,.]*\d|\d", result.text)) <= numbers | {
+        n for s in spans for n in re.findall(r"\d[\d,.]*\d|\d", s)}
+    assert "\ufffd" not in result.text
+
+
 def test_passage_list_fits_a_token_budget_in_the_target_models_tokenizer(
         compressor: LLMLinguaCompressor) -> None:
     passages, question = _long_context(40)
@@ -111,7 +131,9 @@ def test_llmlingua2_token_classifier_checkpoint_is_accepted(tmp_path: Path) -> N
     transformers.BertForTokenClassification(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     passages, question = _long_context(0, min_tokens=300)
-    result = LLMLinguaCompressor(tmp_path).compress(
+    with pytest.raises(InvalidParameterError, match="protect_kinds"):  # it cannot protect spans
+        LLMLinguaCompressor(tmp_path).compress(passages, budget=CompressionBudget(ratio=0.4), question=question)
+    result = LLMLinguaCompressor(tmp_path, protect_kinds=()).compress(
         passages, budget=CompressionBudget(ratio=0.4), question=question)
     assert result.budget_met and result.kept_share <= 0.4 and result.compressed_tokens > 0
     assert result.note is not None and "ignores the question" in result.note
