@@ -207,8 +207,15 @@ def _llmlingua(*, raw: bool) -> Callable[[], Compressor]:
     return build
 
 
+def _coarse_to_fine() -> Compressor:
+    from lean_core.compression import compressor_for
+
+    return compressor_for("lean+llmlingua")
+
+
 COMPRESSORS: dict[str, Callable[[], Compressor]] = {
     "lean": _lean,
+    "lean+llmlingua": _coarse_to_fine,
     "llmlingua": _llmlingua(raw=False),
     "llmlingua-raw": _llmlingua(raw=True),
     "truncate": TruncateCompressor,

@@ -9,13 +9,15 @@ from typing import Any, Self
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.documents import Document
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from lean_core.compression import CompressionBudget, CompressionResult, Compressor, LeanCompressor
+from lean_core.compression import CompressionBudget, CompressionResult, Compressor
 from lean_core.compression.attribute import budget_from_options, kept_per_passage
+from lean_core.compression.chain import CompressionMethod, compressor_for
+from lean_core.compression.messages import plan_messages
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 
@@ -35,8 +37,12 @@ class CompressionOptions(BaseModel):
     """Keep at most this many compressible tokens (>= 1), counted in ``target_model``'s tokenizer."""
     target_model: str = "gpt-4o"
     """Model whose tokenizer counts the budget (see ``lean_core.tokens``)."""
+    method: CompressionMethod = "lean"
+    """Which compressor to build when ``compressor`` is None: ``"lean"`` (query-aware sentence
+    selection, fast), ``"llmlingua"`` (token level, slow on CPU) or ``"lean+llmlingua"`` (select
+    then compress tokens: coarse to fine)."""
     compressor: Compressor | None = None
-    """The compressor to use; ``None`` builds a :class:`LeanCompressor` on first use."""
+    """The compressor to use; ``None`` builds the ``method``'s default on first use."""
     ledger: CostLedger | None = None
     """When given, each call records one "compression" savings event (tokens before/after). Give
     the ledger here, not to the compressor, or the savings are counted twice."""
@@ -58,7 +64,7 @@ class CompressionOptions(BaseModel):
         if self.compressor is not None:
             return self.compressor
         if self._default_compressor is None:
-            self._default_compressor = LeanCompressor()  # no I/O: the embedder loads on first use
+            self._default_compressor = compressor_for(self.method)  # no I/O: models load on first use
         return self._default_compressor
 
     def _run_jobs(self, jobs: Sequence[_Job]) -> list[CompressionResult]:
@@ -185,22 +191,18 @@ class LeanCompress(CompressionOptions, RunnableSerializable[Any, Any]):
 
 def _plan_messages(messages: Sequence[BaseMessage]) -> _Plan:
     messages = list(messages)
-    last_human = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
-    question = str(messages[last_human].text) if last_human is not None else None
-    compressible = [i for i, m in enumerate(messages)
-                    if i != last_human and not isinstance(m, SystemMessage)
-                    and isinstance(m.content, str) and m.content.strip()]
-    if not compressible:
+    roles = [str(getattr(m, "role", m.type)) if m.type == "chat" else m.type for m in messages]
+    plan = plan_messages(roles, [m.content for m in messages])
+    if not plan.indices:
         return [], lambda _: list(messages)
-    passages = [str(messages[i].content) for i in compressible]
 
     def rebuild(results: list[CompressionResult]) -> list[BaseMessage]:
         out = list(messages)
-        for i, kept in zip(compressible, kept_per_passage(results[0].text, passages), strict=True):
+        for i, kept in zip(plan.indices, plan.contents(results[0]), strict=True):
             out[i] = messages[i].model_copy(update={"content": kept})
         return out
 
-    return [_Job(passages, question or None)], rebuild
+    return [_Job(list(plan.passages), plan.question)], rebuild
 
 
 def _tenant(config: RunnableConfig) -> str | None:

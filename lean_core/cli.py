@@ -93,7 +93,7 @@ def _cmd_bench_compression(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     result = run_compression_bench(
-        args.data, ratios=args.ratio or [0.33, 0.25], methods=args.method or ["truncate"],
+        args.data, ratios=args.ratio or [0.33, 0.25], methods=args.method or ["lean", "llmlingua-raw", "truncate"],
         passages=args.passages, limit=args.limit, target_model=args.target_model,
         accuracy=args.accuracy, out=out)
     for row in result.rows:
@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     compression.add_argument("--ratio", action="append", type=_kept_share, default=None,
                              help="target kept share in (0, 1], 0.33 = 3x (repeatable; default: 0.33 and 0.25)")
     compression.add_argument("--method", action="append", default=None,
-                             help="lean, llmlingua, llmlingua-raw or truncate (repeatable; default: truncate)")
+                             help="lean, lean+llmlingua, llmlingua, llmlingua-raw or truncate (repeatable; "
+                                  "default: lean, llmlingua-raw and truncate, the issue's side by side)")
     compression.add_argument("--passages", type=_positive_int, default=None,
                              help="NQ files: gold passage + BM25 hard distractors, N passages per context")
     compression.add_argument("--limit", type=_positive_int, default=None, help="use only the first N items per file")

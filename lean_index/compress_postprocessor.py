@@ -9,8 +9,9 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field, PrivateAttr, model_validator
 
-from lean_core.compression import CompressionBudget, CompressionResult, Compressor, LeanCompressor
+from lean_core.compression import CompressionBudget, CompressionResult, Compressor
 from lean_core.compression.attribute import budget_from_options, kept_per_passage
+from lean_core.compression.chain import CompressionMethod, compressor_for
 from lean_core.ledger import CostLedger
 from lean_index._offline import ensure_offline_tokenizer
 
@@ -41,14 +42,17 @@ class LeanCompressPostprocessor(BaseNodePostprocessor):
     """Model whose tokenizer counts the budget (see ``lean_core.tokens``)."""
     ledger: CostLedger | None = Field(None, exclude=True)
     """When given, each call records one "compression" savings event (tokens before/after)."""
+    method: CompressionMethod = "lean"
+    """The compressor built when none is given: ``"lean"`` (sentence selection, fast),
+    ``"llmlingua"`` (token level, slow on CPU) or ``"lean+llmlingua"`` (coarse then fine)."""
 
     _compressor: Compressor = PrivateAttr()
 
     def __init__(self, *, compressor: Compressor | None = None, **kwargs: object) -> None:
-        """``compressor``: the compressor to use (default: a :class:`LeanCompressor`, whose
-        embedding model loads on first use). Give the ledger here, not to the compressor."""
+        """``compressor``: the compressor to use (default: the ``method``'s, whose models load on
+        first use). Give the ledger here, not to the compressor."""
         super().__init__(**kwargs)
-        self._compressor = compressor if compressor is not None else LeanCompressor()
+        self._compressor = compressor if compressor is not None else compressor_for(self.method)
 
     @model_validator(mode="after")
     def _one_budget(self) -> Self:

@@ -32,7 +32,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from lean_core._extras import require
 from lean_core.compression._llmlingua_spans import locate_spans, pick_standin, tag_passage
 from lean_core.compression.base import Compressor, ContextInput
-from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS, ProtectedSpan, find_protected_spans
+from lean_core.compression.protect import (
+    DEFAULT_PROTECTED_KINDS,
+    ProtectedSpan,
+    find_protected_spans,
+)
 from lean_core.compression.types import CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError
 from lean_core.tokens import TokenCounter

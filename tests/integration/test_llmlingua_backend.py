@@ -137,3 +137,19 @@ def test_llmlingua2_token_classifier_checkpoint_is_accepted(tmp_path: Path) -> N
         passages, budget=CompressionBudget(ratio=0.4), question=question)
     assert result.budget_met and result.kept_share <= 0.4 and result.compressed_tokens > 0
     assert result.note is not None and "ignores the question" in result.note
+
+
+def test_coarse_to_fine_selects_then_compresses_tokens_within_budget(compressor: LLMLinguaCompressor) -> None:
+    from lean_core.compression import CoarseToFineCompressor, LeanCompressor
+
+    passages, question = _long_context(80)
+    chained = CoarseToFineCompressor(LeanCompressor(), compressor, coarse_factor=2.0)
+    result = chained.compress(passages, budget=CompressionBudget(ratio=0.2), question=question)
+    assert result.method == "lean+llmlingua" and result.original_tokens > 1000
+    assert result.budget_met and 0 < result.kept_share <= 0.2
+    assert any(d.kind == "sentence" for d in result.dropped)  # the coarse stage dropped sentences
+    assert result.note is not None and "llmlingua" in result.note
+    source = "\n\n".join(passages)
+    assert _share_of_known_words(result.text, source) > 0.8
+    numbers = {n for n in re.findall(r"\d[\d,.]*\d|\d", source)}  # numbers that survive are whole
+    assert set(re.findall(r"\d[\d,.]*\d|\d", result.text)) <= numbers

@@ -1,0 +1,94 @@
+"""CoarseToFineCompressor: sentence selection first, token-level compression of what is left.
+
+Token-level scoring (llmlingua) costs a forward pass of its scorer over every input token and
+runs at a few hundred tokens/s on a CPU; selection (LeanCompressor) runs at thousands. Selecting
+down to a few times the target first means the slow stage sees only the promising text, which is
+how LongLLMLingua itself is meant to be used (coarse, then fine).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from lean_core.compression.base import Compressor, ContextInput
+from lean_core.compression.types import CompressionBudget, CompressionResult
+from lean_core.errors import InvalidParameterError
+from lean_core.tokens import TokenCounter
+
+__all__ = ["CoarseToFineCompressor", "CompressionMethod", "compressor_for"]
+
+CompressionMethod = Literal["lean", "llmlingua", "lean+llmlingua"]
+_METHODS = ("lean", "llmlingua", "lean+llmlingua")
+
+
+class CoarseToFineCompressor(Compressor):
+    """``coarse`` keeps ``coarse_factor`` x the target, then ``fine`` compresses that to the target.
+
+    Args:
+        coarse: the selection stage (default :class:`LeanCompressor`).
+        fine: the token-level stage (default :class:`LLMLinguaCompressor` with the bundled scorer).
+        coarse_factor: how much more than the final target the coarse stage keeps, in [1, 10];
+            1 makes the fine stage a no-op, larger leaves it more to choose from (and more to do).
+        token_counter: counts the budget in ``budget.target_model``'s tokenizer.
+
+    Protected spans survive both stages: the coarse one keeps sentences whole, the fine one
+    passes spans to llmlingua as uncompressible segments.
+    """
+
+    def __init__(self, coarse: Compressor | None = None, fine: Compressor | None = None, *,
+                 coarse_factor: float = 2.0, token_counter: TokenCounter | None = None) -> None:
+        if isinstance(coarse_factor, bool) or not isinstance(coarse_factor, int | float) \
+                or not 1.0 <= coarse_factor <= 10.0:
+            raise InvalidParameterError("coarse_factor", allowed="a number in [1, 10]", received=coarse_factor)
+        if coarse is None:
+            from lean_core.compression.lean import LeanCompressor
+
+            coarse = LeanCompressor()
+        if fine is None:
+            from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
+
+            fine = LLMLinguaCompressor()
+        self.coarse, self.fine, self.coarse_factor = coarse, fine, float(coarse_factor)
+        self.counter = token_counter or TokenCounter()
+        self.name = f"{coarse.name}+{fine.name}"
+
+    def compress(self, context: ContextInput, *, budget: CompressionBudget,
+                 question: str | None = None) -> CompressionResult:
+        started = time.perf_counter()
+        passages = [context] if isinstance(context, str) else [p for p in context if isinstance(p, str)]
+        original = self.counter.count("\n\n".join(p for p in passages if p.strip()), budget.target_model).tokens
+        target = budget.tokens_for(original) if original else 0
+        wide = min(original, max(target, round(target * self.coarse_factor)))
+        if original <= target or not original:  # the coarse stage passes it through and says so
+            return self.coarse.compress(context, budget=budget, question=question).model_copy(
+                update={"method": self.name})
+        first = self.coarse.compress(
+            context, budget=CompressionBudget(target_tokens=wide, target_model=budget.target_model), question=question)
+        second = self.fine.compress(
+            first.text, budget=CompressionBudget(target_tokens=target, target_model=budget.target_model),
+            question=question)
+        notes = [f"{stage.method}: {stage.note}" for stage in (first, second) if stage.note]
+        return CompressionResult(
+            text=second.text, method=self.name, original_tokens=original,
+            compressed_tokens=second.compressed_tokens, target_tokens=target, tokenizer=second.tokenizer,
+            estimated_counts=second.estimated_counts, budget_met=second.compressed_tokens <= target,
+            protected_spans=max(first.protected_spans, second.protected_spans),
+            dropped=first.dropped + second.dropped, seconds=time.perf_counter() - started,
+            note="; ".join(notes) or None)
+
+
+def compressor_for(method: CompressionMethod) -> Compressor:
+    """The default compressor of a method name: ``lean`` (sentence selection, fast),
+    ``llmlingua`` (token level, slow on CPU) or ``lean+llmlingua`` (coarse then fine)."""
+    if method == "lean":
+        from lean_core.compression.lean import LeanCompressor
+
+        return LeanCompressor()
+    if method == "llmlingua":
+        from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
+
+        return LLMLinguaCompressor()
+    if method == "lean+llmlingua":
+        return CoarseToFineCompressor()
+    raise InvalidParameterError("method", allowed=" | ".join(repr(m) for m in _METHODS), received=method)
