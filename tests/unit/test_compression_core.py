@@ -146,3 +146,18 @@ def test_protected_content_larger_than_target_is_reported_not_cut() -> None:
     result = _lexical().compress(code, budget=CompressionBudget(target_tokens=20, target_model="gpt-4"))
     assert result.text == "" and result.compressed_tokens == 0
     assert result.note is not None and "protected spans are never altered" in result.note
+
+
+def test_a_million_character_context_is_compressed_within_budget() -> None:
+    """1M characters: linear-time segmentation and scoring, the budget holds, the answer is found.
+    (With MiniLM on, at most ``max_embedded_units`` lexically best sentences are embedded.)"""
+    sentences = [f"Record {i} of the archive notes that shipment {i * 7} left depot {i % 13} on time."
+                 for i in range(14_000)]
+    sentences[7_777] = "The vault code for the Lisbon office is kept by Maria Alves."
+    text = " ".join(sentences)[:1_000_000]
+    assert len(text) == 1_000_000
+    result = _lexical().compress(text, budget=CompressionBudget(target_tokens=400),
+                                       question="Who keeps the vault code for the Lisbon office?")
+    assert result.budget_met and 0 < result.compressed_tokens <= 400
+    assert "Maria Alves" in result.text
+    assert result.original_tokens > 200_000
