@@ -50,3 +50,22 @@ def test_minilm_embeds_offline() -> None:
                             "The stock market fell today."], normalize_embeddings=True)
     assert a.shape == (384,)
     assert float(a @ b) > float(a @ c) + 0.2
+
+
+def test_embedder_precisions_agree_and_bad_precision_is_named() -> None:
+    import numpy as np
+
+    from lean_core.embeddings import Embedder
+    from lean_core.errors import InvalidParameterError
+
+    texts = ["How do I return boots?", "What is the return policy for shoes?", "The stock market fell today.",
+             "Refund 48213 was issued on 2024-03-02 to the Alpine 2 bag order."]
+    exact = Embedder(precision="float32").encode(texts)
+    fast = Embedder(precision="bfloat16").encode(texts)
+    assert exact.dtype == fast.dtype == np.float32
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    # bf16 autocast moves vectors by far less than the gaps between related and unrelated texts.
+    assert float(np.min(np.sum(exact * fast, axis=1))) > 0.995
+    assert Embedder(precision="auto").encode(texts[:1]).shape == (1, 384)
+    with pytest.raises(InvalidParameterError, match="precision"):
+        Embedder(precision="fp8")  # type: ignore[arg-type]
