@@ -4,9 +4,11 @@
     ├── InvalidParameterError (ValueError)     bad option or input value: names parameter, allowed, received
     ├── MissingExtraError (ImportError)        an optional dependency is not installed: names the extra
     ├── MissingAssetError (FileNotFoundError)  a bundled model/data file is missing: names the pip command
-    └── LedgerError
-        ├── LedgerPathError (OSError)          the ledger path cannot be created or written
-        └── LedgerCorruptError (ValueError)    the ledger file is not a readable SQLite ledger
+    ├── LedgerError
+    │   ├── LedgerPathError (OSError)          the ledger path cannot be created or written
+    │   └── LedgerCorruptError (ValueError)    the ledger file is not a readable SQLite ledger
+    └── CacheStoreError                        a response-cache store cannot be used
+        └── CacheCorruptError (ValueError)     the cache file is damaged: names the rebuild command
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CacheCorruptError",
+    "CacheStoreError",
     "InvalidParameterError",
     "LeanInferenceError",
     "LedgerCorruptError",
@@ -70,3 +74,18 @@ class LedgerPathError(LedgerError, OSError):
 
 class LedgerCorruptError(LedgerError, ValueError):
     """The ledger file exists but is not a readable lean-inference ledger. It is left untouched."""
+
+
+class CacheStoreError(LeanInferenceError):
+    """A response-cache store cannot be opened or used."""
+
+
+class CacheCorruptError(CacheStoreError, ValueError):
+    """The cache store is damaged. A cache holds nothing that cannot be recomputed, so the fix is to rebuild it."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"the response cache at {path} is damaged ({detail}); rebuild it with "
+                         f"`lean-inference cache rebuild {path}` (moves the damaged file aside and starts "
+                         "an empty cache) or delete the file")

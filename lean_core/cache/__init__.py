@@ -1,0 +1,51 @@
+"""Layer 5: exact and verified semantic response caching, namespaced by tenant and model."""
+
+from lean_core.cache.calibrate import LabelledPair, fit_calibration, is_calibration_pair, load_pairs
+from lean_core.cache.normalize import normalize_prompt, prompt_key
+from lean_core.cache.pair_features import PairFeatures, pair_features
+from lean_core.cache.postgres_store import PostgresCacheStore
+from lean_core.cache.response_cache import CacheMode, ResponseCache
+from lean_core.cache.sqlite_store import SQLiteCacheStore, default_cache_path, rebuild_sqlite_store
+from lean_core.cache.store import CacheStore
+from lean_core.cache.types import (
+    CacheEntry,
+    CacheLookup,
+    CacheNamespace,
+    CacheStats,
+    HitKind,
+    SemanticCandidate,
+)
+from lean_core.cache.verifier import (
+    Calibration,
+    SemanticVerifier,
+    Verdict,
+    default_calibration_path,
+)
+
+__all__ = [
+    "CacheEntry",
+    "CacheLookup",
+    "CacheMode",
+    "CacheNamespace",
+    "CacheStats",
+    "CacheStore",
+    "Calibration",
+    "HitKind",
+    "LabelledPair",
+    "PairFeatures",
+    "PostgresCacheStore",
+    "ResponseCache",
+    "SQLiteCacheStore",
+    "SemanticCandidate",
+    "SemanticVerifier",
+    "Verdict",
+    "default_cache_path",
+    "default_calibration_path",
+    "fit_calibration",
+    "is_calibration_pair",
+    "load_pairs",
+    "normalize_prompt",
+    "pair_features",
+    "prompt_key",
+    "rebuild_sqlite_store",
+]

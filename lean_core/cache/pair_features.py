@@ -1,0 +1,164 @@
+"""What differs between a new prompt and a cached one, beyond embedding similarity.
+
+MiniLM puts "Are cats afraid of tigers?" and "Are tigers afraid of cats?" at cosine 0.994, and
+"capital of France" next to "capital of Germany". The features here see what embeddings blur:
+numbers, names, negation, swapped roles and unmatched content words. Some of them are hard
+vetoes (a cache must never serve an answer about another number or another named entity); the
+rest feed the calibrated verifier.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["FEATURE_NAMES", "PairFeatures", "pair_features"]
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|\d+(?:[.,:/]\d+)*", re.UNICODE)
+_NUMBER = re.compile(r"^\d+(?:[.,:/]\d+)*$")
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
+    "billion trillion first second third fourth fifth sixth seventh eighth ninth tenth half twice once".split())
+_NEGATIONS = frozenset("not no never nor none nobody nothing nowhere neither without cannot n't".split())
+_WH = frozenset("what why how when where who whom whose which".split())
+_STOPWORDS = frozenset("""
+a an the and or but if of at by for with about against between into through during before after above below to
+from up down in out on off over under again further then once here there all any both each few more most other
+some such only own same so than too very s t can will just don should now i me my myself we our ours you your
+yours he him his she her hers it its they them their what which who whom this that these those am is are was
+were be been being have has had having do does did doing would could might must shall may get got also ever
+much many way ways one best good better someone something anyone anything people thing things make
+""".split()) | _WH
+_CONTRACTIONS = (("can't", "can not"), ("won't", "will not"), ("n't", " not"), ("’", "'"))
+
+FEATURE_NAMES = (
+    "similarity", "similarity_sq", "content_jaccard", "unmatched_max", "unmatched_min", "unmatched_share",
+    "length_ratio", "wh_mismatch", "number_mismatch", "entity_mismatch", "negation_mismatch", "role_swap",
+    "order_discord",
+)
+
+
+@dataclass(frozen=True)
+class PairFeatures:
+    """Differences between two prompts; ``vector`` is in :data:`FEATURE_NAMES` order."""
+
+    similarity: float
+    content_jaccard: float
+    unmatched_max: int
+    unmatched_min: int
+    unmatched_share: float
+    length_ratio: float
+    wh_mismatch: bool
+    number_mismatch: bool
+    entity_mismatch: bool
+    negation_mismatch: bool
+    role_swap: bool
+    order_discord: float
+
+    @property
+    def vector(self) -> list[float]:
+        return [self.similarity, self.similarity ** 2, self.content_jaccard, float(self.unmatched_max),
+                float(self.unmatched_min), self.unmatched_share, self.length_ratio, float(self.wh_mismatch),
+                float(self.number_mismatch), float(self.entity_mismatch), float(self.negation_mismatch),
+                float(self.role_swap), self.order_discord]
+
+    @property
+    def veto(self) -> str | None:
+        """The reason no semantic hit may be served between these prompts, or None."""
+        if self.number_mismatch:
+            return "numbers differ"
+        if self.entity_mismatch:
+            return "named entities differ"
+        if self.negation_mismatch:
+            return "negation differs"
+        if self.role_swap:
+            return "roles swapped"
+        return None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    words: tuple[str, ...]
+    content: tuple[str, ...]
+    numbers: frozenset[str]
+    entities: frozenset[str]
+    negated: bool
+    wh: frozenset[str]
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def _parse(text: str) -> _Parsed:
+    lowered = text.lower()
+    for old, new in _CONTRACTIONS:
+        lowered = lowered.replace(old, new)
+    raw = _WORD.findall(text)
+    words = tuple(_WORD.findall(lowered))
+    numbers = frozenset(w.replace(",", "") for w in words if _NUMBER.match(w) or w in _NUMBER_WORDS)
+    entities: set[str] = set()
+    for position, token in enumerate(raw):
+        # Capitalised mid-sentence words and acronyms; the first word and "I" are capitalised anyway.
+        starts_sentence = position == 0 or text[: text.find(token)].rstrip().endswith((".", "?", "!", ":"))
+        if token.isupper() and len(token) > 1 and not token.isdigit():
+            entities.add(token.lower())
+        elif token[:1].isupper() and not starts_sentence and token != "I":
+            entities.add(token.lower())
+    content = tuple(_stem(w) for w in words if w not in _STOPWORDS and w not in _NEGATIONS and not _NUMBER.match(w))
+    return _Parsed(words=words, content=content, numbers=numbers,
+                   entities=frozenset(_stem(e) for e in entities) - _STOPWORDS,
+                   negated=any(w in _NEGATIONS for w in words), wh=frozenset(w for w in words if w in _WH))
+
+
+def _order(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[bool, float]:
+    """(roles swapped, share of discordant pairs) over content words that occur once in each."""
+    shared = [w for w in dict.fromkeys(a) if a.count(w) == 1 and b.count(w) == 1]
+    if len(shared) < 2:
+        return False, 0.0
+    pos_a = {w: a.index(w) for w in shared}
+    pos_b = {w: b.index(w) for w in shared}
+    pairs = discordant = 0
+    swapped = False
+    for i, x in enumerate(shared):
+        for y in shared[i + 1:]:
+            pairs += 1
+            if (pos_a[x] - pos_a[y]) * (pos_b[x] - pos_b[y]) < 0:
+                discordant += 1
+                # X ... m ... Y in one and Y ... m ... X in the other: the arguments of m changed places.
+                lo_a, hi_a = sorted((pos_a[x], pos_a[y]))
+                lo_b, hi_b = sorted((pos_b[x], pos_b[y]))
+                if any(lo_a < pos_a[m] < hi_a and lo_b < pos_b[m] < hi_b for m in shared if m not in (x, y)):
+                    swapped = True
+    return swapped, discordant / pairs
+
+
+def pair_features(query: str, cached: str, similarity: float) -> PairFeatures:
+    """Features of (new prompt, cached prompt) given their embedding cosine."""
+    a, b = _parse(query), _parse(cached)
+    set_a, set_b = set(a.content), set(b.content)
+    union = set_a | set_b
+    only_a, only_b = len(set_a - set_b), len(set_b - set_a)
+    entity_mismatch = bool({e for e in a.entities if e not in set(b.words) | set_b}
+                           | {e for e in b.entities if e not in set(a.words) | set_a})
+    swapped, discord = _order(a.content, b.content)
+    length_a, length_b = max(len(a.words), 1), max(len(b.words), 1)
+    return PairFeatures(
+        similarity=float(similarity),
+        content_jaccard=len(set_a & set_b) / len(union) if union else 1.0,
+        unmatched_max=max(only_a, only_b),
+        unmatched_min=min(only_a, only_b),
+        unmatched_share=(only_a + only_b) / len(union) if union else 0.0,
+        length_ratio=min(length_a, length_b) / max(length_a, length_b),
+        wh_mismatch=a.wh != b.wh,
+        number_mismatch=a.numbers != b.numbers,
+        entity_mismatch=entity_mismatch,
+        negation_mismatch=a.negated != b.negated,
+        role_swap=swapped,
+        order_discord=discord,
+    )

@@ -1,0 +1,244 @@
+"""The response cache: exact lookup, then verified semantic lookup, inside one namespace.
+
+Frameworks adapt this class (``lean_chain.LeanCache``, ``lean_index.LeanCachedLLM``); it knows
+nothing about LangChain or LlamaIndex. Payloads are opaque strings that the adapter serialises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from lean_core.cache.normalize import normalize_prompt, prompt_key
+from lean_core.cache.types import CacheEntry, CacheLookup, CacheNamespace, CacheStats
+from lean_core.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from lean_core.cache.store import CacheStore
+    from lean_core.cache.verifier import SemanticVerifier
+    from lean_core.embeddings import Embedder
+    from lean_core.ledger import CostLedger
+
+__all__ = ["CacheMode", "ResponseCache"]
+
+CacheMode = Literal["exact", "semantic"]
+
+
+class ResponseCache:
+    """Exact and verified semantic response caching with tenant isolation, TTL and LRU eviction.
+
+    Args:
+        store: where entries live; default an embedded :class:`SQLiteCacheStore` at
+            ``$LEAN_INFERENCE_CACHE`` or ``~/.cache/lean-inference/responses.sqlite3``.
+        mode: ``"semantic"`` (exact first, then verified near-duplicates) or ``"exact"`` only.
+        ttl_s: default time to live in seconds for new entries; None keeps them until evicted.
+        embedder: the sentence embedder (default the bundled MiniLM).
+        verifier: the semantic-hit verifier (default the calibration shipped for MiniLM).
+        candidates: how many nearest same-namespace entries the verifier may examine per lookup.
+        ledger: where hits and misses are recorded as layer "cache".
+    """
+
+    def __init__(self, store: CacheStore | None = None, *, mode: CacheMode = "semantic", ttl_s: float | None = None,
+                 embedder: Embedder | None = None, verifier: SemanticVerifier | None = None, candidates: int = 4,
+                 ledger: CostLedger | None = None) -> None:
+        if mode not in ("exact", "semantic"):
+            raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=mode)
+        if ttl_s is not None and (not isinstance(ttl_s, int | float) or ttl_s <= 0):
+            raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl_s)
+        if not isinstance(candidates, int) or not 1 <= candidates <= 64:
+            raise InvalidParameterError("candidates", allowed="an int in [1, 64]", received=candidates)
+        self._store = store
+        self.mode: CacheMode = mode
+        self.ttl_s = ttl_s
+        self._embedder = embedder
+        self._verifier = verifier
+        self.candidates = candidates
+        self.ledger = ledger
+        self.stats = CacheStats()
+        self._stats_lock = threading.Lock()
+
+    # -- lazily built parts (constructors do no I/O) --------------------------------------------
+    @property
+    def store(self) -> CacheStore:
+        if self._store is None:
+            from lean_core.cache.sqlite_store import SQLiteCacheStore
+
+            self._store = SQLiteCacheStore()
+        return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from lean_core.embeddings import default_embedder
+
+            self._embedder = default_embedder()
+        return self._embedder
+
+    @property
+    def verifier(self) -> SemanticVerifier:
+        if self._verifier is None:
+            from lean_core.cache.verifier import SemanticVerifier
+
+            self._verifier = SemanticVerifier()
+        return self._verifier
+
+    # -- lookups --------------------------------------------------------------------------------
+    def lookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None) -> CacheLookup:
+        """Serve an exact or verified semantic hit from ``namespace``, or report a miss."""
+        started = time.perf_counter()
+        _check_prompt(prompt)
+        now = time.time()
+        key = prompt_key(prompt)
+        entry = self.store.get(namespace, key, now=now)
+        if entry is not None:
+            return self._finish(CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0),
+                                started, namespace, model)
+        if self.mode == "exact":
+            return self._finish(CacheLookup(entry=None), started, namespace, model)
+        vector = self.embedder.encode([normalize_prompt(prompt)])[0]
+        found = self.store.search(namespace, vector, k=self.candidates,
+                                  min_similarity=self.verifier.min_similarity, now=now)
+        result = self._verify(prompt, found)
+        if result.entry is not None:
+            self.store.touch(namespace, result.entry.prompt_key, now=now)
+        return self._finish(result, started, namespace, model)
+
+    async def alookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None) -> CacheLookup:
+        """Async :meth:`lookup`: store I/O is awaited (native on PostgreSQL), embedding runs off the loop."""
+        started = time.perf_counter()
+        _check_prompt(prompt)
+        now = time.time()
+        key = prompt_key(prompt)
+        entry = await self.store.aget(namespace, key, now=now)
+        if entry is not None:
+            return await self._afinish(CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0),
+                                       started, namespace, model)
+        if self.mode == "exact":
+            return await self._afinish(CacheLookup(entry=None), started, namespace, model)
+        vectors = await asyncio.to_thread(self.embedder.encode, [normalize_prompt(prompt)])
+        found = await self.store.asearch(namespace, vectors[0], k=self.candidates,
+                                         min_similarity=self.verifier.min_similarity, now=now)
+        result = self._verify(prompt, found)
+        if result.entry is not None:
+            await self.store.atouch(namespace, result.entry.prompt_key, now=now)
+        return await self._afinish(result, started, namespace, model)
+
+    def _verify(self, prompt: str, found: list[Any]) -> CacheLookup:
+        reasons: list[str] = []
+        for candidate in found:
+            verdict = self.verifier.verdict(prompt, candidate.entry.prompt, candidate.similarity)
+            if verdict.accepted:
+                return CacheLookup(entry=candidate.entry, kind="semantic", similarity=candidate.similarity,
+                                   probability=verdict.probability, rejected=len(reasons),
+                                   rejection_reasons=tuple(reasons))
+            reasons.append(verdict.reason)
+        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _entry(self, prompt: str, payload: str, namespace: CacheNamespace, ttl_s: float | None,
+               input_tokens: int, output_tokens: int) -> CacheEntry:
+        _check_prompt(prompt)
+        if not isinstance(payload, str):
+            raise InvalidParameterError("payload", allowed="a str (serialise the response first)",
+                                        received=type(payload).__name__)
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
+            raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl)
+        now = time.time()
+        return CacheEntry(tenant=namespace.tenant, llm_hash=namespace.llm_hash, prompt_key=prompt_key(prompt),
+                          prompt=prompt, payload=payload, created_at=now,
+                          expires_at=None if ttl is None else now + float(ttl),
+                          input_tokens=max(int(input_tokens), 0), output_tokens=max(int(output_tokens), 0))
+
+    def update(self, prompt: str, payload: str, *, namespace: CacheNamespace, ttl_s: float | None = None,
+               input_tokens: int = 0, output_tokens: int = 0) -> CacheEntry:
+        """Store ``payload`` as the answer to ``prompt`` in ``namespace`` (replacing an exact match)."""
+        entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
+        vector = self.embedder.encode([normalize_prompt(prompt)])[0] if self.mode == "semantic" else None
+        self.store.put(entry, vector)
+        with self._stats_lock:
+            self.stats.writes += 1
+        return entry
+
+    async def aupdate(self, prompt: str, payload: str, *, namespace: CacheNamespace, ttl_s: float | None = None,
+                      input_tokens: int = 0, output_tokens: int = 0) -> CacheEntry:
+        """Async :meth:`update`."""
+        entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
+        vector = None
+        if self.mode == "semantic":
+            vector = (await asyncio.to_thread(self.embedder.encode, [normalize_prompt(prompt)]))[0]
+        await self.store.aput(entry, vector)
+        with self._stats_lock:
+            self.stats.writes += 1
+        return entry
+
+    def invalidate(self, *, tenant: str | None = None, namespace: CacheNamespace | None = None,
+                   prompt: str | None = None) -> int:
+        """Delete everything, a tenant's entries, a namespace's, or one prompt's in a namespace."""
+        return self.store.invalidate(tenant=tenant, namespace=namespace,
+                                     prompt_key=None if prompt is None else prompt_key(prompt))
+
+    async def ainvalidate(self, *, tenant: str | None = None, namespace: CacheNamespace | None = None,
+                          prompt: str | None = None) -> int:
+        return await self.store.ainvalidate(tenant=tenant, namespace=namespace,
+                                            prompt_key=None if prompt is None else prompt_key(prompt))
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # -- accounting -----------------------------------------------------------------------------
+    def _count(self, result: CacheLookup) -> None:
+        with self._stats_lock:
+            stats = self.stats
+            stats.lookups += 1
+            stats.rejected_candidates += result.rejected
+            for reason in result.rejection_reasons:
+                stats.rejection_reasons[reason] = stats.rejection_reasons.get(reason, 0) + 1
+            if result.kind == "exact":
+                stats.exact_hits += 1
+            elif result.kind == "semantic":
+                stats.semantic_hits += 1
+            else:
+                stats.misses += 1
+
+    def _savings(self, result: CacheLookup, namespace: CacheNamespace, model: str | None) -> dict[str, Any] | None:
+        if self.ledger is None:
+            return None
+        entry = result.entry
+        saved_in = entry.input_tokens if entry else 0
+        saved_out = entry.output_tokens if entry else 0
+        return dict(layer="cache", model=model or namespace.llm[:200], input_tokens_before=saved_in,
+                    input_tokens_after=0, output_tokens_before=saved_out, output_tokens_after=0,
+                    cache_hit=result.hit, tenant=namespace.tenant)
+
+    def _finish(self, result: CacheLookup, started: float, namespace: CacheNamespace,
+                model: str | None) -> CacheLookup:
+        result = _timed(result, started)
+        self._count(result)
+        savings = self._savings(result, namespace, model)
+        if savings is not None and self.ledger is not None:
+            self.ledger.record_savings(**savings)
+        return result
+
+    async def _afinish(self, result: CacheLookup, started: float, namespace: CacheNamespace,
+                       model: str | None) -> CacheLookup:
+        result = _timed(result, started)
+        self._count(result)
+        savings = self._savings(result, namespace, model)
+        if savings is not None and self.ledger is not None:
+            await self.ledger.arecord_savings(**savings)
+        return result
+
+
+def _timed(result: CacheLookup, started: float) -> CacheLookup:
+    from dataclasses import replace
+
+    return replace(result, seconds=time.perf_counter() - started)
+
+
+def _check_prompt(prompt: object) -> None:
+    if not isinstance(prompt, str):
+        raise InvalidParameterError("prompt", allowed="a str", received=type(prompt).__name__)

@@ -1,0 +1,125 @@
+"""Typed values of the response cache: namespaces, stored entries, lookups and stats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lean_core.errors import InvalidParameterError
+
+__all__ = ["CacheEntry", "CacheLookup", "CacheNamespace", "CacheStats", "HitKind", "SemanticCandidate"]
+
+HitKind = Literal["exact", "semantic"]
+_MAX_TENANT_CHARS = 256
+
+
+@dataclass(frozen=True)
+class CacheNamespace:
+    """Where an answer may be served: one tenant, one model identity with its generation parameters.
+
+    Every lookup is confined to its namespace *before* any similarity search (stores filter on the
+    namespace in the same query), so no tenant or model can be served another's answer.
+    """
+
+    tenant: str
+    """Who owns the entry (user, organisation, API key id). Non-empty, at most 256 characters."""
+    llm: str
+    """The model identity and generation parameters, e.g. LangChain's ``llm_string``."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tenant, str) or not self.tenant or len(self.tenant) > _MAX_TENANT_CHARS:
+            raise InvalidParameterError("tenant", allowed=f"a non-empty str of at most {_MAX_TENANT_CHARS} characters",
+                                        received=self.tenant)
+        if not isinstance(self.llm, str) or not self.llm:
+            raise InvalidParameterError("llm", allowed="a non-empty str naming the model and its parameters",
+                                        received=self.llm)
+
+    @property
+    def llm_hash(self) -> str:
+        """A fixed-length digest of ``llm`` (stores index this, not the long string)."""
+        return hashlib.sha256(self.llm.encode("utf-8")).hexdigest()
+
+    @property
+    def key(self) -> str:
+        """A digest of (tenant, llm): the namespace's identity in stores."""
+        return hashlib.sha256(json.dumps([self.tenant, self.llm]).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached response as stored."""
+
+    tenant: str
+    llm_hash: str
+    prompt_key: str
+    """sha256 of the normalised prompt: the exact-lookup key within the namespace."""
+    prompt: str
+    payload: str
+    """The cached response, serialised by the adapter (JSON text for LangChain and LlamaIndex)."""
+    created_at: float
+    """Unix time of the write."""
+    expires_at: float | None = None
+    """Unix time after which the entry is never served; None keeps it until evicted."""
+    input_tokens: int = 0
+    """Prompt tokens of the original call: what a hit saves on input."""
+    output_tokens: int = 0
+    """Response tokens of the original call: what a hit saves on output."""
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True)
+class SemanticCandidate:
+    """A same-namespace entry returned by vector search, before verification."""
+
+    entry: CacheEntry
+    similarity: float
+    """Cosine similarity of the two prompts' embeddings, in [-1, 1]."""
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    """The outcome of one lookup."""
+
+    entry: CacheEntry | None
+    """The entry served, or None on a miss."""
+    kind: HitKind | None = None
+    """"exact" (same normalised prompt) or "semantic" (verified near-duplicate); None on a miss."""
+    similarity: float | None = None
+    """Embedding cosine of the served semantic hit (1.0 for exact hits)."""
+    probability: float | None = None
+    """The verifier's calibrated probability that the prompts ask the same thing (semantic hits)."""
+    rejected: int = 0
+    """Semantic candidates the verifier refused during this lookup."""
+    rejection_reasons: tuple[str, ...] = ()
+    """Why each rejected candidate was refused (e.g. "numbers differ", "roles swapped")."""
+    seconds: float = 0.0
+    """Wall time of the lookup, embedding included."""
+
+    @property
+    def hit(self) -> bool:
+        return self.entry is not None
+
+
+@dataclass
+class CacheStats:
+    """Counters since the cache object was created (per process)."""
+
+    lookups: int = 0
+    exact_hits: int = 0
+    semantic_hits: int = 0
+    rejected_candidates: int = 0
+    misses: int = 0
+    writes: int = 0
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def hits(self) -> int:
+        return self.exact_hits + self.semantic_hits
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.lookups if self.lookups else 0.0

@@ -1,0 +1,229 @@
+"""ResponseCache + SQLiteCacheStore logic with a hashing embedder (the real MiniLM path is in
+tests/integration/test_cache_semantic.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lean_core.cache import (
+    CacheNamespace,
+    ResponseCache,
+    SQLiteCacheStore,
+    normalize_prompt,
+    pair_features,
+    prompt_key,
+    rebuild_sqlite_store,
+)
+from lean_core.errors import CacheCorruptError, InvalidParameterError
+from lean_core.ledger import CostLedger
+
+
+class HashEmbedder:
+    """Deterministic unit vectors per normalised text: equal texts are equal vectors, others near-orthogonal."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
+            rows.append(v / np.linalg.norm(v))
+        return np.array(rows)
+
+
+class Clock:
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr("lean_core.cache.response_cache.time.time", c)
+    return c
+
+
+def make_cache(tmp_path: Path, **kw: object) -> ResponseCache:
+    store = SQLiteCacheStore(tmp_path / "c.sqlite3", max_entries=kw.pop("max_entries", 1000))  # type: ignore[arg-type]
+    return ResponseCache(store, embedder=HashEmbedder(), **kw)  # type: ignore[arg-type]
+
+
+A = CacheNamespace(tenant="acme", llm="gpt-4o|temperature=0")
+B = CacheNamespace(tenant="globex", llm="gpt-4o|temperature=0")
+A_HOT = CacheNamespace(tenant="acme", llm="gpt-4o|temperature=0.7")
+
+
+def test_exact_hit_after_normalisation_and_stats(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    assert not cache.lookup("What is  the refund window?", namespace=A).hit
+    cache.update("What is the refund window?", "30 days", namespace=A, input_tokens=7, output_tokens=3)
+    hit = cache.lookup("  What is the refund\twindow?\r\n", namespace=A)
+    assert hit.kind == "exact" and hit.entry is not None and hit.entry.payload == "30 days"
+    assert cache.stats.exact_hits == 1 and cache.stats.misses == 1 and cache.stats.writes == 1
+    assert cache.stats.hit_rate == pytest.approx(0.5)
+
+
+def test_namespaces_isolate_tenants_and_generation_parameters(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    cache.update("Summarise my account", "acme's summary", namespace=A)
+    assert not cache.lookup("Summarise my account", namespace=B).hit
+    assert not cache.lookup("Summarise my account", namespace=A_HOT).hit
+    # Identical vectors in another namespace are never candidates: the search is namespace-first.
+    cache.update("Summarise my account", "globex's summary", namespace=B)
+    got = cache.lookup("Summarise my account", namespace=B)
+    assert got.entry is not None and got.entry.payload == "globex's summary"
+    candidates = cache.store.search(A_HOT, HashEmbedder().encode([normalize_prompt("Summarise my account")])[0],
+                                    k=8, min_similarity=-1.0, now=2e9)
+    assert candidates == []
+
+
+def test_ttl_global_and_per_entry(tmp_path: Path, clock: Clock) -> None:
+    cache = make_cache(tmp_path, ttl_s=60)
+    cache.update("q1", "a1", namespace=A)
+    cache.update("q2", "a2", namespace=A, ttl_s=600)
+    clock.now += 61
+    assert not cache.lookup("q1", namespace=A).hit
+    assert cache.lookup("q2", namespace=A).hit
+    clock.now += 600
+    assert not cache.lookup("q2", namespace=A).hit
+    assert cache.store.purge_expired(now=clock.now) == 2
+
+
+def test_lru_eviction_keeps_recently_used(tmp_path: Path, clock: Clock) -> None:
+    cache = make_cache(tmp_path, max_entries=3)
+    for i in range(3):
+        clock.now += 1
+        cache.update(f"q{i}", f"a{i}", namespace=A)
+    clock.now += 1
+    assert cache.lookup("q0", namespace=A).hit  # q0 becomes most recent
+    clock.now += 1
+    cache.update("q3", "a3", namespace=A)
+    assert cache.store.count() == 3
+    assert not cache.lookup("q1", namespace=A).hit  # least recently used went
+    assert all(cache.lookup(q, namespace=A).hit for q in ("q0", "q2", "q3"))
+
+
+def test_invalidate_by_key_namespace_tenant_and_all(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    for ns in (A, A_HOT, B):
+        cache.update("p1", "x", namespace=ns)
+        cache.update("p2", "y", namespace=ns)
+    assert cache.invalidate(namespace=A, prompt="p1") == 1
+    assert not cache.lookup("p1", namespace=A).hit and cache.lookup("p2", namespace=A).hit
+    assert cache.invalidate(namespace=A_HOT) == 2
+    assert cache.invalidate(tenant="acme") == 1
+    assert cache.store.count() == 2
+    assert cache.invalidate() == 2
+    with pytest.raises(InvalidParameterError, match="prompt_key"):
+        cache.store.invalidate(prompt_key=prompt_key("p1"))
+
+
+def test_async_parity(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+
+    async def run() -> None:
+        assert not (await cache.alookup("async q", namespace=A)).hit
+        await cache.aupdate("async q", "async a", namespace=A)
+        got = await cache.alookup("async q", namespace=A)
+        assert got.kind == "exact" and got.entry is not None and got.entry.payload == "async a"
+        assert not (await cache.alookup("async q", namespace=B)).hit
+        assert await cache.ainvalidate(namespace=A) == 1
+
+    asyncio.run(run())
+
+
+def test_hits_and_misses_go_to_the_ledger(tmp_path: Path) -> None:
+    with CostLedger(tmp_path / "ledger.sqlite3") as ledger:
+        cache = make_cache(tmp_path, ledger=ledger)
+        cache.lookup("q", namespace=A, model="gpt-4o")
+        cache.update("q", "a", namespace=A, input_tokens=100, output_tokens=40)
+        cache.lookup("q", namespace=A, model="gpt-4o")
+        events = [e for e in ledger.savings() if e.layer == "cache"]
+    assert [e.cache_hit for e in events] == [False, True]
+    assert events[1].input_tokens_before == 100 and events[1].output_tokens_before == 40
+    assert events[1].tenant == "acme"
+
+
+@pytest.mark.parametrize("bad", [
+    dict(mode="fuzzy"), dict(ttl_s=0), dict(ttl_s=-5), dict(candidates=0), dict(candidates=1000),
+])
+def test_bad_options_name_the_parameter(tmp_path: Path, bad: dict[str, object]) -> None:
+    with pytest.raises(InvalidParameterError, match=next(iter(bad))):
+        ResponseCache(SQLiteCacheStore(tmp_path / "x.sqlite3"), **bad)  # type: ignore[arg-type]
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path)
+    with pytest.raises(InvalidParameterError, match="tenant"):
+        CacheNamespace(tenant="", llm="m")
+    with pytest.raises(InvalidParameterError, match="llm"):
+        CacheNamespace(tenant="t", llm="")
+    with pytest.raises(InvalidParameterError, match="prompt"):
+        cache.lookup(b"bytes", namespace=A)  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="payload"):
+        cache.update("q", {"not": "a string"}, namespace=A)  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="max_entries"):
+        SQLiteCacheStore(tmp_path / "y.sqlite3", max_entries=0)
+
+
+def test_corrupted_file_names_the_rebuild_command(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    with SQLiteCacheStore(path) as store:
+        assert store.integrity_check() == "ok"
+    path.write_bytes(b"this is not a database" * 200)
+    with pytest.raises(CacheCorruptError, match="lean-inference cache rebuild") as info:
+        SQLiteCacheStore(path).count()
+    assert isinstance(info.value, ValueError)
+    moved = rebuild_sqlite_store(path)
+    assert moved is not None and moved.exists()
+    with SQLiteCacheStore(path) as store:
+        assert store.count() == 0 and store.integrity_check() == "ok"
+
+
+def test_damaged_pages_are_reported_not_served(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    cache = make_cache(tmp_path)
+    for i in range(300):
+        cache.update(f"prompt number {i} " + "x" * 200, "y" * 500, namespace=A)
+    cache.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for offset in range(2 * page, len(data) - page, 3 * page):  # scribble over many b-tree pages
+        data[offset: offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    store = SQLiteCacheStore(path)
+    try:
+        verdict = store.integrity_check()
+    except CacheCorruptError as exc:
+        verdict = str(exc)
+    assert verdict != "ok"
+    store.close()
+
+
+def test_features_veto_numbers_entities_negation_and_swapped_roles() -> None:
+    assert pair_features("Are cats afraid of tigers?", "Are tigers afraid of cats?", 0.994).veto == "roles swapped"
+    assert pair_features("What is the capital of France?", "What is the capital of Germany?", 0.9).veto == \
+        "named entities differ"
+    assert pair_features("Is 7 a prime?", "Is 9 a prime?", 0.98).veto == "numbers differ"
+    assert pair_features("Is it safe to fly?", "Is it not safe to fly?", 0.97).veto == "negation differs"
+    assert pair_features("How do I learn Python quickly?", "Fastest way to learn Python?", 0.9).veto is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_normalisation_is_idempotent_and_keys_are_stable(text: str) -> None:
+    once = normalize_prompt(text)
+    assert normalize_prompt(once) == once
+    assert prompt_key(text) == prompt_key(once)
