@@ -1,0 +1,315 @@
+"""What LeanCachedLLM keys on and stores: model identities, chat keys and response payloads.
+
+Everything here is pure (no I/O, no cache): the class in :mod:`lean_index.cached_llm` decides
+when to look up and store, this module decides what a request *is* and how a response becomes
+a string and back.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llama_index.core.base.llms.types import (
+    CachePoint,
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LogProb,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+)
+from llama_index.core.llms.llm import LLM
+from pydantic import BaseModel, SecretBytes, SecretStr
+
+from lean_core._usage_parsing import usage_from_payload
+from lean_core.cache.types import HitKind
+
+__all__ = [
+    "CacheKey",
+    "Uncacheable",
+    "chat_key",
+    "class_name_of",
+    "completion_key",
+    "dump_chat",
+    "dump_completion",
+    "llm_identity",
+    "load_chat",
+    "load_completion",
+    "usage_tokens",
+]
+
+CallKind = Literal["complete", "chat"]
+_PAYLOAD_VERSION = 1
+# Blocks whose JSON form is the whole block: safe to key on and to store. Media blocks may point
+# at a path or URL whose content can change under the same JSON, so they are never cached.
+_PLAIN_BLOCKS = (TextBlock, ThinkingBlock, ToolCallBlock, CachePoint)
+# Field names whose values are credentials: never part of an identity (and never hashed into it).
+_SECRET_PARTS = ("api_key", "apikey", "secret", "password", "passwd", "credential", "authorization",
+                 "access_token", "auth_token", "refresh_token", "session_token", "bearer",
+                 "private_key", "header", "cookie")
+_SECRET_NAMES = frozenset({"auth", "token", "key"})
+# Client plumbing that cannot change an answer.
+_OPERATIONAL = frozenset({"callback_manager", "rate_limiter", "timeout", "request_timeout", "max_retries",
+                          "retry_on_rate_limit", "reuse_client", "http_client", "async_http_client",
+                          "num_workers", "show_progress", "verbose"})
+
+
+class Uncacheable(Exception):
+    """The request or response cannot be keyed or stored faithfully: pass it straight through."""
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """One request as the cache sees it: the text looked up and the model identity around it."""
+
+    prompt: str
+    """The text that is matched exactly and, in semantic mode, by meaning."""
+    llm: str
+    """Everything else that shapes the answer, as canonical JSON (the namespace's ``llm``)."""
+
+
+# -- identities -------------------------------------------------------------------------------
+def llm_identity(llm: LLM) -> dict[str, Any]:
+    """The wrapped model's identity: class, metadata and every output-shaping field, no secrets."""
+    kind = type(llm)
+    return {"class": f"{kind.__module__}.{kind.__qualname__}", "class_name": class_name_of(llm),
+            "metadata": _describe(llm.metadata.model_dump(mode="json")), "params": _params(llm)}
+
+
+def completion_key(identity: Mapping[str, Any], prompt: str, formatted: bool,
+                   kwargs: Mapping[str, Any]) -> CacheKey:
+    """The key of ``complete(prompt, formatted, **kwargs)``. Raises :class:`Uncacheable`."""
+    scope = {"call": "complete", "formatted": bool(formatted), "kwargs": canonical(dict(kwargs))}
+    return CacheKey(prompt=prompt, llm=_dumps({"lean_cached_llm": _PAYLOAD_VERSION, **identity, **scope}))
+
+
+def chat_key(identity: Mapping[str, Any], messages: Sequence[ChatMessage],
+             kwargs: Mapping[str, Any]) -> CacheKey:
+    """The key of ``chat(messages, **kwargs)``. Raises :class:`Uncacheable`.
+
+    The last message's text is the looked-up prompt; the earlier messages (as a digest of their
+    canonical JSON) and the last message's role, non-text blocks and ``additional_kwargs`` join
+    the namespace. So an exact hit needs the whole conversation to match, and a semantic hit
+    only ever paraphrases the final turn of an otherwise identical conversation.
+    """
+    *history, last = messages
+    text_of_last = "\n".join(block.text for block in last.blocks if isinstance(block, TextBlock))
+    last_rest = _message_json(last, with_text=False)
+    history_json = _dumps([_message_json(message) for message in history])
+    scope = {"call": "chat", "kwargs": canonical(dict(kwargs)), "last": last_rest,
+             "history": hashlib.sha256(history_json.encode("utf-8")).hexdigest(), "turns": len(history)}
+    return CacheKey(prompt=text_of_last, llm=_dumps({"lean_cached_llm": _PAYLOAD_VERSION, **identity, **scope}))
+
+
+def _message_json(message: ChatMessage, *, with_text: bool = True) -> dict[str, Any]:
+    blocks: list[Any] = []
+    for block in message.blocks:
+        if not isinstance(block, _PLAIN_BLOCKS):
+            raise Uncacheable(f"message block {type(block).__name__}")
+        if isinstance(block, TextBlock):
+            if with_text:
+                blocks.append(block.text)
+            else:
+                blocks.append(None)  # the position of the text, which is keyed as the prompt
+        else:
+            blocks.append(canonical(block.model_dump(mode="json")))
+    out: dict[str, Any] = {"role": message.role.value, "blocks": blocks}
+    if message.additional_kwargs:
+        out["additional_kwargs"] = canonical(message.additional_kwargs)
+    return out
+
+
+def _params(llm: LLM) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in type(llm).model_fields.items():
+        if field.exclude or name in _OPERATIONAL or _is_secret(name):
+            continue
+        value = getattr(llm, name, None)
+        if isinstance(value, SecretStr | SecretBytes):
+            continue
+        out[name] = _describe(value)
+    return out
+
+
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_NAMES or any(part in lowered for part in _SECRET_PARTS)
+
+
+def class_name_of(llm: LLM) -> str:
+    """``llm.class_name()``, or the Python class name when that fails."""
+    try:
+        return str(llm.class_name())
+    except Exception:  # a class_name that needs state: the Python class names it well enough
+        return type(llm).__qualname__
+
+
+def _describe(value: Any, depth: int = 0) -> Any:
+    """A JSON value for an identity: like :func:`canonical`, but objects become their type name."""
+    if depth > 8:
+        return "<...>"
+    if isinstance(value, enum.Enum):
+        return _describe(value.value, depth + 1)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, SecretStr | SecretBytes):
+        return "<secret>"
+    if isinstance(value, Mapping):
+        return {str(k): _describe(v, depth + 1) for k, v in value.items()
+                if not (isinstance(k, str) and _is_secret(k))}
+    if isinstance(value, list | tuple):
+        return [_describe(v, depth + 1) for v in value]
+    if isinstance(value, BaseModel):
+        fields = {name: getattr(value, name, None) for name, field in type(value).model_fields.items()
+                  if not field.exclude}
+        return {"<model>": type(value).__qualname__, **_describe(fields, depth + 1)}
+    kind = type(value)
+    if callable(value):
+        name = getattr(value, "__qualname__", kind.__qualname__)
+        return f"<callable {getattr(value, '__module__', '?')}.{name}>"
+    return f"<{kind.__module__}.{kind.__qualname__}>"
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as plain JSON data, or :class:`Uncacheable` when it is not JSON data to begin with."""
+    if isinstance(value, enum.Enum):
+        if isinstance(value.value, str | int):
+            return value.value
+        raise Uncacheable(f"a {type(value).__name__} value")
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Uncacheable("a non-finite float")
+        return value
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise Uncacheable("a mapping with non-string keys")
+        return {k: canonical(v) for k, v in value.items()}
+    raise Uncacheable(f"a {type(value).__name__} value")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# -- payloads ---------------------------------------------------------------------------------
+def dump_completion(response: CompletionResponse, *, text: str | None = None) -> str:
+    """The stored form of a completion: text, JSON-safe ``additional_kwargs`` and logprobs.
+
+    ``raw`` is not stored: it describes a provider call that a hit does not make (handlers read
+    token usage from it). Raises :class:`Uncacheable` when the text is not a str.
+    """
+    body = text if text is not None else response.text
+    if not isinstance(body, str):
+        raise Uncacheable("a response without text")
+    return _dumps({"v": _PAYLOAD_VERSION, "kind": "completion", "text": body,
+                   "additional_kwargs": _json_items(response.additional_kwargs),
+                   "logprobs": _dump_logprobs(response.logprobs)})
+
+
+def dump_chat(response: ChatResponse, *, message: ChatMessage | None = None) -> str:
+    """The stored form of a chat response: the message (role, blocks, ``additional_kwargs``) and
+    JSON-safe response ``additional_kwargs``. Raises :class:`Uncacheable` when the message holds
+    anything that would not come back identical (media blocks, client objects in its kwargs)."""
+    chosen = message if message is not None else response.message
+    blocks = []
+    for block in chosen.blocks:
+        if not isinstance(block, _PLAIN_BLOCKS):
+            raise Uncacheable(f"response block {type(block).__name__}")
+        blocks.append(canonical(block.model_dump(mode="json")))
+    return _dumps({"v": _PAYLOAD_VERSION, "kind": "chat",
+                   "message": {"role": chosen.role.value, "blocks": blocks,
+                               "additional_kwargs": canonical(chosen.additional_kwargs)},
+                   "additional_kwargs": _json_items(response.additional_kwargs),
+                   "logprobs": _dump_logprobs(response.logprobs)})
+
+
+def load_completion(payload: str, kind: HitKind) -> CompletionResponse:
+    """A stored completion as a fresh response, marked ``additional_kwargs["lean_cache"] = kind``."""
+    data = _load(payload, "completion")
+    return CompletionResponse(text=data["text"], additional_kwargs=_marked(data, kind),
+                              logprobs=_load_logprobs(data.get("logprobs")))
+
+
+def load_chat(payload: str, kind: HitKind) -> ChatResponse:
+    """A stored chat response as a fresh one, marked ``additional_kwargs["lean_cache"] = kind``."""
+    data = _load(payload, "chat")
+    stored = data["message"]
+    message = ChatMessage(role=MessageRole(stored["role"]), blocks=stored["blocks"],
+                          additional_kwargs=dict(stored.get("additional_kwargs") or {}))
+    return ChatResponse(message=message, additional_kwargs=_marked(data, kind),
+                        logprobs=_load_logprobs(data.get("logprobs")))
+
+
+def _load(payload: str, kind: str) -> dict[str, Any]:
+    data = json.loads(payload)
+    if not isinstance(data, dict) or data.get("kind") != kind or data.get("v") != _PAYLOAD_VERSION:
+        # Same namespace means same call kind, so this is a foreign or future entry: not served.
+        raise Uncacheable(f"a stored payload that is not a v{_PAYLOAD_VERSION} {kind} response")
+    return data
+
+
+def _marked(data: Mapping[str, Any], kind: HitKind) -> dict[str, Any]:
+    return {**dict(data.get("additional_kwargs") or {}), "lean_cache": kind}
+
+
+def _json_items(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The JSON-safe items of a response's ``additional_kwargs`` (the rest is dropped)."""
+    out: dict[str, Any] = {}
+    for key, value in (kwargs or {}).items():
+        if key == "lean_cache" or not isinstance(key, str):
+            continue
+        try:
+            out[key] = canonical(value)
+        except Uncacheable:
+            continue
+    return out
+
+
+def _dump_logprobs(logprobs: list[list[LogProb]] | None) -> list[list[dict[str, Any]]] | None:
+    if logprobs is None:
+        return None
+    return [[canonical(item.model_dump(mode="json")) for item in row] for row in logprobs]
+
+
+def _load_logprobs(rows: Any) -> list[list[LogProb]] | None:
+    if rows is None:
+        return None
+    return [[LogProb(**item) for item in row] for row in rows]
+
+
+# -- token counts ------------------------------------------------------------------------------
+def usage_tokens(response: CompletionResponse | ChatResponse) -> tuple[int, int]:
+    """(input, output) tokens the provider reported for ``response``; (0, 0) when it reported none.
+
+    Read from ``raw["usage"]`` / ``raw.usage`` (OpenAI or Anthropic shape), else from
+    ``prompt_tokens``/``completion_tokens`` in ``additional_kwargs``.
+    """
+    raw = response.raw
+    candidates: list[Any] = []
+    if raw is not None:
+        candidates.append(raw.get("usage") if isinstance(raw, Mapping) else getattr(raw, "usage", None))
+    candidates.append(response.additional_kwargs or None)
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        try:
+            usage = usage_from_payload(candidate)
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if usage is not None:
+            return max(int(usage.input_tokens), 0), max(int(usage.output_tokens), 0)
+    return 0, 0
