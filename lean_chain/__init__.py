@@ -4,9 +4,10 @@ from lean_core._extras import require as _require
 
 _require("langchain_core", extra="langchain", feature="lean_chain")
 
+from lean_chain.cache import LeanCache  # noqa: E402
 from lean_chain.chat_vllm import ChatLeanVLLM  # noqa: E402
 from lean_chain.compress import LeanCompress  # noqa: E402
 from lean_chain.cost_callback import LeanCostCallback  # noqa: E402
 from lean_chain.document_compressor import LeanDocumentCompressor  # noqa: E402
 
-__all__ = ["ChatLeanVLLM", "LeanCompress", "LeanCostCallback", "LeanDocumentCompressor"]
+__all__ = ["ChatLeanVLLM", "LeanCache", "LeanCompress", "LeanCostCallback", "LeanDocumentCompressor"]

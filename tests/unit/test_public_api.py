@@ -19,8 +19,8 @@ EXPECTED = {
         "TokenCount", "TokenCounter", "TokenUsage", "UsageSource", "count_tokens",
         "default_ledger_path", "price_usage",
     },
-    lean_chain: {"ChatLeanVLLM", "LeanCompress", "LeanCostCallback", "LeanDocumentCompressor"},
-    lean_index: {"LeanCompressPostprocessor", "LeanCostHandler", "LeanVLLM"},
+    lean_chain: {"ChatLeanVLLM", "LeanCache", "LeanCompress", "LeanCostCallback", "LeanDocumentCompressor"},
+    lean_index: {"LeanCachedLLM", "LeanCompressPostprocessor", "LeanCostHandler", "LeanVLLM"},
     lean_backends: {"GreedyAnswer", "generate_greedy"},
 }
 

@@ -1,0 +1,453 @@
+"""LeanCache: LangChain's LLM cache (``set_llm_cache``) over the lean-inference response cache.
+
+Exact and verified semantic hits (:class:`~lean_core.cache.ResponseCache`), partitioned by tenant
+and by LangChain's ``llm_string`` (model identity plus generation parameters), with TTL, LRU
+eviction and hits recorded as savings in the cost ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, cast
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.language_models.llms import (
+    aget_prompts,
+    aupdate_cache,
+    get_prompts,
+    update_cache,
+)
+from langchain_core.load import dumpd
+from langchain_core.load.load import Reviver
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
+from langchain_core.runnables.config import var_child_runnable_config
+
+from lean_core.cache.normalize import normalize_prompt
+from lean_core.cache.response_cache import CacheMode, ResponseCache
+from lean_core.cache.types import CacheLookup, CacheNamespace, CacheStats
+from lean_core.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from lean_core.ledger import CostLedger
+
+__all__ = ["LeanCache"]
+
+_log = logging.getLogger(__name__)
+
+_TENANT_SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("lean_cache_tenant", default=None)
+_MAX_TENANT_CHARS = 256
+# Cache-internal prompt renderings start with this marker; user text that would start with it is
+# prefixed, so no user prompt can take the key of a rendering (see ``_CacheKey``).
+_MARK = "<|lean:"
+_PAYLOAD_VERSION = 1
+# What a cached payload may revive into: generations and message classes only (no class with
+# side effects in its constructor; see langchain_core.load's threat model). ``loads`` is this same
+# reviver as a json object_hook, but marked beta: calling it would warn in users' processes.
+_REVIVER = Reviver(
+    allowed_objects=[Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage,
+                     AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, ToolMessage],
+    secrets_from_env=False,
+)
+_MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name", "repo_id")
+_MODEL_REPR = re.compile(r"\('(?:model_name|model|model_id|deployment_name|repo_id)', '([^'\\]+)'\)")
+
+
+def _code(function: object) -> object:
+    return getattr(function, "__code__", None)
+
+
+# The frames in which langchain-core consults the cache, and where each keeps the run's metadata.
+_CHAT_FRAMES = frozenset({_code(BaseChatModel._generate_with_cache), _code(BaseChatModel._agenerate_with_cache)})
+_LLM_LOOKUP_FRAMES = frozenset({_code(get_prompts), _code(aget_prompts)})
+_LLM_UPDATE_FRAMES = frozenset({_code(update_cache), _code(aupdate_cache)})
+_FRAME_DEPTH = 24
+
+
+class LeanCache(BaseCache):
+    """A LangChain LLM cache with exact and verified semantic hits, isolated per tenant.
+
+    Use it globally (``set_llm_cache(LeanCache())``) or per model (``ChatOpenAI(cache=LeanCache())``).
+    Chat models and completion LLMs, sync and async, invoke, batch and LCEL chains are all served
+    (langchain-core itself skips caches when a chat model streams through its own ``_stream``).
+
+    **Namespaces.** An entry is served only within its (tenant, ``llm_string``) namespace: another
+    model, another temperature or stop list, or another tenant never sees it, whatever the
+    similarity. For a chat conversation of several messages, everything before the last human
+    message joins the namespace too, so only the final question may be paraphrased; a conversation
+    that ends in anything but a plain-text human message (tool results, images, names) is matched
+    exactly, never semantically.
+
+    **Tenant resolution**, first match wins:
+
+    1. :meth:`LeanCache.tenant_scope` active in the current context (threads started by LangChain's
+       executors and asyncio tasks inherit it; a bare ``threading.Thread`` does not).
+    2. ``metadata[tenant_key]`` of the model run consulting the cache: the metadata LangChain hands
+       the run's callbacks, merged from ``config={"metadata": ...}``, ``with_config``, enclosing
+       chains and the model's own ``metadata`` field. Read from the run manager (chat models) or
+       the callback managers (LLMs) of the langchain-core frame that calls the cache, because
+       ``BaseCache.lookup`` receives no config.
+    3. ``metadata[tenant_key]`` of the current runnable config (``var_child_runnable_config``),
+       for lookups made from inside a Runnable but outside a model run.
+    4. ``default_tenant``; when that is None, the call is not cached at all (no lookup, no write).
+
+    A tenant must be a non-empty str (an int is converted) of at most 256 characters; any other
+    value raises :class:`~lean_core.errors.InvalidParameterError` rather than falling back to a
+    shared tenant.
+
+    Example::
+
+        set_llm_cache(LeanCache(ttl_s=3600, ledger=CostLedger()))
+        llm.invoke("How do I reset my password?", config={"metadata": {"tenant": "acme"}})
+        with LeanCache.tenant_scope("globex"):
+            llm.invoke("How can I reset my password?")   # globex never sees acme's answer
+
+    Args:
+        cache: the response cache; default a new :class:`~lean_core.cache.ResponseCache` over the
+            default SQLite file (``$LEAN_INFERENCE_CACHE`` or
+            ``~/.cache/lean-inference/responses.sqlite3``), opened on first use.
+        mode: ``"semantic"`` (exact, then verified near-duplicates) or ``"exact"``. Default
+            ``"semantic"``; with ``cache`` given, that cache's mode (passing another is an error).
+        ttl_s: seconds an entry may be served after it is written (> 0); None: the cache's default.
+        default_tenant: the tenant when none is resolved; None: such calls bypass the cache.
+        tenant_key: the metadata key naming the tenant.
+        ledger: where hits (with the tokens they saved) and misses are recorded as layer "cache".
+            Only without ``cache``; give a ``ResponseCache`` its own ledger instead.
+    """
+
+    def __init__(self, *, cache: ResponseCache | None = None, mode: CacheMode | None = None,
+                 ttl_s: float | None = None, default_tenant: str | None = "default", tenant_key: str = "tenant",
+                 ledger: CostLedger | None = None) -> None:
+        if mode is not None and mode not in ("exact", "semantic"):
+            raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=mode)
+        if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0):
+            raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl_s)
+        if default_tenant is not None:
+            _check_tenant("default_tenant", default_tenant)
+        if not isinstance(tenant_key, str) or not tenant_key:
+            raise InvalidParameterError("tenant_key", allowed="a non-empty str", received=tenant_key)
+        if cache is None:
+            cache = ResponseCache(mode=mode or "semantic", ttl_s=ttl_s, ledger=ledger)
+        elif not isinstance(cache, ResponseCache):
+            raise InvalidParameterError("cache", allowed="a lean_core.cache.ResponseCache or None",
+                                        received=type(cache).__name__)
+        else:
+            if mode is not None and mode != cache.mode:
+                raise InvalidParameterError("mode", allowed=f"None or the given cache's mode {cache.mode!r}",
+                                            received=mode)
+            if ledger is not None and ledger is not cache.ledger:
+                raise InvalidParameterError("ledger", allowed="None when `cache` is given (give the "
+                                            "ResponseCache the ledger)", received=ledger)
+        self.cache: ResponseCache = cache
+        """The response cache holding the entries (its ``stats`` count this instance's lookups)."""
+        self.ttl_s: float | None = ttl_s
+        """Seconds an entry written through this instance may be served; None: the cache's default."""
+        self.default_tenant: str | None = default_tenant
+        """The tenant when none is resolved; None: such calls bypass the cache."""
+        self.tenant_key: str = tenant_key
+        """The metadata key that names the tenant."""
+        self._exact: ResponseCache | None = None
+        self._lock = threading.Lock()
+
+    # -- tenant ---------------------------------------------------------------------------------
+    @staticmethod
+    @contextlib.contextmanager
+    def tenant_scope(tenant: str) -> Iterator[None]:
+        """Serve and store every cache call in this context as ``tenant`` (overrides metadata).
+
+        Based on a context variable: nested scopes restore the outer tenant on exit, asyncio tasks
+        created inside inherit it, and so do threads of LangChain's executors (``batch``).
+        """
+        token = _TENANT_SCOPE.set(_check_tenant("tenant", tenant))
+        try:
+            yield
+        finally:
+            _TENANT_SCOPE.reset(token)
+
+    def resolve_tenant(self) -> str | None:
+        """The tenant a cache call made here and now would use (see the class docstring), or None."""
+        scoped = _TENANT_SCOPE.get()
+        if scoped is not None:
+            return scoped
+        tenant = self._tenant_in(_run_metadata(), "metadata")
+        if tenant is None:
+            config = var_child_runnable_config.get()
+            tenant = self._tenant_in((config or {}).get("metadata"), "config metadata")
+        return self.default_tenant if tenant is None else tenant
+
+    def _tenant_in(self, metadata: Mapping[str, Any] | None, where: str) -> str | None:
+        if not isinstance(metadata, Mapping):
+            return None
+        value = metadata.get(self.tenant_key)
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return _check_tenant(f"{where}[{self.tenant_key!r}]", value)
+
+    # -- BaseCache ------------------------------------------------------------------------------
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """The cached generations for ``prompt`` under ``llm_string`` in the caller's tenant, or None."""
+        key = self._key(prompt, llm_string)
+        if key is None:
+            return None
+        return _revive(key.cache.lookup(key.prompt, namespace=key.namespace, model=key.model))
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Async :meth:`lookup` (store I/O awaited; embedding runs in a worker thread)."""
+        key = self._key(prompt, llm_string)
+        if key is None:
+            return None
+        return _revive(await key.cache.alookup(key.prompt, namespace=key.namespace, model=key.model))
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Store ``return_val`` for ``prompt`` under ``llm_string`` in the caller's tenant."""
+        payload, input_tokens, output_tokens = _serialise(return_val)
+        key = self._key(prompt, llm_string)
+        if key is None or payload is None:
+            return
+        key.cache.update(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
+                         input_tokens=input_tokens, output_tokens=output_tokens)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Async :meth:`update`."""
+        payload, input_tokens, output_tokens = _serialise(return_val)
+        key = self._key(prompt, llm_string)
+        if key is None or payload is None:
+            return
+        await key.cache.aupdate(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
+                                input_tokens=input_tokens, output_tokens=output_tokens)
+
+    def clear(self, *, tenant: str | None = None, **kwargs: Any) -> None:
+        """Delete every entry of the store (all tenants, all models), or only ``tenant``'s."""
+        _no_kwargs(kwargs)
+        self.cache.invalidate(tenant=None if tenant is None else _check_tenant("tenant", tenant))
+
+    async def aclear(self, *, tenant: str | None = None, **kwargs: Any) -> None:
+        """Async :meth:`clear`."""
+        _no_kwargs(kwargs)
+        await self.cache.ainvalidate(tenant=None if tenant is None else _check_tenant("tenant", tenant))
+
+    # -- extras ---------------------------------------------------------------------------------
+    @property
+    def stats(self) -> CacheStats:
+        """Lookups, hits, verifier rejections, misses and writes counted by :attr:`cache` (plus its
+        exact-only twin for structured conversations) since it was created."""
+        total = CacheStats()
+        for part in {id(c): c for c in (self.cache, self._exact) if c is not None}.values():
+            for item in fields(CacheStats):
+                if item.name == "rejection_reasons":
+                    for reason, count in part.stats.rejection_reasons.items():
+                        total.rejection_reasons[reason] = total.rejection_reasons.get(reason, 0) + count
+                else:
+                    setattr(total, item.name, getattr(total, item.name) + getattr(part.stats, item.name))
+        return total
+
+    def close(self) -> None:
+        """Release the store's connections (the default SQLite store reopens on next use)."""
+        self.cache.close()
+
+    # -- keys -----------------------------------------------------------------------------------
+    def _key(self, prompt: object, llm_string: object) -> _CacheKey | None:
+        if not isinstance(prompt, str):
+            raise InvalidParameterError("prompt", allowed="a str", received=type(prompt).__name__)
+        if not isinstance(llm_string, str) or not llm_string:
+            raise InvalidParameterError("llm_string", allowed="a non-empty str", received=llm_string)
+        tenant = self.resolve_tenant()
+        if tenant is None:
+            return None
+        model = _model_name(llm_string)
+        messages = _chat_messages(prompt)
+        if messages is None:  # a completion prompt (or any other text)
+            text = f"{_MARK}text|>{prompt}" if _marked(prompt) else prompt
+            return _CacheKey(self.cache, text, CacheNamespace(tenant, llm_string), model)
+        last = messages[-1]["kwargs"]
+        content = last.get("content")
+        if (last.get("type") == "human" and set(last) <= {"content", "type"} and isinstance(content, str)
+                and not _marked(content)):
+            llm = llm_string
+            if len(messages) > 1:  # the conversation so far must match exactly: it joins the namespace
+                history = json.dumps(messages[:-1], sort_keys=True, ensure_ascii=False)
+                llm = f"{llm_string}\n{_MARK}context|>{hashlib.sha256(history.encode('utf-8')).hexdigest()}"
+            return _CacheKey(self.cache, content, CacheNamespace(tenant, llm), model)
+        # Structured conversations (tool calls, images, names...) are matched exactly, never semantically.
+        return _CacheKey(self._exact_cache(), f"{_MARK}messages|>{prompt}", CacheNamespace(tenant, llm_string),
+                         model)
+
+    def _exact_cache(self) -> ResponseCache:
+        if self.cache.mode == "exact":
+            return self.cache
+        with self._lock:
+            if self._exact is None:  # the same store, ttl and ledger; entries without vectors
+                self._exact = ResponseCache(self.cache.store, mode="exact", ttl_s=self.cache.ttl_s,
+                                            ledger=self.cache.ledger)
+            return self._exact
+
+
+@dataclass(frozen=True)
+class _CacheKey:
+    """Where one LangChain (prompt, llm_string) lives in the response cache.
+
+    Renderings, each injective: a completion prompt is its own text; a chat conversation ending in
+    a plain-text human message is that message's text, in a namespace that also names the earlier
+    messages' digest; any other conversation is ``<|lean:messages|>`` + LangChain's serialisation,
+    matched exactly. Text that itself starts with ``<|lean:`` is not rendered as itself.
+    """
+
+    cache: ResponseCache
+    prompt: str
+    namespace: CacheNamespace
+    model: str | None
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _check_tenant(parameter: str, tenant: object) -> str:
+    if not isinstance(tenant, str) or not tenant or len(tenant) > _MAX_TENANT_CHARS:
+        raise InvalidParameterError(parameter, allowed=f"a non-empty str of at most {_MAX_TENANT_CHARS} characters",
+                                    received=tenant)
+    return tenant
+
+
+def _no_kwargs(kwargs: Mapping[str, Any]) -> None:
+    if kwargs:
+        raise InvalidParameterError("clear", allowed="no keyword but tenant=", received=sorted(kwargs))
+
+
+def _marked(text: str) -> bool:
+    return normalize_prompt(text).startswith(_MARK)
+
+
+def _run_metadata() -> Mapping[str, Any] | None:
+    """The metadata of the langchain-core model run that is consulting the cache, if any.
+
+    ``BaseChatModel._(a)generate_with_cache`` holds the run manager (``run_manager.metadata``);
+    for LLMs, ``get_prompts``/``update_cache`` (and async twins) hold the prompt's index into the
+    callback managers that ``BaseLLM.(a)generate`` configured before consulting the cache.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    try:
+        for _ in range(_FRAME_DEPTH):
+            if frame is None:
+                return None
+            code = frame.f_code
+            if code in _CHAT_FRAMES:
+                metadata = getattr(frame.f_locals.get("run_manager"), "metadata", None)
+                return metadata if isinstance(metadata, Mapping) else None
+            if code in _LLM_LOOKUP_FRAMES or code in _LLM_UPDATE_FRAMES:
+                return _llm_metadata(frame, update=code in _LLM_UPDATE_FRAMES)
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def _llm_metadata(frame: FrameType, *, update: bool) -> Mapping[str, Any] | None:
+    local = frame.f_locals
+    index = local.get("i")
+    if update:
+        missing = local.get("missing_prompt_idxs")
+        index = missing[index] if isinstance(missing, list) and isinstance(index, int) else None
+    caller = frame.f_back
+    managers = caller.f_locals.get("callback_managers") if caller is not None else None
+    if not isinstance(index, int) or not isinstance(managers, list) or not 0 <= index < len(managers):
+        return None
+    metadata = getattr(managers[index], "metadata", None)
+    return metadata if isinstance(metadata, Mapping) else None
+
+
+def _chat_messages(prompt: str) -> list[dict[str, Any]] | None:
+    """The serialised messages if ``prompt`` is a chat model's cache prompt (``dumps(messages)``)."""
+    if not prompt.startswith('[{"lc"'):
+        return None
+    try:
+        data = json.loads(prompt)
+    except ValueError:
+        return None
+    if not isinstance(data, list) or not data:
+        return None
+    for item in data:
+        if not (isinstance(item, dict) and item.get("lc") == 1 and item.get("type") == "constructor"
+                and isinstance(item.get("id"), list) and isinstance(item.get("kwargs"), dict)):
+            return None
+    return data
+
+
+def _model_name(llm_string: str) -> str | None:
+    """The model named in a LangChain ``llm_string`` (serialised kwargs or sorted params), if any."""
+    head = llm_string.partition("---")[0]
+    if head.startswith("{"):
+        with contextlib.suppress(ValueError):
+            kwargs = json.loads(head).get("kwargs")
+            if isinstance(kwargs, dict):
+                for name in _MODEL_KEYS:
+                    if isinstance(kwargs.get(name), str) and kwargs[name]:
+                        return cast(str, kwargs[name])
+    found = _MODEL_REPR.search(llm_string)
+    return found.group(1) if found else None
+
+
+def _serialise(return_val: object) -> tuple[str | None, int, int]:
+    """(payload JSON or None when unrevivable, input tokens, output tokens) of the generations."""
+    if isinstance(return_val, str | bytes) or not isinstance(return_val, Sequence) or not return_val:
+        raise InvalidParameterError("return_val", allowed="a non-empty sequence of Generation",
+                                    received=type(return_val).__name__)
+    for generation in return_val:
+        if not isinstance(generation, Generation):
+            raise InvalidParameterError("return_val", allowed="a non-empty sequence of Generation",
+                                        received=f"an item of type {type(generation).__name__}")
+    data = dumpd(list(return_val))
+    if _unserialisable(data):
+        _log.warning("LeanCache: not caching a response that LangChain cannot serialise")
+        return None, 0, 0
+    input_tokens = output_tokens = 0
+    for generation in return_val:  # n candidates of one prompt share one usage record: take it once
+        usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
+        if usage:
+            input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+            break
+    payload = json.dumps({"v": _PAYLOAD_VERSION, "generations": data}, ensure_ascii=False)
+    return payload, input_tokens, output_tokens
+
+
+def _unserialisable(value: object) -> bool:
+    if isinstance(value, dict):
+        if value.get("lc") == 1 and value.get("type") == "not_implemented":
+            return True
+        return any(_unserialisable(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_unserialisable(v) for v in value)
+    return False
+
+
+def _revive(result: CacheLookup) -> list[Generation] | None:
+    if result.entry is None:
+        return None
+    try:
+        data = json.loads(result.entry.payload, object_hook=_REVIVER)
+        generations = data["generations"] if isinstance(data, dict) and data.get("v") == _PAYLOAD_VERSION else None
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        _log.warning("LeanCache: treating an unreadable cached payload as a miss (%s)", exc)
+        return None
+    if not isinstance(generations, list) or not generations or not all(isinstance(g, Generation) for g in generations):
+        _log.warning("LeanCache: treating a cached payload that holds no generations as a miss")
+        return None
+    return generations
