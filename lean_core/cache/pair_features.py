@@ -116,26 +116,36 @@ def _parse(text: str) -> _Parsed:
                    negated=any(w in _NEGATIONS for w in words), wh=frozenset(w for w in words if w in _WH))
 
 
-def _order(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[bool, float]:
-    """(roles swapped, share of discordant pairs) over content words that occur once in each."""
-    shared = [w for w in dict.fromkeys(a) if a.count(w) == 1 and b.count(w) == 1]
+def _order(a: _Parsed, b: _Parsed) -> tuple[bool, float]:
+    """(roles swapped, share of discordant pairs) over content words that occur once in each.
+
+    Two content words that change order with a shared word between them in both texts swapped
+    roles around it: "cats afraid of tigers" / "tigers afraid of cats", and also "euros to
+    dollars" / "dollars to euros", where the pivot is a function word.
+    """
+    content_a, content_b = a.content, b.content
+    shared = [w for w in dict.fromkeys(content_a) if content_a.count(w) == 1 and content_b.count(w) == 1]
     if len(shared) < 2:
         return False, 0.0
-    pos_a = {w: a.index(w) for w in shared}
-    pos_b = {w: b.index(w) for w in shared}
+    words_a = [_stem(w) for w in a.words]
+    words_b = [_stem(w) for w in b.words]
+    pivots = [w for w in dict.fromkeys(words_a) if words_a.count(w) == 1 and words_b.count(w) == 1]
+    pos_a = {w: words_a.index(w) for w in pivots}
+    pos_b = {w: words_b.index(w) for w in pivots}
     pairs = discordant = 0
     swapped = False
     for i, x in enumerate(shared):
         for y in shared[i + 1:]:
+            if x not in pos_a or y not in pos_a:
+                continue
             pairs += 1
             if (pos_a[x] - pos_a[y]) * (pos_b[x] - pos_b[y]) < 0:
                 discordant += 1
-                # X ... m ... Y in one and Y ... m ... X in the other: the arguments of m changed places.
                 lo_a, hi_a = sorted((pos_a[x], pos_a[y]))
                 lo_b, hi_b = sorted((pos_b[x], pos_b[y]))
-                if any(lo_a < pos_a[m] < hi_a and lo_b < pos_b[m] < hi_b for m in shared if m not in (x, y)):
+                if any(lo_a < pos_a[m] < hi_a and lo_b < pos_b[m] < hi_b for m in pivots if m not in (x, y)):
                     swapped = True
-    return swapped, discordant / pairs
+    return swapped, discordant / pairs if pairs else 0.0
 
 
 def pair_features(query: str, cached: str, similarity: float) -> PairFeatures:
@@ -146,7 +156,7 @@ def pair_features(query: str, cached: str, similarity: float) -> PairFeatures:
     only_a, only_b = len(set_a - set_b), len(set_b - set_a)
     entity_mismatch = bool({e for e in a.entities if e not in set(b.words) | set_b}
                            | {e for e in b.entities if e not in set(a.words) | set_a})
-    swapped, discord = _order(a.content, b.content)
+    swapped, discord = _order(a, b)
     length_a, length_b = max(len(a.words), 1), max(len(b.words), 1)
     return PairFeatures(
         similarity=float(similarity),
