@@ -227,3 +227,21 @@ def test_normalisation_is_idempotent_and_keys_are_stable(text: str) -> None:
     once = normalize_prompt(text)
     assert normalize_prompt(once) == once
     assert prompt_key(text) == prompt_key(once)
+
+
+def test_large_namespaces_use_the_hnsw_graph_and_stay_isolated(tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    store = SQLiteCacheStore(tmp_path / "ann.sqlite3", max_entries=None, ann_min_entries=50)
+    cache = ResponseCache(store, embedder=HashEmbedder())
+    for i in range(120):
+        cache.update(f"acme question {i}", f"acme {i}", namespace=A)
+    cache.update("globex question 7", "globex 7", namespace=B)
+    vector = HashEmbedder().encode([normalize_prompt("acme question 7")])[0]
+    found = store.search(A, vector, k=3, min_similarity=0.5, now=2e9)
+    assert [c.entry.payload for c in found] == ["acme 7"]
+    index = store._indexes[(A.tenant, A.llm_hash)]
+    assert index.ann is not None and index.ann_rows == 120
+    cache.update("acme question 500", "acme 500", namespace=A)  # appended rows join the graph
+    found = store.search(A, HashEmbedder().encode(["acme question 500"])[0], k=1, min_similarity=0.5, now=2e9)
+    assert found[0].entry.payload == "acme 500" and index.ann_rows == 121
+    assert store.search(B, vector, k=3, min_similarity=-1.0, now=2e9)[0].entry.payload == "globex 7"
