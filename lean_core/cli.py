@@ -134,6 +134,7 @@ def _cmd_bench_cache(args: argparse.Namespace) -> int:
         s = result.stream
         print(f"stream {s.path}: {s.lookups} lookups, {s.exact_hits} exact + {s.semantic_hits} semantic hits "
               f"({s.hit_rate:.1%}), {s.rejected_candidates} candidates rejected | p50 {s.p50_lookup_ms:.1f} ms")
+        print(f"  semantic hits by cosine: {s.semantic_similarity_bands}")
     for point in result.scale:
         print(f"{point.store} {point.entries:>9,} entries, {point.probe:<10}: p50 {point.p50_lookup_ms:.2f} ms, "
               f"p99 {point.p99_lookup_ms:.2f} ms ({point.exact_hits} exact, {point.semantic_hits} semantic hits "

@@ -58,8 +58,9 @@ class PairFeatures:
 
     @property
     def vector(self) -> list[float]:
-        return [self.similarity, self.similarity ** 2, self.content_jaccard, float(self.unmatched_max),
-                float(self.unmatched_min), self.unmatched_share, self.length_ratio, float(self.wh_mismatch),
+        # Counts are clipped: long prompts must not score outside the range the model was fitted on.
+        return [self.similarity, self.similarity ** 2, self.content_jaccard, float(min(self.unmatched_max, 4)),
+                float(min(self.unmatched_min, 4)), self.unmatched_share, self.length_ratio, float(self.wh_mismatch),
                 float(self.number_mismatch), float(self.entity_mismatch), float(self.negation_mismatch),
                 float(self.role_swap), self.order_discord]
 

@@ -44,6 +44,9 @@ class Calibration:
     """Candidates below this cosine are not even verified (no labelled duplicate lay below it)."""
     target_precision: float
     embedding_model: str
+    similarity_floor: float = 0.85
+    """No semantic hit is served below this cosine, whatever the model says (a guard for prompts
+    unlike the short questions the model was fitted on)."""
     trained_on: tuple[str, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)
     """Precision/recall measured on the calibration pairs and on held-out pairs, when known."""
@@ -111,6 +114,8 @@ class SemanticVerifier:
         veto = features.veto
         if veto is not None:
             return Verdict(accepted=False, probability=probability, reason=veto)
+        if similarity < self.calibration.similarity_floor:
+            return Verdict(accepted=False, probability=probability, reason="similarity below floor")
         if probability < self.threshold:
             return Verdict(accepted=False, probability=probability, reason="below threshold")
         return Verdict(accepted=True, probability=probability, reason="accepted")

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from lean_core.cache import CacheNamespace, ResponseCache, SemanticVerifier, SQLiteCacheStore, default_calibration_path
+from lean_core.cache import (
+    CacheNamespace,
+    ResponseCache,
+    SemanticVerifier,
+    SQLiteCacheStore,
+    default_calibration_path,
+)
 from lean_core.cache.verifier import Calibration
 
 pytestmark = pytest.mark.integration
