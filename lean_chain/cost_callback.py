@@ -100,6 +100,10 @@ class LeanCostCallback(BaseCallbackHandler):
     # -- ends --------------------------------------------------------------------------------
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None,
                    **kwargs: Any) -> None:
+        if _served_from_cache(response):
+            # A cache hit is not a paid call; the cache (LeanCache) records it as layer "cache".
+            self._tracker.discard(str(run_id))
+            return
         usage: Any = None
         outputs: list[str] = []
         model: str | None = None
@@ -138,3 +142,11 @@ def _add_payloads(left: Any, right: Any) -> Any:
     if b is None:
         return a
     return a + b
+
+
+def _served_from_cache(response: LLMResult) -> bool:
+    """langchain-core marks chat generations served by an LLM cache with ``usage_metadata["total_cost"] == 0``
+    (a key providers do not set)."""
+    messages = [g.message for candidates in response.generations for g in candidates if isinstance(g, ChatGeneration)]
+    usages = [getattr(m, "usage_metadata", None) for m in messages]
+    return bool(usages) and all(isinstance(u, dict) and u.get("total_cost") == 0 for u in usages)

@@ -413,3 +413,25 @@ async def test_clear_by_tenant(lean: LeanCache) -> None:
     lean.clear()
     with LeanCache.tenant_scope("globex"):
         assert lean.lookup("hello", LLM) is None
+
+
+def test_cost_callback_does_not_bill_cache_hits(tmp_path: Path) -> None:
+    from langchain_core.globals import set_llm_cache
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from lean_chain import LeanCostCallback
+    from lean_core import CostLedger
+    from lean_core.cache import ResponseCache, SQLiteCacheStore
+
+    with CostLedger(tmp_path / "ledger.sqlite3") as ledger:
+        cache = ResponseCache(SQLiteCacheStore(tmp_path / "hits.sqlite3"), mode="exact", ledger=ledger)
+        set_llm_cache(LeanCache(cache=cache))
+        try:
+            model = FakeListChatModel(responses=["first", "second"])
+            config = {"callbacks": [LeanCostCallback(ledger)], "metadata": {"tenant": "acme"}}
+            assert model.invoke("same question", config=config).content == "first"  # type: ignore[arg-type]
+            assert model.invoke("same question", config=config).content == "first"  # type: ignore[arg-type]
+        finally:
+            set_llm_cache(None)
+        assert len(ledger.calls()) == 1
+        assert [e.cache_hit for e in ledger.savings() if e.layer == "cache"] == [False, True]
