@@ -21,13 +21,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from lean_core.embeddings import Embedder
 
     embedder = Embedder(args.embedding_model) if args.embedding_model else Embedder()
-    pairs = [p for path in args.pairs for p in load_pairs(path, split=args.split, limit=args.limit)]
+    # A file that is also evaluated is split by hash: fit on its calibration half, score the other.
+    evaluated = {str(Path(p).resolve()) for p in args.evaluate or ()}
+    pairs = [p for path in args.pairs
+             for p in load_pairs(path, split="calibration" if str(Path(path).resolve()) in evaluated else "all",
+                                 limit=args.limit)]
     print(f"fitting on {len(pairs)} labelled pairs from {len(args.pairs)} file(s) for precision {args.precision}")
     calibration = fit_calibration(pairs, encode=embedder.encode, target_precision=args.precision,
                                   embedding_model=args.embedding_model or "all-MiniLM-L6-v2")
     metrics = dict(calibration.metrics)
     for path in args.evaluate or ():
-        held = load_pairs(path, split="held_out" if args.split == "calibration" else "all", limit=args.limit)
+        used = str(Path(path).resolve()) in {str(Path(p).resolve()) for p in args.pairs}
+        held = load_pairs(path, split="held_out" if used else "all", limit=args.limit)
         vectors = embedder.encode(list(dict.fromkeys(t for p in held for t in (p.text_a, p.text_b))))
         row = {t: i for i, t in enumerate(dict.fromkeys(t for p in held for t in (p.text_a, p.text_b)))}
         scores = []
@@ -82,9 +87,9 @@ def add_cache_commands(sub: Any) -> None:
                            help="labelled pairs: JSONL {text_a, text_b, label} or STS CSV (repeatable)")
     calibrate.add_argument("--precision", type=float, default=0.95,
                            help="target precision of served semantic hits on every pairs file (default 0.95)")
-    calibrate.add_argument("--split", choices=("all", "calibration"), default="all",
-                           help="'calibration' fits on the hashed calibration half only (default all)")
-    calibrate.add_argument("--evaluate", action="append", help="pairs file to score on its held-out half")
+    calibrate.add_argument("--evaluate", action="append",
+                           help="pairs file to score (repeatable); if it is also a --pairs file, it is split by "
+                                "hash: fitted on one half, scored on the other")
     calibrate.add_argument("--limit", type=int, default=None, help="at most N pairs per file")
     calibrate.add_argument("--embedding-model", default=None,
                            help="sentence-transformers model directory (default the bundled MiniLM)")
