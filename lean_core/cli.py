@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lean_core.errors import LeanInferenceError
@@ -143,24 +143,23 @@ def _cmd_bench_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cosine(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a cosine in (0, 1], received {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a cosine in (0, 1], received {value}")
-    return value
+def _unit_interval(what: str) -> Callable[[str], float]:
+    """An argparse type for a value in (0, 1] whose error names ``what`` was expected."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} in (0, 1], received {text!r}") from None
+        if not 0.0 < value <= 1.0:
+            raise argparse.ArgumentTypeError(f"expected {what} in (0, 1], received {value}")
+        return value
+
+    return parse
 
 
-def _kept_share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a kept share in (0, 1], received {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a kept share in (0, 1], received {value}")
-    return value
+_cosine = _unit_interval("a cosine")
+_kept_share = _unit_interval("a kept share")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,22 +78,12 @@ def _worker(store_spec: tuple[str, str], worker: int, operations: int, out: str)
 def _run_load(store_spec: tuple[str, str], tmp_path: Path, *, processes: int, threads: int, operations: int) -> None:
     started = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
-    jobs: list[multiprocessing.process.BaseProcess] = []
-    outs: list[str] = []
-    worker = 0
-    for _ in range(processes):
-        out = str(tmp_path / f"w{worker}.json")
-        outs.append(out)
-        jobs.append(ctx.Process(target=_worker, args=(store_spec, worker, operations, out)))
-        worker += 1
+    outs = [str(tmp_path / f"w{worker}.json") for worker in range(processes + threads)]
+    jobs = [ctx.Process(target=_worker, args=(store_spec, w, operations, outs[w])) for w in range(processes)]
+    thread_list = [threading.Thread(target=_worker, args=(store_spec, w, operations, outs[w]))
+                   for w in range(processes, processes + threads)]
     for job in jobs:
         job.start()
-    thread_list = []
-    for _ in range(threads):
-        out = str(tmp_path / f"w{worker}.json")
-        outs.append(out)
-        thread_list.append(threading.Thread(target=_worker, args=(store_spec, worker, operations, out)))
-        worker += 1
     for t in thread_list:
         t.start()
     for t in thread_list:
@@ -101,6 +91,7 @@ def _run_load(store_spec: tuple[str, str], tmp_path: Path, *, processes: int, th
     for job in jobs:
         job.join(timeout=600)
         assert job.exitcode == 0
+    worker = processes + threads
     elapsed = time.perf_counter() - started
     results = [json.loads(Path(o).read_text()) for o in outs]
     total_ops = worker * operations
