@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["CacheMode", "ResponseCache"]
 
 CacheMode = Literal["exact", "semantic"]
+_RECENT_VECTORS = 256
 
 
 class ResponseCache:
@@ -58,6 +59,7 @@ class ResponseCache:
         self.ledger = ledger
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
+        self._recent_vectors: dict[str, Any] = {}
 
     # -- lazily built parts (constructors do no I/O) --------------------------------------------
     @property
@@ -97,7 +99,7 @@ class ResponseCache:
                                 started, namespace, model)
         if self.mode == "exact":
             return self._finish(CacheLookup(entry=None), started, namespace, model)
-        vector = self.embedder.encode([normalize_prompt(prompt)])[0]
+        vector = self._vector(prompt)
         found = self.store.search(namespace, vector, k=self.candidates,
                                   min_similarity=self.verifier.min_similarity, now=now)
         result = self._verify(prompt, found)
@@ -117,13 +119,29 @@ class ResponseCache:
                                        started, namespace, model)
         if self.mode == "exact":
             return await self._afinish(CacheLookup(entry=None), started, namespace, model)
-        vectors = await asyncio.to_thread(self.embedder.encode, [normalize_prompt(prompt)])
-        found = await self.store.asearch(namespace, vectors[0], k=self.candidates,
+        vector = await asyncio.to_thread(self._vector, prompt)
+        found = await self.store.asearch(namespace, vector, k=self.candidates,
                                          min_similarity=self.verifier.min_similarity, now=now)
         result = self._verify(prompt, found)
         if result.entry is not None:
             await self.store.atouch(namespace, result.entry.prompt_key, now=now)
         return await self._afinish(result, started, namespace, model)
+
+    def _vector(self, prompt: str) -> Any:
+        """The prompt's embedding; the last few are kept, since a miss is usually followed by an
+        update of the same prompt (the answer arriving), which would embed it again."""
+        text = normalize_prompt(prompt)
+        with self._stats_lock:
+            vector = self._recent_vectors.pop(text, None)
+            if vector is not None:
+                self._recent_vectors[text] = vector
+                return vector
+        vector = self.embedder.encode([text])[0]
+        with self._stats_lock:
+            self._recent_vectors[text] = vector
+            while len(self._recent_vectors) > _RECENT_VECTORS:
+                self._recent_vectors.pop(next(iter(self._recent_vectors)))
+        return vector
 
     def _verify(self, prompt: str, found: list[Any]) -> CacheLookup:
         reasons: list[str] = []
@@ -156,7 +174,7 @@ class ResponseCache:
                input_tokens: int = 0, output_tokens: int = 0) -> CacheEntry:
         """Store ``payload`` as the answer to ``prompt`` in ``namespace`` (replacing an exact match)."""
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
-        vector = self.embedder.encode([normalize_prompt(prompt)])[0] if self.mode == "semantic" else None
+        vector = self._vector(prompt) if self.mode == "semantic" else None
         self.store.put(entry, vector)
         with self._stats_lock:
             self.stats.writes += 1
@@ -168,7 +186,7 @@ class ResponseCache:
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
         vector = None
         if self.mode == "semantic":
-            vector = (await asyncio.to_thread(self.embedder.encode, [normalize_prompt(prompt)]))[0]
+            vector = await asyncio.to_thread(self._vector, prompt)
         await self.store.aput(entry, vector)
         with self._stats_lock:
             self.stats.writes += 1

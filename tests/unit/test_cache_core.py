@@ -245,3 +245,19 @@ def test_large_namespaces_use_the_hnsw_graph_and_stay_isolated(tmp_path: Path) -
     found = store.search(A, HashEmbedder().encode(["acme question 500"])[0], k=1, min_similarity=0.5, now=2e9)
     assert found[0].entry.payload == "acme 500" and index.ann_rows == 121
     assert store.search(B, vector, k=3, min_similarity=-1.0, now=2e9)[0].entry.payload == "globex 7"
+
+
+def test_a_miss_then_update_embeds_the_prompt_once(tmp_path: Path) -> None:
+    class CountingEmbedder(HashEmbedder):
+        calls = 0
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            CountingEmbedder.calls += len(texts)
+            return super().encode(texts)
+
+    cache = ResponseCache(SQLiteCacheStore(tmp_path / "c.sqlite3"), embedder=CountingEmbedder())
+    assert not cache.lookup("a new question", namespace=A).hit
+    cache.update("a new question", "its answer", namespace=A)
+    asyncio.run(cache.alookup("another  question", namespace=A))
+    asyncio.run(cache.aupdate("another question", "x", namespace=A))
+    assert CountingEmbedder.calls == 2
