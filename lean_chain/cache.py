@@ -41,8 +41,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generati
 from langchain_core.runnables.config import var_child_runnable_config
 
 from lean_core.cache.normalize import normalize_prompt
-from lean_core.cache.response_cache import CacheMode, ResponseCache
-from lean_core.cache.types import CacheLookup, CacheNamespace, CacheStats
+from lean_core.cache.response_cache import CacheMode, ResponseCache, check_ttl
+from lean_core.cache.types import CacheLookup, CacheNamespace, CacheStats, check_tenant
 from lean_core.errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ __all__ = ["LeanCache"]
 _log = logging.getLogger(__name__)
 
 _TENANT_SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("lean_cache_tenant", default=None)
-_MAX_TENANT_CHARS = 256
 # Cache-internal prompt renderings start with this marker; user text that would start with it is
 # prefixed, so no user prompt can take the key of a rendering (see ``_CacheKey``).
 _MARK = "<|lean:"
@@ -139,10 +138,9 @@ class LeanCache(BaseCache):
                  ledger: CostLedger | None = None) -> None:
         if mode is not None and mode not in ("exact", "semantic"):
             raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=mode)
-        if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0):
-            raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl_s)
+        check_ttl(ttl_s)
         if default_tenant is not None:
-            _check_tenant("default_tenant", default_tenant)
+            check_tenant(default_tenant, parameter="default_tenant")
         if not isinstance(tenant_key, str) or not tenant_key:
             raise InvalidParameterError("tenant_key", allowed="a non-empty str", received=tenant_key)
         if cache is None:
@@ -177,7 +175,7 @@ class LeanCache(BaseCache):
         Based on a context variable: nested scopes restore the outer tenant on exit, asyncio tasks
         created inside inherit it, and so do threads of LangChain's executors (``batch``).
         """
-        token = _TENANT_SCOPE.set(_check_tenant("tenant", tenant))
+        token = _TENANT_SCOPE.set(check_tenant(tenant))
         try:
             yield
         finally:
@@ -202,7 +200,7 @@ class LeanCache(BaseCache):
             return None
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        return _check_tenant(f"{where}[{self.tenant_key!r}]", value)
+        return check_tenant(value, parameter=f"{where}[{self.tenant_key!r}]")
 
     # -- BaseCache ------------------------------------------------------------------------------
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
@@ -240,12 +238,12 @@ class LeanCache(BaseCache):
     def clear(self, *, tenant: str | None = None, **kwargs: Any) -> None:
         """Delete every entry of the store (all tenants, all models), or only ``tenant``'s."""
         _no_kwargs(kwargs)
-        self.cache.invalidate(tenant=None if tenant is None else _check_tenant("tenant", tenant))
+        self.cache.invalidate(tenant=None if tenant is None else check_tenant(tenant))
 
     async def aclear(self, *, tenant: str | None = None, **kwargs: Any) -> None:
         """Async :meth:`clear`."""
         _no_kwargs(kwargs)
-        await self.cache.ainvalidate(tenant=None if tenant is None else _check_tenant("tenant", tenant))
+        await self.cache.ainvalidate(tenant=None if tenant is None else check_tenant(tenant))
 
     # -- extras ---------------------------------------------------------------------------------
     @property
@@ -320,13 +318,6 @@ class _CacheKey:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _check_tenant(parameter: str, tenant: object) -> str:
-    if not isinstance(tenant, str) or not tenant or len(tenant) > _MAX_TENANT_CHARS:
-        raise InvalidParameterError(parameter, allowed=f"a non-empty str of at most {_MAX_TENANT_CHARS} characters",
-                                    received=tenant)
-    return tenant
-
-
 def _no_kwargs(kwargs: Mapping[str, Any]) -> None:
     if kwargs:
         raise InvalidParameterError("clear", allowed="no keyword but tenant=", received=sorted(kwargs))

@@ -21,8 +21,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 from pydantic import Field, PrivateAttr, SerializeAsAny
 
-from lean_core.cache.response_cache import CacheMode, ResponseCache
-from lean_core.cache.types import CacheLookup, CacheNamespace
+from lean_core.cache.response_cache import CacheMode, ResponseCache, check_ttl
+from lean_core.cache.types import CacheLookup, CacheNamespace, check_tenant
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_index import _cache_codec as codec
@@ -33,7 +33,6 @@ __all__ = ["LeanCachedLLM"]
 # query engines format prompts through the wrapper exactly as they would through the LLM itself.
 _INHERITED = ("system_prompt", "messages_to_prompt", "completion_to_prompt", "output_parser",
               "pydantic_program_mode", "query_wrapper_prompt")
-_MAX_TENANT_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class LeanCachedLLM(LLM):
     def _tenant(self, kwargs: dict[str, Any]) -> str:
         tenant = kwargs.pop("tenant", None)
         tenant = self.tenant if tenant is None else tenant
-        _check_tenant(tenant)
+        check_tenant(tenant)
         return str(tenant)
 
     def _plan_complete(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> _Plan:
@@ -413,20 +412,12 @@ def _checked(messages: object) -> list[ChatMessage]:
     return list(messages)
 
 
-def _check_tenant(tenant: object) -> None:
-    if not isinstance(tenant, str) or not tenant or len(tenant) > _MAX_TENANT_CHARS:
-        raise InvalidParameterError("tenant", allowed=f"a non-empty str of at most {_MAX_TENANT_CHARS} characters",
-                                    received=tenant)
-
-
 def _check_options(data: dict[str, Any]) -> None:
     if "tenant" in data:
-        _check_tenant(data["tenant"])
+        check_tenant(data["tenant"])
     if "mode" in data and data["mode"] not in ("exact", "semantic"):
         raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=data["mode"])
-    ttl = data.get("ttl_s")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0):
-        raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl)
+    check_ttl(data.get("ttl_s"))
     ledger = data.get("ledger")
     if ledger is not None and not isinstance(ledger, CostLedger):
         raise InvalidParameterError("ledger", allowed="a CostLedger or None", received=type(ledger).__name__)

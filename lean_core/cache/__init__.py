@@ -39,6 +39,7 @@ __all__ = [
     "SemanticCandidate",
     "SemanticVerifier",
     "Verdict",
+    "check_tenant",
     "default_cache_path",
     "default_calibration_path",
     "fit_calibration",

@@ -21,10 +21,19 @@ if TYPE_CHECKING:
     from lean_core.embeddings import Embedder
     from lean_core.ledger import CostLedger
 
-__all__ = ["CacheMode", "ResponseCache"]
+__all__ = ["CacheMode", "ResponseCache", "check_ttl"]
 
 CacheMode = Literal["exact", "semantic"]
 _RECENT_VECTORS = 256
+
+
+def check_ttl(ttl_s: object) -> float | None:
+    """``ttl_s`` as seconds (> 0) or None; anything else is a named error (booleans included)."""
+    if ttl_s is None:
+        return None
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0:
+        raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl_s)
+    return float(ttl_s)
 
 
 class ResponseCache:
@@ -46,8 +55,7 @@ class ResponseCache:
                  ledger: CostLedger | None = None) -> None:
         if mode not in ("exact", "semantic"):
             raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=mode)
-        if ttl_s is not None and (not isinstance(ttl_s, int | float) or ttl_s <= 0):
-            raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl_s)
+        check_ttl(ttl_s)
         if not isinstance(candidates, int) or not 1 <= candidates <= 64:
             raise InvalidParameterError("candidates", allowed="an int in [1, 64]", received=candidates)
         self._store = store
@@ -161,9 +169,7 @@ class ResponseCache:
         if not isinstance(payload, str):
             raise InvalidParameterError("payload", allowed="a str (serialise the response first)",
                                         received=type(payload).__name__)
-        ttl = self.ttl_s if ttl_s is None else ttl_s
-        if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
-            raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl)
+        ttl = check_ttl(self.ttl_s if ttl_s is None else ttl_s)
         now = time.time()
         return CacheEntry(tenant=namespace.tenant, llm_hash=namespace.llm_hash, prompt_key=prompt_key(prompt),
                           prompt=prompt, payload=payload, created_at=now,

@@ -9,10 +9,18 @@ from typing import Literal
 
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["CacheEntry", "CacheLookup", "CacheNamespace", "CacheStats", "HitKind", "SemanticCandidate"]
+__all__ = ["CacheEntry", "CacheLookup", "CacheNamespace", "CacheStats", "HitKind", "SemanticCandidate", "check_tenant"]
 
 HitKind = Literal["exact", "semantic"]
 _MAX_TENANT_CHARS = 256
+
+
+def check_tenant(tenant: object, *, parameter: str = "tenant") -> str:
+    """``tenant`` if it is a valid tenant id (a non-empty str of at most 256 characters), else a named error."""
+    if not isinstance(tenant, str) or not tenant or len(tenant) > _MAX_TENANT_CHARS:
+        raise InvalidParameterError(parameter, allowed=f"a non-empty str of at most {_MAX_TENANT_CHARS} characters",
+                                    received=tenant)
+    return tenant
 
 
 @dataclass(frozen=True)
@@ -29,9 +37,7 @@ class CacheNamespace:
     """The model identity and generation parameters, e.g. LangChain's ``llm_string``."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tenant, str) or not self.tenant or len(self.tenant) > _MAX_TENANT_CHARS:
-            raise InvalidParameterError("tenant", allowed=f"a non-empty str of at most {_MAX_TENANT_CHARS} characters",
-                                        received=self.tenant)
+        check_tenant(self.tenant)
         if not isinstance(self.llm, str) or not self.llm:
             raise InvalidParameterError("llm", allowed="a non-empty str naming the model and its parameters",
                                         received=self.llm)

@@ -155,7 +155,7 @@ def test_hits_and_misses_go_to_the_ledger(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    dict(mode="fuzzy"), dict(ttl_s=0), dict(ttl_s=-5), dict(candidates=0), dict(candidates=1000),
+    dict(mode="fuzzy"), dict(ttl_s=0), dict(ttl_s=-5), dict(ttl_s=True), dict(candidates=0), dict(candidates=1000),
 ])
 def test_bad_options_name_the_parameter(tmp_path: Path, bad: dict[str, object]) -> None:
     with pytest.raises(InvalidParameterError, match=next(iter(bad))):
