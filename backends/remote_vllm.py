@@ -109,6 +109,11 @@ class RemoteVLLMClient(TextBackend):
 
     def _request(self, prompt: PromptInput, options: SamplingOptions, cache_salt: str | None,
                  *, stream: bool) -> tuple[Any, dict[str, Any]]:
+        if options.early_stop is not None:
+            # It needs per-token alternatives and a way to stop mid-request: in-process only.
+            raise InvalidParameterError("early_stop", allowed="None with base_url (a vLLM server); "
+                                        "early stopping runs with the in-process engine",
+                                        received=options.early_stop)
         body: dict[str, Any] = {
             "model": self.model_name, "max_tokens": options.max_tokens, "temperature": options.temperature,
             "top_p": options.top_p, "n": options.n,

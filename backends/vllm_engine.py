@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lean_backends._loop_thread import LoopThread
 from lean_backends.text_backend import PromptInput, TextBackend
 from lean_core._extras import require
+from lean_core.budget.early_stop import EarlyStopMonitor
 from lean_core.errors import InvalidParameterError
 from lean_core.generation import (
     Choice,
@@ -236,8 +237,10 @@ class LocalVLLMEngine(TextBackend):
         extra: dict[str, Any] = {}
         if options.json_schema is not None:
             extra["structured_outputs"] = StructuredOutputsParams(json=options.json_schema)
-        if options.logprobs is not None:
-            extra["logprobs"] = options.logprobs
+        wanted = [x for x in (options.logprobs,
+                              options.early_stop.top_logprobs if options.early_stop else None) if x is not None]
+        if wanted:
+            extra["logprobs"] = max(wanted)
         return SamplingParams(
             n=options.n, max_tokens=options.max_tokens, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=list(options.stop) or None,
@@ -261,6 +264,8 @@ class LocalVLLMEngine(TextBackend):
     # -- async core (runs on the engine loop) ------------------------------------------------
     async def _generate(self, prompt: PromptInput, options: SamplingOptions,
                         cache_salt: str | None) -> GenerationResult:
+        if options.early_stop is not None:
+            return await self._generate_monitored(prompt, options, cache_salt)
         ids = self.encode(prompt)
         request_id = uuid.uuid4().hex
         final = None
@@ -283,8 +288,73 @@ class LocalVLLMEngine(TextBackend):
                              output_tokens=completion),
         )
 
+    def _monitor(self, options: SamplingOptions) -> EarlyStopMonitor:
+        assert options.early_stop is not None
+        tok = self.tokenizer
+        eos = {int(t) for t in ([tok.eos_token_id] if tok.eos_token_id is not None else [])}
+        eos |= {int(t) for t in _generation_eos_ids(self.settings.model)}
+        return EarlyStopMonitor(options.early_stop, eos_token_ids=eos,
+                                decode=lambda ids: tok.decode(ids, skip_special_tokens=True))
+
+    async def _monitored_steps(self, ids: list[int], options: SamplingOptions, cache_salt: str | None,
+                               monitor: EarlyStopMonitor) -> AsyncIterator[tuple[bool, str | None, int]]:
+        """Run one request token by token through ``monitor``; yields (go on, finish, cached)."""
+        request_id = uuid.uuid4().hex
+        outputs = self._engine.generate(self._engine_prompt(ids, cache_salt),
+                                        self._params(options, delta=True), request_id)
+        try:
+            async for output in outputs:
+                cached = int(output.num_cached_tokens or 0)
+                c = output.outputs[0]
+                steps = c.logprobs or [None] * len(c.token_ids)
+                for token, step in zip(c.token_ids, steps, strict=False):
+                    top = None if step is None else {int(t): float(lp.logprob) for t, lp in step.items()}
+                    if not monitor.push(int(token), top):
+                        yield False, "stop", cached
+                        return  # closing the generator below aborts the request in vLLM
+                yield True, c.finish_reason, cached
+        finally:
+            await outputs.aclose()
+
+    async def _generate_monitored(self, prompt: PromptInput, options: SamplingOptions,
+                                  cache_salt: str | None) -> GenerationResult:
+        ids = self.encode(prompt)
+        monitor = self._monitor(options)
+        finish: str | None = None
+        cached = 0
+        async for _, finish_now, cached_now in self._monitored_steps(ids, options, cache_salt, monitor):
+            finish, cached = finish_now or finish, max(cached, cached_now)
+        choice = Choice(text=monitor.text, finish_reason=_finish(finish), completion_tokens=monitor.generated,
+                        early_stop=monitor.reason)
+        self._record(len(ids), cached, monitor.generated)
+        return GenerationResult(model=self.model_name, choices=(choice,), usage=TokenUsage(
+            input_tokens=len(ids), cached_input_tokens=min(cached, len(ids)), output_tokens=monitor.generated))
+
+    async def _stream_monitored(self, prompt: PromptInput, options: SamplingOptions,
+                                cache_salt: str | None) -> AsyncIterator[GenerationChunk]:
+        ids = self.encode(prompt)
+        monitor = self._monitor(options)
+        sent = ""
+        cached = 0
+        async for go_on, finish, cached_now in self._monitored_steps(ids, options, cache_salt, monitor):
+            cached = max(cached, cached_now)
+            # Text is re-decoded from the accepted tokens, so a confidence stop never shows the
+            # token it refused; a half-decoded character waits for its next token.
+            text = monitor.text if not go_on else monitor.text.rstrip("\ufffd")
+            delta = text[len(sent):] if text.startswith(sent) else ""
+            sent += delta
+            if delta or finish or not go_on:
+                yield GenerationChunk(text=delta, finish_reason=_finish(finish) if finish else None)
+        self._record(len(ids), cached, monitor.generated)
+        yield GenerationChunk(text="", model=self.model_name, usage=TokenUsage(
+            input_tokens=len(ids), cached_input_tokens=min(cached, len(ids)), output_tokens=monitor.generated))
+
     async def _stream(self, prompt: PromptInput, options: SamplingOptions,
                       cache_salt: str | None) -> AsyncIterator[GenerationChunk]:
+        if options.early_stop is not None:
+            async for chunk in self._stream_monitored(prompt, options, cache_salt):
+                yield chunk
+            return
         ids = self.encode(prompt)
         request_id = uuid.uuid4().hex
         cached = 0
@@ -312,6 +382,19 @@ class LocalVLLMEngine(TextBackend):
 
     def count_prompt_tokens(self, prompt: PromptInput) -> int:
         return len(self.encode(prompt))
+
+
+def _generation_eos_ids(model_dir: str) -> list[int]:
+    """End tokens from the checkpoint's generation_config.json (a chat model may have several)."""
+    import json
+
+    path = Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return []
+    value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+    if value is None:
+        return []
+    return [int(v) for v in (value if isinstance(value, list) else [value])]
 
 
 def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:

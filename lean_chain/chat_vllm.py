@@ -31,7 +31,8 @@ from lean_core.usage import TokenUsage
 
 __all__ = ["ChatLeanVLLM"]
 
-_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "n", "json_schema", "logprobs", "tenant"})
+_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "n", "json_schema", "logprobs", "tenant",
+                           "early_stop"})
 
 
 class ChatLeanVLLM(VLLMOptions, BaseChatModel):
@@ -44,9 +45,10 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
     pruned one), ``base_url=`` targets a running ``vllm serve``. Constructing it does no I/O: the
     engine starts on the first call and is shared by every instance with the same engine settings.
 
-    Per call, ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``n``, ``logprobs`` and
-    ``tenant`` may be passed as keyword arguments (or bound with ``.bind``); the tenant also comes
-    from ``config={"metadata": {"tenant": ...}}``.
+    Per call, ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``n``, ``logprobs``,
+    ``early_stop`` (a ``lean_core.budget.EarlyStopRule``) and ``tenant`` may be passed as keyword
+    arguments (or bound with ``.bind``); the tenant also comes from
+    ``config={"metadata": {"tenant": ...}}``.
 
     Tool calling is not supported: vLLM's tool parsers are model-specific and the bundled model's
     chat template has no tool format. Use ``with_structured_output`` (guided JSON) instead.
@@ -108,6 +110,8 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
                                         "model_provider": "lean-vllm"}
             if choice.token_logprobs is not None:
                 metadata["logprobs"] = list(choice.token_logprobs)
+            if choice.early_stop is not None:
+                metadata["early_stop"] = choice.early_stop
             message = AIMessage(content=choice.text, response_metadata=metadata,
                                 usage_metadata=_usage_metadata(result.usage) if index == 0 else None)
             generations.append(ChatGeneration(message=message,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from lean_core.budget.early_stop import EarlyStopReason, EarlyStopRule
 from lean_core.usage import TokenUsage
 
 __all__ = [
@@ -53,6 +54,9 @@ class SamplingOptions(BaseModel):
     """Constrain the output to JSON matching this schema (guided decoding)."""
     logprobs: StrictInt | None = Field(None, ge=0, le=20)
     """Return this many top log-probabilities per generated token (0..20)."""
+    early_stop: EarlyStopRule | None = None
+    """End the answer once it is complete (confidence or repetition, see
+    ``lean_core.budget.EarlyStopRule``); in-process vLLM engine only, one candidate (n=1)."""
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -70,6 +74,12 @@ class SamplingOptions(BaseModel):
             raise ValueError("stop strings must be non-empty")
         return value
 
+    @model_validator(mode="after")
+    def _early_stop_single(self) -> SamplingOptions:
+        if self.early_stop is not None and self.n != 1:
+            raise ValueError(f"early_stop needs n=1, got n={self.n}")
+        return self
+
 
 class Choice(BaseModel):
     """One generated candidate."""
@@ -81,6 +91,8 @@ class Choice(BaseModel):
     completion_tokens: int
     token_logprobs: tuple[float, ...] | None = None
     """Log-probability of each generated token, when logprobs were requested."""
+    early_stop: EarlyStopReason | None = None
+    """Why the answer ended early (``finish_reason`` is then "stop"), if it did."""
 
 
 class GenerationResult(BaseModel):

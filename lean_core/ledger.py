@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lean_core.errors import InvalidParameterError, LedgerCorruptError, LedgerPathError
-from lean_core.ledger_records import LAYERS, CallRecord, Layer, SavingsEvent
+from lean_core.ledger_records import LAYERS, CallRecord, Layer, OutputLengthRecord, SavingsEvent
 from lean_core.pricing import PriceQuote, price_usage
 from lean_core.usage import TokenUsage
 
@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS savings (
     output_tokens_before INTEGER NOT NULL, output_tokens_after INTEGER NOT NULL,
     cache_hit INTEGER, cost_saved_usd TEXT, tenant TEXT, call_id TEXT
 );
+CREATE TABLE IF NOT EXISTS output_lengths (
+    id TEXT PRIMARY KEY, ts TEXT NOT NULL, model TEXT NOT NULL, feature_version TEXT NOT NULL,
+    features TEXT NOT NULL, output_tokens INTEGER NOT NULL, max_tokens INTEGER, finish_reason TEXT,
+    tenant TEXT
+);
 CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts);
 CREATE INDEX IF NOT EXISTS savings_ts ON savings (ts);
 """
@@ -59,6 +64,8 @@ _SAVINGS_COLUMNS = (
     "id", "ts", "layer", "model", "provider", "input_tokens_before", "input_tokens_after",
     "output_tokens_before", "output_tokens_after", "cache_hit", "cost_saved_usd", "tenant", "call_id",
 )
+_LENGTH_COLUMNS = ("id", "ts", "model", "feature_version", "features", "output_tokens", "max_tokens",
+                   "finish_reason", "tenant")
 _RECOVERY_HINT = (
     "The file was left untouched. Move it aside and start a new ledger, or salvage what is "
     "readable with: sqlite3 BROKEN.sqlite3 .recover | sqlite3 NEW.sqlite3"
@@ -131,8 +138,9 @@ class CostLedger:
                     fresh = False
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Every statement is IF NOT EXISTS: an older ledger gains the tables added since.
+            conn.executescript(_SCHEMA)
             if fresh:
-                conn.executescript(_SCHEMA)
                 self._write_meta(conn)
         except LedgerCorruptError:
             conn.close()
@@ -292,6 +300,16 @@ class CostLedger:
         await asyncio.to_thread(self._insert, "savings", _SAVINGS_COLUMNS, _savings_row(event))
         return event
 
+    def record_output_length(self, record: OutputLengthRecord) -> OutputLengthRecord:
+        """Store one answer's length and query features (the length predictor's history)."""
+        self._insert("output_lengths", _LENGTH_COLUMNS, _length_row(record))
+        return record
+
+    async def arecord_output_length(self, record: OutputLengthRecord) -> OutputLengthRecord:
+        """Async :meth:`record_output_length`."""
+        await asyncio.to_thread(self._insert, "output_lengths", _LENGTH_COLUMNS, _length_row(record))
+        return record
+
     def _build_call(self, *, model: str, usage: TokenUsage, provider: str | None,
                     latency_s: float | None, tenant: str | None, tags: Iterable[str],
                     run_id: str | None, timestamp: datetime | None) -> CallRecord:
@@ -356,6 +374,18 @@ class CostLedger:
         """Stored savings events, oldest first, optionally filtered."""
         rows = self._select("savings", _SAVINGS_COLUMNS, tenant=tenant, since=since, until=until)
         return [_savings_from_row(r) for r in rows]
+
+    def output_lengths(self, *, model: str | None = None, tenant: str | None = None,
+                       since: datetime | None = None, until: datetime | None = None) -> list[OutputLengthRecord]:
+        """Stored answer lengths, oldest first (empty for a read-only ledger older than the table)."""
+        with self._lock:
+            present = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='output_lengths'").fetchone()
+        if not present:
+            return []
+        rows = self._select("output_lengths", _LENGTH_COLUMNS, tenant=tenant, since=since, until=until)
+        records = [_length_from_row(r) for r in rows]
+        return [r for r in records if model is None or r.model == model]
 
     def _select(self, table: str, columns: Sequence[str], *, tenant: str | None,
                 since: datetime | None, until: datetime | None) -> list[tuple[Any, ...]]:
@@ -484,3 +514,14 @@ def _savings_from_row(row: tuple[Any, ...]) -> SavingsEvent:
 
 def _opt_dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
+
+
+def _length_row(r: OutputLengthRecord) -> tuple[Any, ...]:
+    return (r.id, _ts(r.timestamp), r.model, r.feature_version, json.dumps(list(r.features)), r.output_tokens,
+            r.max_tokens, r.finish_reason, r.tenant)
+
+
+def _length_from_row(row: tuple[Any, ...]) -> OutputLengthRecord:
+    return OutputLengthRecord(id=row[0], timestamp=datetime.fromisoformat(row[1]), model=row[2],
+                              feature_version=row[3], features=tuple(json.loads(row[4])), output_tokens=row[5],
+                              max_tokens=row[6], finish_reason=row[7], tenant=row[8])

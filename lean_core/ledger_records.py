@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lean_core.usage import TokenUsage
 
-__all__ = ["LAYERS", "CallRecord", "Layer", "SavingsEvent"]
+__all__ = ["LAYERS", "CallRecord", "Layer", "OutputLengthRecord", "SavingsEvent"]
 
 Layer = Literal["compression", "template", "pruning", "output", "cache"]
 """The layers that attribute savings: input compression, lean templates, model pruning,
@@ -92,3 +92,22 @@ class SavingsEvent(BaseModel):
     @property
     def output_tokens_saved(self) -> int:
         return self.output_tokens_before - self.output_tokens_after
+
+
+class OutputLengthRecord(BaseModel):
+    """One answer's real length with the features of its query (never the query's text): the
+    history the length predictor is refreshed from (``LengthPredictor.refreshed``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=_new_id)
+    timestamp: datetime = Field(default_factory=_now)
+    model: str = Field(min_length=1)
+    feature_version: str
+    features: tuple[float, ...]
+    output_tokens: StrictInt = Field(ge=0)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    """The budget the request was sent with."""
+    finish_reason: str | None = None
+    """``"length"`` marks an answer cut by its budget (its natural length is unknown)."""
+    tenant: str | None = None

@@ -85,10 +85,10 @@ class LeanCostHandler(BaseEventHandler):
             self._finish(key, event.response, event.response.text or "")
 
     def _start(self, key: str, model_dict: dict[str, Any], texts: list[str]) -> None:
-        if model_dict.get("lean_cache"):
-            # A LeanCachedLLM: on a miss the LLM it wraps reports the real call (its own events);
-            # a hit costs nothing and is recorded by the cache as savings. Its end event finds no
-            # pending call and records nothing.
+        if model_dict.get("lean_cache") or model_dict.get("lean_budget"):
+            # A wrapper (LeanCachedLLM, LeanBudgetLLM): the LLM it wraps reports the real calls
+            # (its own events); a cache hit costs nothing and is recorded by the cache as savings.
+            # The wrapper's end event finds no pending call and records nothing.
             return
         model = model_dict.get("model") or model_dict.get("model_name") or model_dict.get("class_name")
         class_name = str(model_dict.get("class_name") or "")

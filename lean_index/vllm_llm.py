@@ -32,7 +32,7 @@ from lean_index._offline import ensure_offline_tokenizer
 
 __all__ = ["LeanVLLM"]
 
-_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "stop", "tenant"})
+_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "stop", "tenant", "early_stop"})
 _ROLES = frozenset({"system", "user", "assistant"})
 # config.json keys holding the trained context length, most common first.
 _WINDOW_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
@@ -50,8 +50,9 @@ class LeanVLLM(VLLMOptions, LLM):
 
     ``complete(prompt)`` sends the prompt as one user turn through the chat template;
     ``complete(prompt, formatted=True)`` sends it as raw text. Per call, ``max_tokens``,
-    ``temperature``, ``top_p``, ``seed``, ``stop`` and ``tenant`` (the prefix-cache salt; default
-    the ``tenant`` field) may be passed as keyword arguments.
+    ``temperature``, ``top_p``, ``seed``, ``stop``, ``early_stop`` (a
+    ``lean_core.budget.EarlyStopRule``) and ``tenant`` (the prefix-cache salt; default the
+    ``tenant`` field) may be passed as keyword arguments.
 
     Example::
 
@@ -112,26 +113,30 @@ class LeanVLLM(VLLMOptions, LLM):
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         options, salt = self._call_options(kwargs)
         result = self.backend().generate(_prompt(prompt, formatted), options, cache_salt=salt)
-        return _response(result.text, None, result.usage, result.model, result.finish_reason)
+        return _response(result.text, None, result.usage, result.model, result.finish_reason,
+                         result.choices[0].early_stop)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False,
                         **kwargs: Any) -> CompletionResponse:
         options, salt = self._call_options(kwargs)
         result = await self.backend().agenerate(_prompt(prompt, formatted), options, cache_salt=salt)
-        return _response(result.text, None, result.usage, result.model, result.finish_reason)
+        return _response(result.text, None, result.usage, result.model, result.finish_reason,
+                         result.choices[0].early_stop)
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         chat, (options, salt) = _to_chat(messages), self._call_options(kwargs)
         result = self.backend().generate(chat, options, cache_salt=salt)
-        return _as_chat(_response(result.text, None, result.usage, result.model, result.finish_reason))
+        return _as_chat(_response(result.text, None, result.usage, result.model, result.finish_reason,
+                         result.choices[0].early_stop))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         chat, (options, salt) = _to_chat(messages), self._call_options(kwargs)
         result = await self.backend().agenerate(chat, options, cache_salt=salt)
-        return _as_chat(_response(result.text, None, result.usage, result.model, result.finish_reason))
+        return _as_chat(_response(result.text, None, result.usage, result.model, result.finish_reason,
+                         result.choices[0].early_stop))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False,
@@ -187,11 +192,13 @@ def _to_chat(messages: Sequence[ChatMessage]) -> list[ChatMessageDict]:
 
 
 def _response(text: str, delta: str | None, usage: TokenUsage | None, model: str | None,
-              finish: str | None) -> CompletionResponse:
+              finish: str | None, early_stop: str | None = None) -> CompletionResponse:
     """A response; a finished request's (``model`` set) carries the usage, cached tokens included."""
     if model is None:  # a chunk in the middle of a stream
         return CompletionResponse(text=text, delta=delta)
     raw: dict[str, Any] = {"model": model, "finish_reason": finish}
+    if early_stop is not None:
+        raw["early_stop"] = early_stop
     counts: dict[str, int] = {}
     if usage is not None and not usage.estimated:  # a server that reported nothing stays unreported
         raw["usage"] = {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,

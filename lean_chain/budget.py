@@ -1,0 +1,296 @@
+"""LeanBudget: an LCEL Runnable that gives any chat model a per-request output budget."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    convert_to_messages,
+)
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import patch_config
+
+from lean_core.budget import (
+    BudgetOptions,
+    BudgetRequest,
+    BudgetSession,
+    ModelAnswer,
+    budget_parameter,
+    finish_reason_of,
+    with_brevity,
+)
+from lean_core.errors import InvalidParameterError
+from lean_core.ledger import CostLedger
+from lean_core.tokens import count_tokens
+
+__all__ = ["LeanBudget"]
+
+_log = logging.getLogger(__name__)
+
+
+class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMessage]):
+    """Wrap a chat model so that every call gets a predicted ``max_tokens`` (bound under the
+    parameter the model class takes), an optional brevity instruction, stop sequences for short
+    factual answers, early stopping on the local vLLM model, and a truncation policy.
+
+    Input is whatever the chat model takes (a str, a PromptValue, a message list); output is the
+    model's ``AIMessage`` with ``response_metadata["lean_budget"]`` (a ``BudgetOutcome`` dump).
+    ``invoke``, ``batch``, ``stream`` and their async forms all work in LCEL; a truncated answer is
+    continued once (``on_truncation="continue"``), also when streaming. With a ``ledger``, each
+    call records an "output" savings event and one row of length history.
+
+    Example::
+
+        chain = prompt | LeanBudget(llm=ChatOpenAI(model="gpt-4o-mini"), brevity=True) | StrOutputParser()
+    """
+
+    llm: BaseChatModel
+    """The chat model to budget."""
+    parameter: str | None = None
+    """Keyword that carries the budget; None picks it from the model class (``max_tokens`` for
+    OpenAI/Anthropic/vLLM, ``max_output_tokens`` for Gemini, ``num_predict`` for Ollama, ...)."""
+    strict: bool = False
+    """Raise for a model class whose budget parameter is unknown, instead of binding the generic
+    ``max_tokens`` and cutting the stream at the budget."""
+    ledger: CostLedger | None = None
+    """When given, each call records an "output" savings event and its length history."""
+
+    # -- request building ---------------------------------------------------------------------
+    def _param(self) -> tuple[str, bool]:
+        if self.parameter:
+            return self.parameter, True
+        found = budget_parameter(self.llm, strict=self.strict)
+        return found.name, found.known
+
+    def _bound(self, request: BudgetRequest) -> Runnable[Any, Any]:
+        name, _ = self._param()
+        kwargs: dict[str, Any] = {name: request.max_tokens}
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.early_stop is not None and type(self.llm).__name__ == "ChatLeanVLLM":
+            kwargs["early_stop"] = request.early_stop
+        return self.llm.bind(**kwargs)
+
+    def _labels(self) -> tuple[str, str | None]:
+        params = self.llm._get_ls_params()
+        return str(params.get("ls_model_name") or self.llm._llm_type), params.get("ls_provider")
+
+    def _start(self, value: Any) -> tuple[list[BaseMessage], BudgetSession]:
+        messages = _to_messages(value)
+        model, _ = self._labels()
+        return messages, BudgetSession(_last_user_text(messages), self, model=model)
+
+    # -- invoke -------------------------------------------------------------------------------
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
+        return self._call_with_config(self._run, input, config, **kwargs)
+
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> BaseMessage:
+        return await self._acall_with_config(self._arun, input, config, **kwargs)
+
+    def _run(self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> BaseMessage:
+        messages, session = self._start(value)
+        child = patch_config(config, callbacks=run_manager.get_child())
+        request: BudgetRequest | None = session.first_request()
+        while request is not None:
+            response = self._bound(request).invoke(_request_messages(messages, request), config=child)
+            request = session.on_answer(self._answer(response, request))
+        self._after(session, config)
+        return self._final(session)
+
+    async def _arun(self, value: Any, run_manager: AsyncCallbackManagerForChainRun,
+                    config: RunnableConfig) -> BaseMessage:
+        messages, session = self._start(value)
+        child = patch_config(config, callbacks=run_manager.get_child())
+        request: BudgetRequest | None = session.first_request()
+        while request is not None:
+            response = await self._bound(request).ainvoke(_request_messages(messages, request), config=child)
+            request = session.on_answer(self._answer(response, request))
+        await self._aafter(session, config)
+        return self._final(session)
+
+    # -- stream -------------------------------------------------------------------------------
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+               **kwargs: Any) -> Iterator[BaseMessage]:
+        yield from self._transform_stream_with_config(iter([input]), self._transform, config, **kwargs)
+
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> AsyncIterator[BaseMessage]:
+        async def one() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(one(), self._atransform, config, **kwargs):
+            yield chunk
+
+    def _transform(self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun,
+                   config: RunnableConfig) -> Iterator[BaseMessage]:
+        messages, session = self._start(next(iter(inputs)))
+        child = patch_config(config, callbacks=run_manager.get_child())
+        request: BudgetRequest | None = session.first_request()
+        while request is not None:
+            cut = _StreamCut(self, request)
+            for chunk in self._bound(request).stream(_request_messages(messages, request), config=child):
+                piece = cut.take(chunk)
+                if piece is not None:
+                    yield piece
+                if cut.done:
+                    break
+            request = session.on_answer(cut.answer())
+            yield cut.last_chunk(None if request is not None else session.outcome.model_dump())
+        self._after(session, config)
+
+    async def _atransform(self, inputs: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun,
+                          config: RunnableConfig) -> AsyncIterator[BaseMessage]:
+        messages, session = self._start(await anext(aiter(inputs)))
+        child = patch_config(config, callbacks=run_manager.get_child())
+        request: BudgetRequest | None = session.first_request()
+        while request is not None:
+            cut = _StreamCut(self, request)
+            async for chunk in self._bound(request).astream(_request_messages(messages, request), config=child):
+                piece = cut.take(chunk)
+                if piece is not None:
+                    yield piece
+                if cut.done:
+                    break
+            request = session.on_answer(cut.answer())
+            yield cut.last_chunk(None if request is not None else session.outcome.model_dump())
+        await self._aafter(session, config)
+
+    # -- results and ledger --------------------------------------------------------------------
+    def _answer(self, response: BaseMessage, request: BudgetRequest) -> ModelAnswer:
+        metadata = dict(getattr(response, "response_metadata", {}) or {})
+        usage = getattr(response, "usage_metadata", None)
+        tokens = int(usage["output_tokens"]) if usage else count_tokens(response.text, self._labels()[0]).tokens
+        return ModelAnswer(text=response.text, finish_reason=finish_reason_of(metadata), output_tokens=tokens,
+                           early_stop=metadata.get("early_stop"), raw=response)
+
+    def _final(self, session: BudgetSession) -> BaseMessage:
+        outcome = session.outcome
+        if outcome.truncated and self.on_truncation == "report":
+            _log.warning("LeanBudget: the answer was cut at its budget of %d tokens", outcome.max_tokens)
+        last = session.answers[-1].raw
+        metadata = {**(last.response_metadata or {}), "lean_budget": outcome.model_dump()}
+        if len(session.answers) == 1:
+            return last.model_copy(update={"response_metadata": metadata})
+        usage: UsageMetadata | None = None
+        for answer in session.answers:
+            part = getattr(answer.raw, "usage_metadata", None)
+            if part:
+                usage = part if usage is None else add_usage(usage, part)
+        return AIMessage(content=session.text, response_metadata=metadata, usage_metadata=usage,
+                         id=getattr(last, "id", None))
+
+    def _records(self, session: BudgetSession, config: RunnableConfig) -> tuple[dict[str, Any], Any]:
+        model, provider = self._labels()
+        tenant = (config.get("metadata") or {}).get("tenant")
+        return session.records(model=model, provider=provider, tenant=tenant if isinstance(tenant, str) else None)
+
+    def _after(self, session: BudgetSession, config: RunnableConfig) -> None:
+        if self.ledger is None or not session.answers:
+            return
+        savings, history = self._records(session, config)
+        self.ledger.record_savings(**savings)
+        self.ledger.record_output_length(history)
+
+    async def _aafter(self, session: BudgetSession, config: RunnableConfig) -> None:
+        if self.ledger is None or not session.answers:
+            return
+        savings, history = self._records(session, config)
+        await self.ledger.arecord_savings(**savings)
+        await self.ledger.arecord_output_length(history)
+
+
+class _StreamCut:
+    """Follows one streamed request: joins chunks, and ends the stream at the budget when the
+    model class may ignore the bound parameter (the generic fallback), counting tokens itself."""
+
+    def __init__(self, owner: LeanBudget, request: BudgetRequest) -> None:
+        self.owner = owner
+        self.request = request
+        self.enforce = not owner._param()[1]
+        self.model = owner._labels()[0]
+        self.text = ""
+        self.usage: UsageMetadata | None = None
+        self.finish: str | None = None
+        self.early_stop: str | None = None
+        self.done = False
+        self.cut = False
+        self.chunk: AIMessageChunk | None = None
+
+    def take(self, chunk: Any) -> AIMessageChunk | None:
+        metadata = getattr(chunk, "response_metadata", {}) or {}
+        self.finish = finish_reason_of(metadata) or self.finish
+        self.early_stop = metadata.get("early_stop") or self.early_stop
+        if getattr(chunk, "usage_metadata", None):
+            self.usage = chunk.usage_metadata if self.usage is None else add_usage(self.usage, chunk.usage_metadata)
+        text = chunk.text
+        # Trailing whitespace joins the next word's token, so it is not counted yet.
+        if self.enforce and text and count_tokens((self.text + text).rstrip(), self.model).tokens > \
+                self.request.max_tokens:
+            self.done = self.cut = True  # the chunk that would pass the budget is not shown
+            return None
+        self.text += text
+        out = AIMessageChunk(content=text, id=getattr(chunk, "id", None))
+        return out if text else None
+
+    def output_tokens(self) -> int:
+        if self.usage and not self.cut:
+            return int(self.usage["output_tokens"])
+        return count_tokens(self.text, self.model).tokens
+
+    def answer(self) -> ModelAnswer:
+        finish = "length" if self.cut else self.finish
+        return ModelAnswer(text=self.text, finish_reason=finish, output_tokens=self.output_tokens(),
+                           early_stop=self.early_stop)  # type: ignore[arg-type]
+
+    def last_chunk(self, outcome: dict[str, Any] | None) -> AIMessageChunk:
+        """The request's closing chunk: its usage (counted when the stream was cut); the last
+        request's also carries the finish reason and the budget outcome."""
+        tokens = self.output_tokens()
+        usage = self.usage if self.usage and not self.cut else UsageMetadata(
+            input_tokens=0, output_tokens=tokens, total_tokens=tokens)
+        metadata: dict[str, Any] = {}
+        if outcome is not None:
+            metadata = {"finish_reason": outcome["finish_reason"], "lean_budget": outcome}
+        return AIMessageChunk(content="", usage_metadata=usage, response_metadata=metadata)
+
+
+def _to_messages(value: Any) -> list[BaseMessage]:
+    if isinstance(value, str):
+        return [HumanMessage(content=value)]
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, list | tuple):
+        return convert_to_messages(value)
+    raise InvalidParameterError("input", allowed="str, PromptValue or a list of messages", received=type(value).__name__)
+
+
+def _last_user_text(messages: list[BaseMessage]) -> str:
+    for message in reversed(messages):
+        if message.type == "human":
+            return message.text
+    raise InvalidParameterError("input", allowed="messages with at least one human message",
+                                received=[m.type for m in messages])
+
+
+def _request_messages(messages: list[BaseMessage], request: BudgetRequest) -> list[BaseMessage]:
+    out = list(messages)
+    if request.brevity_instruction:
+        for i in range(len(out) - 1, -1, -1):
+            if out[i].type == "human":
+                out[i] = HumanMessage(content=with_brevity(out[i].text, request.brevity_instruction),
+                                      id=out[i].id, name=getattr(out[i], "name", None))
+                break
+    if request.continue_from is not None:
+        out += [AIMessage(content=request.continue_from), HumanMessage(content=request.continue_instruction)]
+    return out

@@ -1,0 +1,326 @@
+"""LeanBudgetLLM: any LlamaIndex LLM with a per-request output budget."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.llm import LLM
+from pydantic import Field, SerializeAsAny
+
+from lean_core.budget import (
+    BudgetOptions,
+    BudgetRequest,
+    BudgetSession,
+    ModelAnswer,
+    budget_parameter,
+    finish_reason_of,
+    with_brevity,
+)
+from lean_core.errors import InvalidParameterError
+from lean_core.ledger import CostLedger
+from lean_core.tokens import count_tokens
+
+__all__ = ["LeanBudgetLLM"]
+
+_log = logging.getLogger(__name__)
+_STOP_PROVIDERS = frozenset({"openai", "vllm"})
+
+
+class LeanBudgetLLM(BudgetOptions, LLM):
+    """Give every call of a LlamaIndex LLM a predicted output budget.
+
+    The budget goes where the wrapped class takes it: its own field when it has one
+    (``max_tokens`` on OpenAI, Anthropic, vLLM, ``LeanVLLM``; ``max_new_tokens`` on
+    HuggingFaceLLM), set on a per-request copy, otherwise as a call keyword. The brevity
+    instruction is appended to the last user message; short factual questions get a blank-line
+    stop sequence where the LLM takes ``stop`` (OpenAI-compatible and vLLM); ``LeanVLLM`` also
+    stops early when the answer is complete. A cut answer is continued once, reported, or raised
+    (``on_truncation``), streaming included; streams of classes whose budget parameter is unknown
+    are cut at the budget by counting tokens. Every response carries
+    ``additional_kwargs["lean_budget"]`` (a ``BudgetOutcome`` dump); with a ``ledger``, each call
+    records an "output" savings event and a row of length history.
+
+    Example::
+
+        from lean_index import LeanBudgetLLM, LeanVLLM
+        llm = LeanBudgetLLM(LeanVLLM(), brevity=True)
+        index.as_query_engine(llm=llm).query("Who wrote Emma?")
+    """
+
+    llm: SerializeAsAny[LLM]
+    """The LLM to budget (any LlamaIndex LLM)."""
+    parameter: str | None = None
+    """Field or keyword that carries the budget; None picks it from the LLM class."""
+    strict: bool = False
+    """Raise for an LLM class whose budget parameter is unknown instead of using ``max_tokens``."""
+    ledger: CostLedger | None = Field(None, exclude=True)
+    """When given, each call records an "output" savings event and its length history."""
+
+    def __init__(self, llm: LLM, **data: Any) -> None:
+        if not isinstance(llm, LLM):
+            raise InvalidParameterError("llm", allowed="a LlamaIndex LLM (llama_index.core.llms.LLM)",
+                                        received=type(llm).__name__)
+        super().__init__(llm=llm, **data)
+        if self.strict and self.parameter is None:
+            budget_parameter(llm, strict=True)  # fail at construction, not on the first call
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LeanBudgetLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return self.llm.metadata
+
+    def to_payload(self) -> dict[str, Any]:
+        """The wrapped LLM's payload, marked: the wrapped LLM reports the real calls itself."""
+        return {**self.llm.to_payload(), "class_name": self.class_name(), "lean_budget": True}
+
+    # -- planning ------------------------------------------------------------------------------
+    def _model(self) -> str:
+        return str(self.llm.metadata.model_name or self.llm.class_name())
+
+    def _session(self, query: str) -> BudgetSession:
+        window = self.llm.metadata.context_window
+        return BudgetSession(query, self, model=self._model(), context_window=window if window > 0 else None)
+
+    def _target(self, request: BudgetRequest) -> tuple[LLM, dict[str, Any]]:
+        found = budget_parameter(self.llm, strict=self.strict) if self.parameter is None else None
+        name = self.parameter or (found.name if found else "max_tokens")
+        kwargs: dict[str, Any] = {}
+        target = self.llm
+        if name in type(self.llm).model_fields:
+            target = self.llm.model_copy(update={name: request.max_tokens})
+        else:
+            kwargs[name] = request.max_tokens
+        provider = found.provider if found else None
+        if request.stop and provider in _STOP_PROVIDERS:
+            kwargs["stop"] = list(request.stop)
+        if request.early_stop is not None and type(self.llm).__name__ == "LeanVLLM":
+            kwargs["early_stop"] = request.early_stop
+        return target, kwargs
+
+    def _enforce_cut(self) -> bool:
+        return self.parameter is None and not budget_parameter(self.llm).known
+
+    # -- chat ------------------------------------------------------------------------------------
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        session = self._session(_last_user_text(messages))
+        request: BudgetRequest | None = session.first_request()
+        while request is not None:
+            target, extra = self._target(request)
+            response = target.chat(_request_messages(messages, request), **extra, **kwargs)
+            request = session.on_answer(self._answer(response))
+        self._after(session)
+        return self._final(session)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        session = self._session(_last_user_text(messages))
+        request: BudgetRequest | None = session.first_request()
+        while request is not None:
+            target, extra = self._target(request)
+            response = await target.achat(_request_messages(messages, request), **extra, **kwargs)
+            request = session.on_answer(self._answer(response))
+        await self._aafter(session)
+        return self._final(session)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        def gen() -> ChatResponseGen:
+            session = self._session(_last_user_text(messages))
+            request: BudgetRequest | None = session.first_request()
+            text = ""
+            while request is not None:
+                target, extra = self._target(request)
+                cut = _StreamCut(self, request)
+                for response in target.stream_chat(_request_messages(messages, request), **extra, **kwargs):
+                    delta = cut.take(response)
+                    if cut.done:
+                        break
+                    text += delta
+                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
+                                       raw=response.raw)
+                request = session.on_answer(cut.answer())
+            self._after(session)
+            yield self._final(session, delta="")
+
+        return gen()
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        async def gen() -> ChatResponseAsyncGen:
+            session = self._session(_last_user_text(messages))
+            request: BudgetRequest | None = session.first_request()
+            text = ""
+            while request is not None:
+                target, extra = self._target(request)
+                cut = _StreamCut(self, request)
+                async for response in await target.astream_chat(_request_messages(messages, request),
+                                                                **extra, **kwargs):
+                    delta = cut.take(response)
+                    if cut.done:
+                        break
+                    text += delta
+                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
+                                       raw=response.raw)
+                request = session.on_answer(cut.answer())
+            await self._aafter(session)
+            yield self._final(session, delta="")
+
+        return gen()
+
+    # -- complete: a one-turn chat, so brevity and continuation work alike (``formatted`` is not
+    # forwarded: the wrapped LLM formats the turn itself) -------------------------------------------
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return _as_completion(self.chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs))
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return _as_completion(await self.achat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        responses = self.stream_chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs)
+        return (_as_completion(r) for r in responses)
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False,
+                               **kwargs: Any) -> CompletionResponseAsyncGen:
+        responses = await self.astream_chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs)
+        return (_as_completion(r) async for r in responses)
+
+    # -- results and ledger ----------------------------------------------------------------------
+    def _answer(self, response: ChatResponse) -> ModelAnswer:
+        raw = _raw_dict(response.raw)
+        return ModelAnswer(text=response.message.content or "", finish_reason=_finish(raw),
+                           output_tokens=_output_tokens(response, raw, self._model()),
+                           early_stop=raw.get("early_stop"), raw=response)
+
+    def _final(self, session: BudgetSession, *, delta: str | None = None) -> ChatResponse:
+        outcome = session.outcome
+        if outcome.truncated and self.on_truncation == "report":
+            _log.warning("LeanBudgetLLM: the answer was cut at its budget of %d tokens", outcome.max_tokens)
+        last = session.answers[-1].raw
+        extra = {**(getattr(last, "additional_kwargs", None) or {}), "lean_budget": outcome.model_dump()}
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=session.text), delta=delta,
+                            raw=getattr(last, "raw", None), additional_kwargs=extra)
+
+    def _after(self, session: BudgetSession) -> None:
+        if self.ledger is not None and session.answers:
+            savings, history = session.records(model=self._model(), provider=self.llm.class_name())
+            self.ledger.record_savings(**savings)
+            self.ledger.record_output_length(history)
+
+    async def _aafter(self, session: BudgetSession) -> None:
+        if self.ledger is not None and session.answers:
+            savings, history = session.records(model=self._model(), provider=self.llm.class_name())
+            await self.ledger.arecord_savings(**savings)
+            await self.ledger.arecord_output_length(history)
+
+
+class _StreamCut:
+    """Follows one streamed request; cuts it at the budget when the class may ignore it."""
+
+    def __init__(self, owner: LeanBudgetLLM, request: BudgetRequest) -> None:
+        self.owner, self.request = owner, request
+        self.enforce = owner._enforce_cut()
+        self.text = ""
+        self.raw: dict[str, Any] = {}
+        self.last: ChatResponse | None = None
+        self.done = self.cut = False
+
+    def take(self, response: ChatResponse) -> str:
+        delta = response.delta or ""
+        self.last = response
+        raw = _raw_dict(response.raw)
+        if raw:
+            self.raw = raw
+        # Trailing whitespace joins the next word's token, so it is not counted yet.
+        if self.enforce and delta and count_tokens((self.text + delta).rstrip(), self.owner._model()).tokens > \
+                self.request.max_tokens:
+            self.done = self.cut = True  # the piece that would pass the budget is not shown
+            return ""
+        self.text += delta
+        return delta
+
+    def answer(self) -> ModelAnswer:
+        if self.cut or self.last is None:
+            tokens = count_tokens(self.text, self.owner._model()).tokens
+        else:
+            tokens = _output_tokens(self.last, self.raw, self.owner._model(), text=self.text)
+        return ModelAnswer(text=self.text, finish_reason="length" if self.cut else _finish(self.raw),
+                           output_tokens=tokens, early_stop=self.raw.get("early_stop"), raw=self.last)
+
+
+def _raw_dict(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    dump = getattr(raw, "model_dump", None)
+    return dump() if callable(dump) else {}
+
+
+def _finish(raw: dict[str, Any]) -> str | None:
+    found = finish_reason_of(raw)
+    if found:
+        return found
+    choices = raw.get("choices") or []
+    if choices and isinstance(choices[0], dict):
+        return finish_reason_of(choices[0])
+    return None
+
+
+def _output_tokens(response: ChatResponse, raw: dict[str, Any], model: str, *, text: str | None = None) -> int:
+    usage = raw.get("usage") or {}
+    for key in ("completion_tokens", "output_tokens"):
+        if isinstance(usage, dict) and isinstance(usage.get(key), int):
+            return int(usage[key])
+    counted = (response.additional_kwargs or {}).get("completion_tokens")
+    if isinstance(counted, int):
+        return counted
+    return count_tokens(text if text is not None else (response.message.content or ""), model).tokens
+
+
+def _last_user_text(messages: Sequence[ChatMessage]) -> str:
+    for message in reversed(messages):
+        if message.role == MessageRole.USER:
+            return message.content or ""
+    raise InvalidParameterError("messages", allowed="at least one user message",
+                                received=[m.role.value for m in messages])
+
+
+def _request_messages(messages: Sequence[ChatMessage], request: BudgetRequest) -> list[ChatMessage]:
+    out = list(messages)
+    if request.brevity_instruction:
+        for i in range(len(out) - 1, -1, -1):
+            if out[i].role == MessageRole.USER:
+                out[i] = ChatMessage(role=MessageRole.USER,
+                                     content=with_brevity(out[i].content or "", request.brevity_instruction))
+                break
+    if request.continue_from is not None:
+        out += [ChatMessage(role=MessageRole.ASSISTANT, content=request.continue_from),
+                ChatMessage(role=MessageRole.USER, content=request.continue_instruction)]
+    return out
+
+
+def _as_completion(response: ChatResponse) -> CompletionResponse:
+    return CompletionResponse(text=response.message.content or "", delta=response.delta, raw=response.raw,
+                              additional_kwargs=response.additional_kwargs)
