@@ -253,13 +253,14 @@ def _plot(result: dict[str, Any], png: Path) -> None:
         bars = ax.bar(POLICIES, means, color=["#999999", "#4C72B0", "#55A868"])
         for bar, p in zip(bars, POLICIES, strict=True):
             s = policies[p]
-            label = f"trunc {s['truncation_rate']:.0%}\nacc {s['accuracy']:.1%}"
+            retention = "-" if s["answer_retention"] is None else f"{s['answer_retention']:.0%}"
+            label = f"trunc {s['truncation_rate']:.0%}\nacc {s['accuracy']:.1%}\nretained {retention}"
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                         fontsize=8)
         ax.set_title(f"{name} ({result['datasets'][name]['items']} queries)")
         ax.set_ylabel("output tokens per answer (mean)")
-        ax.set_ylim(0, max(means) * 1.3)
-    fig.suptitle("Output budgets on SmolLM2-135M (vLLM): fewer tokens, same answers")
+        ax.set_ylim(0, max(means) * 1.35)
+    fig.suptitle(f"Output budgets, {result['model']} on vLLM ({result['device']}): mean output tokens per answer")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)

@@ -19,6 +19,7 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import patch_config
+from pydantic import model_validator
 
 from lean_core.budget import (
     BudgetOptions,
@@ -64,6 +65,12 @@ class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMes
     ``max_tokens`` and cutting the stream at the budget."""
     ledger: CostLedger | None = None
     """When given, each call records an "output" savings event and its length history."""
+
+    @model_validator(mode="after")
+    def _known_parameter(self) -> LeanBudget:
+        if self.strict and self.parameter is None:
+            budget_parameter(self.llm, strict=True)  # fail at construction, not on the first call
+        return self
 
     # -- request building ---------------------------------------------------------------------
     def _param(self) -> tuple[str, bool]:
@@ -139,12 +146,19 @@ class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMes
         request: BudgetRequest | None = session.first_request()
         while request is not None:
             cut = _StreamCut(self, request)
-            for chunk in self._bound(request).stream(_request_messages(messages, request), config=child):
-                piece = cut.take(chunk)
-                if piece is not None:
-                    yield piece
-                if cut.done:
-                    break
+            stream = self._bound(request).stream(_request_messages(messages, request), config=child)
+            try:
+                for chunk in stream:
+                    piece = cut.take(chunk)
+                    if piece is not None:
+                        yield piece
+                    if cut.done:
+                        break
+            finally:
+                # Closing ends the model's run now; LeanCostCallback records what a cut stream used.
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
             request = session.on_answer(cut.answer())
             yield cut.last_chunk(None if request is not None else session.outcome.model_dump())
         self._after(session, config)
@@ -156,12 +170,18 @@ class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMes
         request: BudgetRequest | None = session.first_request()
         while request is not None:
             cut = _StreamCut(self, request)
-            async for chunk in self._bound(request).astream(_request_messages(messages, request), config=child):
-                piece = cut.take(chunk)
-                if piece is not None:
-                    yield piece
-                if cut.done:
-                    break
+            astream = self._bound(request).astream(_request_messages(messages, request), config=child)
+            try:
+                async for chunk in astream:
+                    piece = cut.take(chunk)
+                    if piece is not None:
+                        yield piece
+                    if cut.done:
+                        break
+            finally:
+                aclose = getattr(astream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             request = session.on_answer(cut.answer())
             yield cut.last_chunk(None if request is not None else session.outcome.model_dump())
         await self._aafter(session, config)

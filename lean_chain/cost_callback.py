@@ -130,6 +130,14 @@ class LeanCostCallback(BaseCallbackHandler):
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None,
                      **kwargs: Any) -> None:
+        response = kwargs.get("response")
+        if isinstance(error, GeneratorExit) and isinstance(response, LLMResult) and response.generations \
+                and response.generations[0]:
+            # The consumer closed a stream (LeanBudget cutting it at its budget): the tokens
+            # generated so far were paid for. Counted from the text when no usage arrived.
+            self.on_llm_end(LLMResult(generations=[response.generations[0]]), run_id=run_id,
+                            parent_run_id=parent_run_id)
+            return
         self._tracker.discard(str(run_id))
 
 

@@ -33,6 +33,7 @@ from lean_core.budget import (
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.tokens import count_tokens
+from lean_core.usage import TokenUsage
 
 __all__ = ["LeanBudgetLLM"]
 
@@ -50,7 +51,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
     stop sequence where the LLM takes ``stop`` (OpenAI-compatible and vLLM); ``LeanVLLM`` also
     stops early when the answer is complete. A cut answer is continued once, reported, or raised
     (``on_truncation``), streaming included; streams of classes whose budget parameter is unknown
-    are cut at the budget by counting tokens. Every response carries
+    are cut at the budget by counting tokens (with a ``ledger``, such a cut call is recorded there with
+    its counted usage, since the wrapped LLM never reports it). Every response carries
     ``additional_kwargs["lean_budget"]`` (a ``BudgetOutcome`` dump); with a ``ledger``, each call
     records an "output" savings event and a row of length history.
 
@@ -149,7 +151,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
             while request is not None:
                 target, extra = self._target(request)
                 cut = _StreamCut(self, request)
-                for response in target.stream_chat(_request_messages(messages, request), **extra, **kwargs):
+                sent = _request_messages(messages, request)
+                for response in target.stream_chat(sent, **extra, **kwargs):
                     delta = cut.take(response)
                     if cut.done:
                         break
@@ -157,6 +160,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
                     yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
                                        raw=response.raw)
                 request = session.on_answer(cut.answer())
+                if cut.cut and self.ledger is not None:
+                    self.ledger.record_call(**cut.call_record(sent))
             self._after(session)
             yield self._final(session, delta="")
 
@@ -171,8 +176,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
             while request is not None:
                 target, extra = self._target(request)
                 cut = _StreamCut(self, request)
-                async for response in await target.astream_chat(_request_messages(messages, request),
-                                                                **extra, **kwargs):
+                sent = _request_messages(messages, request)
+                async for response in await target.astream_chat(sent, **extra, **kwargs):
                     delta = cut.take(response)
                     if cut.done:
                         break
@@ -180,6 +185,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
                     yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
                                        raw=response.raw)
                 request = session.on_answer(cut.answer())
+                if cut.cut and self.ledger is not None:
+                    await self.ledger.arecord_call(**cut.call_record(sent))
             await self._aafter(session)
             yield self._final(session, delta="")
 
@@ -259,6 +266,14 @@ class _StreamCut:
             return ""
         self.text += delta
         return delta
+
+    def call_record(self, sent: Sequence[ChatMessage]) -> dict[str, Any]:
+        """A cut stream never reaches the wrapped LLM's end event, so its cost handler misses it:
+        the call's usage, counted (an estimate), for ``ledger.record_call``."""
+        model = self.owner._model()
+        prompt = count_tokens("\n".join(m.content or "" for m in sent), model).tokens
+        usage = TokenUsage(input_tokens=prompt, output_tokens=count_tokens(self.text, model).tokens, source="estimate")
+        return {"model": model, "usage": usage, "provider": self.owner.llm.class_name()}
 
     def answer(self) -> ModelAnswer:
         if self.cut or self.last is None:

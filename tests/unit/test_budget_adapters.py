@@ -61,8 +61,8 @@ def test_the_parameter_follows_the_model_class() -> None:
     llm = ChatOllama(answer=FIVE)
     LeanBudget(llm=llm, max_tokens=2, on_truncation="report").invoke("who wrote emma")
     assert llm.calls[0]["num_predict"] == 2 and "max_tokens" not in llm.calls[0]
-    with pytest.raises(InvalidParameterError, match="UnknownBudgetChat"):
-        LeanBudget(llm=UnknownBudgetChat(), strict=True).invoke("hi")
+    with pytest.raises(ValueError, match="UnknownBudgetChat"):
+        LeanBudget(llm=UnknownBudgetChat(), strict=True)
 
 
 def test_stream_is_cut_at_the_budget_when_the_class_ignores_it() -> None:
@@ -156,3 +156,65 @@ def test_llamaindex_bad_input() -> None:
         LeanBudgetLLM("gpt-4o")  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="WordBudgetLLM"):
         LeanBudgetLLM(WordBudgetLLM(), strict=True)
+
+
+def test_a_cut_stream_is_still_recorded_by_the_cost_callback(tmp_path: Path) -> None:
+    from lean_chain import LeanCostCallback
+
+    ledger = CostLedger(tmp_path / "l.sqlite3")
+    llm = UnknownBudgetChat(answer="alpha beta gamma delta epsilon zeta eta theta")
+    budget = LeanBudget(llm=llm, max_tokens=3, on_truncation="report")
+    text = "".join(c.content for c in budget.stream("who wrote emma", config={"callbacks": [LeanCostCallback(ledger)]}))
+    assert text.split() == ["alpha", "beta", "gamma"]
+    (call,) = ledger.calls()
+    assert call.usage.output_tokens >= 3 and call.usage.input_tokens > 0
+
+
+async def test_a_cut_async_stream_is_still_recorded(tmp_path: Path) -> None:
+    from lean_chain import LeanCostCallback
+
+    ledger = CostLedger(tmp_path / "l.sqlite3")
+    budget = LeanBudget(llm=UnknownBudgetChat(answer="alpha beta gamma delta epsilon zeta"), max_tokens=3,
+                        on_truncation="report")
+    chunks = [c async for c in budget.astream("who wrote emma", config={"callbacks": [LeanCostCallback(ledger)]})]
+    assert "".join(c.content for c in chunks).split() == ["alpha", "beta", "gamma"]
+    assert len(ledger.calls()) == 1
+
+
+def test_llamaindex_cut_stream_is_recorded_with_counted_usage(tmp_path: Path) -> None:
+    ledger = CostLedger(tmp_path / "l.sqlite3")
+
+    class Ignores(WordBudgetLLM):  # a class the mapping does not know, ignoring budgets
+        def _respond(self, messages, kwargs):  # type: ignore[no-untyped-def]
+            from tests.support.budget_fakes import _reply
+            return _reply(self.answer, list(messages), None)
+
+    llm = LeanBudgetLLM(Ignores(answer="alpha beta gamma delta epsilon zeta"), max_tokens=3, on_truncation="report",
+                        ledger=ledger)
+    responses = list(llm.stream_chat(_user("who wrote emma")))
+    assert responses[-1].message.content.split() == ["alpha", "beta", "gamma"]
+    assert responses[-1].additional_kwargs["lean_budget"]["truncated"] is True
+    (call,) = ledger.calls()
+    assert call.usage.output_tokens >= 3 and call.usage.source == "estimate"
+
+
+# -- the real provider classes, against a loopback OpenAI-compatible server ------------------------
+def test_chat_openai_sends_the_budget(stub) -> None:  # type: ignore[no-untyped-def]
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=stub.base_url, api_key="test-key", max_retries=0)
+    message = LeanBudget(llm=llm).invoke("who wrote emma")
+    body = stub.requests[-1]
+    sent = body.get("max_completion_tokens", body.get("max_tokens"))
+    assert sent == message.response_metadata["lean_budget"]["max_tokens"]
+    assert body["stop"] == ["\n\n"]
+
+
+def test_llamaindex_openai_sends_the_budget(stub) -> None:  # type: ignore[no-untyped-def]
+    from llama_index.llms.openai import OpenAI
+
+    llm = LeanBudgetLLM(OpenAI(model="gpt-4o-mini", api_base=stub.base_url, api_key="test-key", max_retries=0))
+    response = llm.chat(_user("who wrote emma"))
+    body = stub.requests[-1]
+    sent = body.get("max_completion_tokens", body.get("max_tokens"))
+    assert sent == response.additional_kwargs["lean_budget"]["max_tokens"]
