@@ -4,7 +4,8 @@
     lean-inference report    print a ledger's summary table and write its PNG chart
     lean-inference count     count and price a prompt file at reference API models
     lean-inference assets    prepare and show the bundled offline models
-    lean-inference bench     run a benchmark (engine, compression, cache)
+    lean-inference bench     run a benchmark (engine, compression, cache, budget, template)
+    lean-inference budget    fit the output-length predictor, or refresh it from a ledger
 """
 
 from __future__ import annotations
@@ -234,12 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--postgres-dsn", default=None, help="PostgreSQL with pgvector for --store postgres")
     cache.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
     cache.set_defaults(func=_cmd_bench_cache, parser=cache)
+    from benchmarks.budget_bench import add_budget_parsers
+
+    add_budget_parsers(bench_sub, _positive_int)
+    from benchmarks.template_bench import add_template_parser
+
+    add_template_parser(bench_sub)
 
     assets = sub.add_parser("assets", help="prepare (once) and show the bundled offline models")
     assets.set_defaults(func=_cmd_assets)
     from lean_core.cache_cli import add_cache_commands
 
     add_cache_commands(sub)
+    from lean_core.budget_cli import add_budget_commands
+
+    add_budget_commands(sub, _positive_int)
     return parser
 
 

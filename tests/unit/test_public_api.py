@@ -19,8 +19,10 @@ EXPECTED = {
         "TokenCount", "TokenCounter", "TokenUsage", "UsageSource", "count_tokens",
         "default_ledger_path", "price_usage",
     },
-    lean_chain: {"ChatLeanVLLM", "LeanCache", "LeanCompress", "LeanCostCallback", "LeanDocumentCompressor"},
-    lean_index: {"LeanCachedLLM", "LeanCompressPostprocessor", "LeanCostHandler", "LeanVLLM"},
+    lean_chain: {"ChatLeanVLLM", "LeanBudget", "LeanCache", "LeanCompress", "LeanCostCallback",
+                 "LeanDocumentCompressor", "LeanTemplate"},
+    lean_index: {"LeanBudgetLLM", "LeanCachedLLM", "LeanCompressPostprocessor", "LeanCostHandler", "LeanTemplate",
+                 "LeanVLLM"},
     lean_backends: {"GreedyAnswer", "generate_greedy"},
 }
 
