@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lean_core._argtypes import positive_int
 from lean_core.errors import InvalidParameterError
 from lean_core.templates import PromptSpec, format_text_template, lint_prompt, render_prompt
 from lean_core.tokens import TokenCounter
@@ -478,23 +479,13 @@ def _cmd_bench_template(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {value}")
-    return value
-
-
 def add_template_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
     """Register ``template`` under ``lean-inference bench``."""
     parser: argparse.ArgumentParser = bench_subparsers.add_parser(
         "template", help="verbose prompt templates vs lean templates: tokens, outputs, prefix-cache hits")
     parser.add_argument("--templates", default=str(DEFAULT_TEMPLATES),
                         help="JSON Lines file of verbose templates with specs and cases (default: the bundled set)")
-    parser.add_argument("--requests", type=_positive, default=120,
+    parser.add_argument("--requests", type=positive_int, default=120,
                         help="requests in the prefix-cache stream, per ordering (default: 120)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON output path (default: {DEFAULT_OUT})")
     parser.add_argument("--png", default=None, help="chart path (default: next to --out, .png)")

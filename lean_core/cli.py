@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lean_core._argtypes import positive_int as _positive_int
 from lean_core.errors import LeanInferenceError
 
 __all__ = ["build_parser", "main"]
@@ -251,16 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_budget_commands(sub, _positive_int)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
