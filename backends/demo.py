@@ -1,9 +1,11 @@
-"""The foundation demo: a real workload through the local model, every call in the ledger.
+"""``lean-inference demo``: the five layers on the built-in workload, measured, offline.
 
-Until the five-layer pipeline lands, ``lean-inference demo`` runs this: the bundled SmolLM2
-answers the shipped prompt workload on CPU, each call is recorded in a fresh demo ledger with the
-engine's exact token counts and latency, the same workload is priced at reference API models
-(genai-prices), and the ledger report is printed and drawn as a PNG.
+The bundled SmolLM2 answers a question stream about a small knowledge base (both shipped with the
+project, written for it) through retrieval-augmented prompts: first the un-optimised baseline,
+then with the layers added one by one (template, compression, output budget, cache). For each row
+the demo prints tokens in/out, cache hits, the cost per million tokens at a reference API price
+(genai-prices), local engine seconds and answer accuracy against the gold answers, and writes a
+PNG report, the rows as JSON, every answer, and a ledger with per-layer attribution.
 """
 
 from __future__ import annotations
@@ -12,104 +14,144 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from lean_core.ledger import CostLedger
-from lean_core.report import LedgerSummary, render_table, write_chart
-from lean_core.usage import TokenUsage
-from lean_core.workload import (
-    PromptItem,
-    WorkloadQuote,
-    builtin_prompts_path,
-    load_prompts,
-    price_workload,
+from lean_core.demo_workload import (
+    KnowledgeDoc,
+    StreamQuestion,
+    answer_is_correct,
+    load_demo_kb,
+    load_demo_questions,
 )
+from lean_core.ledger import CostLedger
+from lean_core.pipeline import PipelineSettings
+from lean_core.pipeline.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
 
-__all__ = ["DemoResult", "run_demo"]
-
-LOCAL_MODEL_NAME = "smollm2-135m-instruct"
+__all__ = ["DemoResult", "run_demo", "study_table", "write_study_chart"]
 
 
 @dataclass(frozen=True)
 class DemoResult:
     """What the demo produced, for tests and callers."""
 
-    answers: list[PromptItem]
-    quotes: list[WorkloadQuote]
-    summary: LedgerSummary
+    study: LayerStudy
+    questions: list[StreamQuestion]
     ledger_path: Path
-    chart_path: Path
+    report_path: Path
+    rows_path: Path
     answers_path: Path
 
 
-def run_demo(
-    *,
-    out_dir: str | os.PathLike[str] = "lean-demo",
-    prompts_path: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
-    max_new_tokens: int = 48,
-    show_progress: bool = True,
-) -> DemoResult:
-    """Run the demo workload and write ledger, answers and chart under ``out_dir``."""
+def _retrieve(kb: list[KnowledgeDoc], questions: list[StreamQuestion], k: int) -> list[tuple[str, ...]]:
+    """Top-``k`` documents per question by MiniLM cosine similarity (the retriever is not a layer
+    under test: every row gets the same passages)."""
+    import numpy as np
+
+    from lean_core.embeddings import default_embedder
+
+    embedder = default_embedder()
+    docs = np.asarray(embedder.encode([f"{d.title}\n{d.text}" for d in kb]))
+    queries = np.asarray(embedder.encode([q.question for q in questions]))
+    order = np.argsort(-(queries @ docs.T), axis=1)[:, :k]
+    return [tuple(f"{kb[j].title}\n{kb[j].text}" for j in row) for row in order]
+
+
+def write_study_chart(study: LayerStudy, path: Path, *, title: str) -> Path:
+    """Cost per million tokens and accuracy per row, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = study.rows
+    names = [r.name for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2.2), sharey=True)
+    bars = left.barh(names, [r.cost_per_mtok for r in rows], color=["#999999"] + ["#4C72B0"] * (len(rows) - 1))
+    for bar, row in zip(bars, rows, strict=True):
+        label = f"${row.cost_per_mtok:.2f}" + ("" if row is rows[0] else f"  (-{row.cost_reduction:.0%})")
+        left.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
+    left.set_title(f"cost per 1M baseline tokens at {study.price_model} prices", fontsize=9)
+    left.invert_yaxis()
+    right.barh(names, [r.accuracy * 100 for r in rows], color="#55A868")
+    for y, row in enumerate(rows):
+        right.annotate(f"{row.accuracy:.0%} (agree {row.agreement:.0%})", (row.accuracy * 100, y), va="center",
+                       fontsize=8)
+    right.set_xlim(0, 100)
+    right.set_title("answers containing a gold answer (%)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_demo(*, out_dir: str | os.PathLike[str] = "lean-demo", kb_path: str | os.PathLike[str] | None = None,
+             questions_path: str | os.PathLike[str] | None = None, limit: int | None = None, passages: int = 4,
+             settings: PipelineSettings | None = None, model: str | None = None,
+             show_progress: bool = True) -> DemoResult:
+    """Run the layer study on the built-in workload and write its report under ``out_dir``."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from lean_backends.local_generation import LocalGreedyModel
+    from lean_backends.pipeline_model import EngineModel
     from lean_core.assets import smollm2_dir
 
-    console = Console(quiet=not show_progress, width=max(Console().width, 110))
+    console = Console(quiet=not show_progress, width=max(Console().width, 120))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    items = load_prompts(prompts_path or builtin_prompts_path())
-    if limit is not None:
-        items = items[:limit]
-
-    model_dir = smollm2_dir(show_progress=show_progress)
+    kb = load_demo_kb(kb_path)
+    questions = load_demo_questions(questions_path, limit=limit)
+    model_dir = model or str(smollm2_dir(show_progress=show_progress))
     ledger_path = out / "ledger.sqlite3"
-    for suffix in ("", "-wal", "-shm"):  # the demo's own ledger starts fresh on every run
+    for suffix in ("", "-wal", "-shm"):  # the demo's ledger starts fresh on every run
         Path(f"{ledger_path}{suffix}").unlink(missing_ok=True)
-
-    model = LocalGreedyModel(model_dir)
-    answered: list[PromptItem] = []
+    with console.status("retrieving passages (MiniLM) and starting the local engine (vLLM)"):
+        contexts = _retrieve(kb, questions, passages)
+        engine_model = EngineModel.local(model_dir)
+        engine_model.engine.start()  # type: ignore[attr-defined]
+    items = [StudyItem(question=q.question, context=c, answers=q.answers, tenant=q.tenant)
+             for q, c in zip(questions, contexts, strict=True)]
+    rows = cumulative_settings(settings)
     with CostLedger(ledger_path) as ledger, Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("[bold]{task.description:<22}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(), console=console, disable=not show_progress,
     ) as progress:
-        task = progress.add_task("SmolLM2 answering the workload", total=len(items))
-        for item in items:
-            messages = ([{"role": "system", "content": item.system}] if item.system else []) + [
-                {"role": "user", "content": item.prompt}
-            ]
-            answer = model.answer(messages, max_new_tokens=max_new_tokens)
-            # The local engine's own counts are exact: it is the provider here.
-            ledger.record_call(
-                model=LOCAL_MODEL_NAME, provider="local",
-                usage=TokenUsage(input_tokens=answer.prompt_tokens,
-                                 output_tokens=answer.completion_tokens, source="provider"),
-                latency_s=answer.seconds, tags=("demo", item.id or ""),
-            )
-            answered.append(item.model_copy(update={"answer": answer.text}))
-            progress.advance(task)
-        summary = ledger.summary()
+        tasks = {name: progress.add_task(name, total=len(items)) for name, _ in rows}
+
+        def advance(name: str, done: int, total: int) -> None:
+            progress.update(tasks[name], completed=done)
+
+        study = run_layer_study(engine_model, items, rows=rows, is_correct=answer_is_correct, ledger=ledger,
+                                cache_dir=out, progress=advance, concurrency=16)
         ledger.export_json(out / "ledger.json")
-
+    rows_path = out / "rows.json"
+    rows_path.write_text(json.dumps(study.model_dump(exclude={"answers"}), indent=2))
     answers_path = out / "answers.jsonl"
-    answers_path.write_text("".join(json.dumps(a.model_dump(exclude_none=True)) + "\n" for a in answered))
-    quotes = price_workload(answered)
-    chart_path = write_chart(summary, out / "ledger.png")
+    with answers_path.open("w") as f:
+        for i, q in enumerate(questions):
+            f.write(json.dumps({"id": q.id, "kind": q.kind, "tenant": q.tenant, "question": q.question,
+                                "gold": q.answers, **{name: study.answers[name][i] for name, _ in rows}}) + "\n")
+    report = write_study_chart(study, out / "report.png", title=(
+        f"lean-inference demo: {len(items)} questions, {study.served_model} on vLLM (CPU), "
+        f"{passages} retrieved passages each"))
+    console.print(study_table(study, title=f"the five layers, measured ({len(items)} questions, "
+                                           f"{study.served_model} answering, prices of {study.price_model})"))
+    console.print(f"report: {report}  rows: {rows_path}  answers: {answers_path}  ledger: {ledger_path}")
+    return DemoResult(study=study, questions=questions, ledger_path=ledger_path, report_path=report,
+                      rows_path=rows_path, answers_path=answers_path)
 
-    console.out(render_table(summary, title="demo ledger (local SmolLM2 calls: exact counts, no API price)"))
-    table = Table(title="the same workload (prompts + SmolLM2's answers) at API prices")
-    for name in ("model", "input tokens", "output tokens", "cost", "$ / 1M tokens", "counts"):
-        table.add_column(name, justify="left" if name in ("model", "counts") else "right")
-    for q in quotes:
-        table.add_row(q.model, f"{q.input_tokens:,}", f"{q.output_tokens:,}",
-                      "unpriced" if q.cost_usd is None else f"${q.cost_usd:.6f}",
-                      "-" if q.cost_per_million_tokens_usd is None else f"${q.cost_per_million_tokens_usd:.3f}",
-                      "estimated" if q.estimated else "exact")
-    console.print(table)
-    for item in answered[:3]:
-        console.print(f"[dim]{item.id}[/dim] {item.prompt.splitlines()[-1][:70]} -> {item.answer}")
-    console.print(f"ledger: {ledger_path}  chart: {chart_path}  answers: {answers_path}")
-    return DemoResult(answers=answered, quotes=quotes, summary=summary, ledger_path=ledger_path,
-                      chart_path=chart_path, answers_path=answers_path)
+
+def study_table(study: LayerStudy, *, title: str) -> Any:
+    """The seeds' table as a rich Table."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("configuration", "model calls", "cache hits", "tokens in", "tokens out", "$ / 1M tok",
+                 "reduction", "engine s", "accuracy", "agree w/ baseline"):
+        table.add_column(name, justify="left" if name == "configuration" else "right")
+    for row in study.rows:
+        table.add_row(row.name, f"{row.model_calls}", f"{row.cache_hits} ({row.semantic_hits} sem.)",
+                      f"{row.input_tokens:,}", f"{row.output_tokens:,}", f"${row.cost_per_mtok:.2f}",
+                      f"{row.cost_reduction:.0%}", f"{row.engine_seconds:.1f}", f"{row.accuracy:.0%}",
+                      f"{row.agreement:.0%}")
+    return table

@@ -127,6 +127,8 @@ class RemoteVLLMClient(TextBackend):
             extra["cache_salt"] = cache_salt
         if options.json_schema is not None:
             extra["structured_outputs"] = {"json": options.json_schema}
+        if options.ignore_eos:
+            extra["ignore_eos"] = True  # a vLLM server extension, not OpenAI's API
         if extra:
             body["extra_body"] = extra
         if stream:

@@ -244,6 +244,7 @@ class LocalVLLMEngine(TextBackend):
         return SamplingParams(
             n=options.n, max_tokens=options.max_tokens, temperature=options.temperature,
             top_p=options.top_p, seed=options.seed, stop=list(options.stop) or None,
+            ignore_eos=options.ignore_eos,
             output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY, **extra,
         )
 

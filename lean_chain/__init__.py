@@ -10,14 +10,17 @@ from lean_chain.chat_vllm import ChatLeanVLLM  # noqa: E402
 from lean_chain.compress import LeanCompress  # noqa: E402
 from lean_chain.cost_callback import LeanCostCallback  # noqa: E402
 from lean_chain.document_compressor import LeanDocumentCompressor  # noqa: E402
+from lean_chain.pipeline import ChatModelPort, lean_pipeline  # noqa: E402
 from lean_chain.template import LeanTemplate  # noqa: E402
 
 __all__ = [
     "ChatLeanVLLM",
+    "ChatModelPort",
     "LeanBudget",
     "LeanCache",
     "LeanCompress",
     "LeanCostCallback",
     "LeanDocumentCompressor",
     "LeanTemplate",
+    "lean_pipeline",
 ]

@@ -73,9 +73,11 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from lean_backends.demo import run_demo
+    from lean_core.pipeline import PipelineSettings
 
-    run_demo(out_dir=args.out, prompts_path=args.prompts, limit=args.limit,
-             max_new_tokens=args.max_new_tokens)
+    settings = PipelineSettings.from_file(args.settings) if args.settings else None
+    run_demo(out_dir=args.out, kb_path=args.kb, questions_path=args.questions, limit=args.limit,
+             passages=args.passages, settings=settings, model=args.model)
     return 0
 
 
@@ -168,11 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lean-inference", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the main job offline on embedded defaults")
+    demo = sub.add_parser("demo", help="the five layers on the built-in workload, measured, offline")
     demo.add_argument("--out", default="lean-demo", help="output directory (default: ./lean-demo)")
-    demo.add_argument("--prompts", default=None, help="JSON Lines prompt file (default: the built-in workload)")
-    demo.add_argument("--limit", type=_positive_int, default=None, help="use only the first N prompts")
-    demo.add_argument("--max-new-tokens", type=_positive_int, default=48, help="answer length cap (default: 48)")
+    demo.add_argument("--kb", default=None, help="knowledge base JSON Lines {id, title, text} (default: built in)")
+    demo.add_argument("--questions", default=None,
+                      help="question stream JSON Lines {id, question, answers, ...} (default: built in)")
+    demo.add_argument("--limit", type=_positive_int, default=None, help="use only the first N questions")
+    demo.add_argument("--passages", type=_positive_int, default=4, help="retrieved passages per question (default: 4)")
+    demo.add_argument("--settings", default=None, help="pipeline settings file (.toml or .json)")
+    demo.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
     demo.set_defaults(func=_cmd_demo)
 
     report = sub.add_parser("report", help="print a ledger's summary and write its PNG chart")
@@ -242,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     from benchmarks.template_bench import add_template_parser
 
     add_template_parser(bench_sub)
+    from benchmarks.prune_bench import add_prune_bench_parser
+
+    add_prune_bench_parser(bench_sub)
+    from benchmarks.pipeline_bench import add_pipeline_bench_parser
+
+    add_pipeline_bench_parser(bench_sub)
 
     assets = sub.add_parser("assets", help="prepare (once) and show the bundled offline models")
     assets.set_defaults(func=_cmd_assets)
@@ -251,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lean_core.budget_cli import add_budget_commands
 
     add_budget_commands(sub, _positive_int)
+    from lean_backends.prune_cli import add_prune_commands
+
+    add_prune_commands(sub)
     return parser
 
 

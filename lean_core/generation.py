@@ -8,9 +8,10 @@ translate one shape, whatever serves the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from typing_extensions import TypedDict  # pydantic validates it on Python 3.11 only in this form
 
 from lean_core.budget.early_stop import EarlyStopReason, EarlyStopRule
 from lean_core.usage import TokenUsage
@@ -54,6 +55,9 @@ class SamplingOptions(BaseModel):
     """Constrain the output to JSON matching this schema (guided decoding)."""
     logprobs: StrictInt | None = Field(None, ge=0, le=20)
     """Return this many top log-probabilities per generated token (0..20)."""
+    ignore_eos: bool = False
+    """Keep generating past the end-of-sequence token up to ``max_tokens`` (benchmarks that must
+    compare equal work); stop strings still apply."""
     early_stop: EarlyStopRule | None = None
     """End the answer once it is complete (confidence or repetition, see
     ``lean_core.budget.EarlyStopRule``); in-process vLLM engine only, one candidate (n=1)."""
@@ -78,6 +82,8 @@ class SamplingOptions(BaseModel):
     def _early_stop_single(self) -> SamplingOptions:
         if self.early_stop is not None and self.n != 1:
             raise ValueError(f"early_stop needs n=1, got n={self.n}")
+        if self.early_stop is not None and self.ignore_eos:
+            raise ValueError("early_stop and ignore_eos=True contradict each other: choose one")
         return self
 
 

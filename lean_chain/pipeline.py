@@ -1,0 +1,154 @@
+"""``lean_pipeline``: the five layers as one LCEL Runnable in front of any LangChain chat model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from lean_core.budget import budget_parameter, finish_reason_of
+from lean_core.errors import InvalidParameterError
+from lean_core.ledger import CostLedger
+from lean_core.pipeline import (
+    LeanPipeline,
+    ModelCall,
+    ModelReply,
+    PipelineRequest,
+    PipelineResult,
+    PipelineSettings,
+)
+from lean_core.tokens import count_tokens
+from lean_core.usage import TokenUsage
+
+__all__ = ["ChatModelPort", "lean_pipeline"]
+
+
+class ChatModelPort:
+    """Any LangChain chat model as the pipeline's model: the budget is bound under the parameter
+    the model class takes (``max_tokens``, ``max_output_tokens``, ``num_predict``, ...), usage is
+    the provider's ``usage_metadata`` (counted when the model reports none)."""
+
+    def __init__(self, llm: BaseChatModel) -> None:
+        if not isinstance(llm, BaseChatModel):
+            raise InvalidParameterError("llm", allowed="a LangChain BaseChatModel", received=type(llm).__name__)
+        self.llm = llm
+        params = llm._get_ls_params()
+        self._name = str(params.get("ls_model_name") or llm._llm_type)
+
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    def _bound(self, call: ModelCall) -> tuple[Runnable[Any, BaseMessage], list[BaseMessage]]:
+        kwargs: dict[str, Any] = {budget_parameter(self.llm).name: call.max_tokens}
+        if call.stop:
+            kwargs["stop"] = list(call.stop)
+        if call.early_stop is not None and type(self.llm).__name__ == "ChatLeanVLLM":
+            kwargs["early_stop"] = call.early_stop
+        messages = convert_to_messages([(m["role"], m["content"]) for m in call.messages])
+        return self.llm.bind(**kwargs), messages
+
+    def _reply(self, message: BaseMessage) -> ModelReply:
+        metadata = dict(getattr(message, "response_metadata", {}) or {})
+        usage = getattr(message, "usage_metadata", None)
+        text = message.text
+        if usage:
+            details = usage.get("input_token_details") or {}
+            out_details = usage.get("output_token_details") or {}
+            parsed = TokenUsage(input_tokens=int(usage["input_tokens"]), output_tokens=int(usage["output_tokens"]),
+                                cached_input_tokens=int(details.get("cache_read") or 0),
+                                reasoning_tokens=int(out_details.get("reasoning") or 0))
+        else:
+            parsed = TokenUsage(output_tokens=count_tokens(text, self._name).tokens, source="estimate")
+        early = metadata.get("early_stop")
+        return ModelReply(text=text, finish_reason=finish_reason_of(metadata), usage=parsed,
+                          early_stop=None if early is None else str(early))
+
+    def complete(self, call: ModelCall) -> ModelReply:
+        bound, messages = self._bound(call)
+        return self._reply(bound.invoke(messages))
+
+    async def acomplete(self, call: ModelCall) -> ModelReply:
+        bound, messages = self._bound(call)
+        return self._reply(await bound.ainvoke(messages))
+
+
+def _context_of(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Document):
+        return (value.page_content,)
+    if isinstance(value, Sequence):
+        return tuple(v.page_content if isinstance(v, Document) else str(v) for v in value)
+    raise InvalidParameterError("context", allowed="a str, a list of str or a list of Documents",
+                                received=type(value).__name__)
+
+
+def _request(value: Any, tenant: str | None) -> PipelineRequest:
+    if isinstance(value, PipelineRequest):
+        return value
+    if isinstance(value, str):
+        return PipelineRequest(question=value, tenant=tenant)
+    if isinstance(value, Mapping):
+        question = value.get("question") or value.get("input") or value.get("query")
+        if not isinstance(question, str):
+            raise InvalidParameterError("input", allowed='a str, or a dict with "question" (and "context")',
+                                        received=sorted(value))
+        return PipelineRequest(question=question, context=_context_of(value.get("context")),
+                               tenant=value.get("tenant") or tenant)
+    raise InvalidParameterError("input", allowed='a str, or a dict with "question" (and "context")',
+                                received=type(value).__name__)
+
+
+def _message(result: PipelineResult) -> AIMessage:
+    usage = result.usage
+    return AIMessage(
+        content=result.answer,
+        usage_metadata={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                        "total_tokens": usage.input_tokens + usage.output_tokens,
+                        "input_token_details": {"cache_read": usage.cached_input_tokens}},
+        response_metadata={"finish_reason": result.finish_reason, "lean_pipeline": result.model_dump(
+            exclude={"messages"})})
+
+
+def lean_pipeline(llm: BaseChatModel, *, settings: PipelineSettings | None = None, ledger: CostLedger | None = None,
+                  retriever: BaseRetriever | None = None, cache: Any | None = None,
+                  tenant: str | None = None) -> Runnable[Any, AIMessage]:
+    """The five layers in front of ``llm`` as one Runnable.
+
+    Input: a question str, or a dict ``{"question": ..., "context": str | [str] | [Document],
+    "tenant": ...}``; with a ``retriever`` the context is retrieved for the question. Output: an
+    ``AIMessage`` whose ``response_metadata["lean_pipeline"]`` says what each layer did (cache hit,
+    tokens before/after per layer). ``invoke``/``ainvoke``/``batch``/``abatch``/``stream`` work (a
+    stream yields the whole answer once; the budget and cache decide before the first token).
+
+    Example::
+
+        chain = lean_pipeline(ChatLeanVLLM(), retriever=store.as_retriever(), ledger=CostLedger()) | StrOutputParser()
+    """
+    pipeline = LeanPipeline(ChatModelPort(llm), settings=settings, ledger=ledger, cache=cache)
+
+    def run(value: Any) -> AIMessage:
+        request = _request(value, tenant)
+        if retriever is not None and not request.context:
+            request = request.model_copy(update={"context": _context_of(retriever.invoke(request.question))})
+        return _message(pipeline.invoke(request))
+
+    async def arun(value: Any) -> AIMessage:
+        request = _request(value, tenant)
+        if retriever is not None and not request.context:
+            docs = await retriever.ainvoke(request.question)
+            request = request.model_copy(update={"context": _context_of(docs)})
+        return _message(await pipeline.ainvoke(request))
+
+    runnable: Runnable[Any, AIMessage] = RunnableLambda(run, afunc=arun, name="LeanPipeline")
+    return runnable
+
+

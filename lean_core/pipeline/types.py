@@ -1,0 +1,121 @@
+"""What goes into the pipeline, what the model port exchanges, and what comes out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lean_core.budget import EarlyStopRule
+from lean_core.cache.types import HitKind
+from lean_core.generation import ChatMessageDict
+from lean_core.usage import TokenUsage
+
+__all__ = ["LayerStep", "ModelCall", "ModelReply", "PipelineModel", "PipelineRequest", "PipelineResult"]
+
+StepLayer = Literal["cache", "template", "compression", "output"]
+
+
+class PipelineRequest(BaseModel):
+    """One question, with the retrieved context it should be answered from (if any)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question: str = Field(min_length=1)
+    context: tuple[str, ...] = ()
+    """Retrieved passages, best first or in document order; empty for a plain question."""
+    tenant: str | None = None
+    """Overrides ``PipelineSettings.tenant`` for this request."""
+
+    @field_validator("question")
+    @classmethod
+    def _non_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("question must hold text")
+        return value
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _passages(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+
+class ModelCall(BaseModel):
+    """What the pipeline asks the model for."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    messages: tuple[ChatMessageDict, ...]
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+    early_stop: EarlyStopRule | None = None
+
+
+class ModelReply(BaseModel):
+    """What the model returned: text, why it ended, and provider-reported usage."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    finish_reason: str | None
+    usage: TokenUsage
+    early_stop: str | None = None
+
+
+@runtime_checkable
+class PipelineModel(Protocol):
+    """The model at the end of the pipeline: the local vLLM engine, a vLLM server, or any
+    LangChain / LlamaIndex chat model through their adapters."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def complete(self, call: ModelCall) -> ModelReply: ...
+
+    def acomplete(self, call: ModelCall) -> Awaitable[ModelReply]: ...
+
+
+class LayerStep(BaseModel):
+    """What one layer did to one request, in the reference model's tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    layer: StepLayer
+    input_tokens_before: int = 0
+    input_tokens_after: int = 0
+    output_tokens_before: int = 0
+    output_tokens_after: int = 0
+    seconds: float = 0.0
+    note: str | None = None
+
+
+class PipelineResult(BaseModel):
+    """The answer and how it was obtained."""
+
+    model_config = ConfigDict(frozen=True)
+
+    answer: str
+    tenant: str
+    cache_hit: HitKind | None = None
+    """``exact`` / ``semantic`` when the answer came from the cache (no model call)."""
+    messages: tuple[ChatMessageDict, ...] = ()
+    """What was sent to the model (empty on a cache hit)."""
+    usage: TokenUsage = TokenUsage()
+    """The served model's own usage (zero on a cache hit)."""
+    reference_usage: TokenUsage = TokenUsage()
+    """The same call counted in ``price_model``'s tokenizer (zero on a cache hit): what an API
+    call would be billed."""
+    baseline_reference_usage: TokenUsage = TokenUsage()
+    """An un-optimised call for this request in ``price_model`` tokens: the verbose template,
+    the whole context, and the answer length the predictor expects without brevity."""
+    finish_reason: str | None = None
+    truncated: bool = False
+    steps: tuple[LayerStep, ...] = ()
+    latency_s: float = 0.0
+    model_seconds: float = 0.0
+    """Seconds spent in the model call(s)."""
+
+
+def as_messages(pairs: Sequence[tuple[str, str]]) -> tuple[ChatMessageDict, ...]:
+    return tuple({"role": role, "content": content} for role, content in pairs)

@@ -1,0 +1,153 @@
+"""LeanPipeline with a scripted model: what each layer sends, serves and records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from lean_core import CostLedger
+from lean_core.cache import ResponseCache, SQLiteCacheStore
+from lean_core.errors import InvalidParameterError
+from lean_core.pipeline import (
+    LeanPipeline,
+    ModelCall,
+    ModelReply,
+    PipelineRequest,
+    PipelineSettings,
+)
+from lean_core.usage import TokenUsage
+
+_FILLER = tuple(
+    f"Passage {i}. The harbour ferry number {100 + i} leaves pier {i} at {7 + i % 5}:15 every weekday morning. "
+    f"Tickets for route {100 + i} cost {2 + i} euros and are sold at kiosk K-{i}. " * 3
+    for i in range(8)
+)
+PASSAGES = (*_FILLER, "The museum opens at 10:00 on Sundays and the entry fee is 12 euros for adults.")
+QUESTION = "When does the museum open on Sundays?"
+
+
+class ScriptedModel:
+    """Answers from a script and remembers every call (finish reason and text per call)."""
+
+    model_name = "scripted-model"
+
+    def __init__(self, replies: list[tuple[str, str]] | None = None) -> None:
+        self.calls: list[ModelCall] = []
+        self.replies = list(replies or [])
+
+    def complete(self, call: ModelCall) -> ModelReply:
+        self.calls.append(call)
+        text, finish = self.replies.pop(0) if self.replies else ("It opens at 10:00.", "stop")
+        return ModelReply(text=text, finish_reason=finish,
+                          usage=TokenUsage(input_tokens=50 * len(call.messages), output_tokens=len(text.split())))
+
+    async def acomplete(self, call: ModelCall) -> ModelReply:
+        return self.complete(call)
+
+
+def _pipeline(tmp_path: Path, model: ScriptedModel, ledger: CostLedger | None = None,
+              **settings: object) -> LeanPipeline:
+    cache = ResponseCache(SQLiteCacheStore(tmp_path / "cache.sqlite3"), mode="exact")
+    return LeanPipeline(model, settings=PipelineSettings(**settings), ledger=ledger, cache=cache)  # type: ignore[arg-type]
+
+
+def test_all_layers_shape_the_call_and_the_cache_serves_repeats_per_tenant(tmp_path: Path) -> None:
+    model = ScriptedModel()
+    with CostLedger(tmp_path / "ledger.sqlite3") as ledger:
+        pipeline = _pipeline(tmp_path, model, ledger)
+        first = pipeline.invoke(PipelineRequest(question=QUESTION, context=PASSAGES, tenant="acme"))
+        assert first.cache_hit is None and len(model.calls) == 1
+        call = model.calls[0]
+        assert call.messages[0]["role"] == "system"  # stable instructions first
+        user = call.messages[-1]["content"]
+        assert "10:00" in user and "12 euros" in user  # the relevant passage survived compression
+        assert user.rstrip().endswith("Answer in one short sentence.")  # brevity at the end of the prompt
+        assert call.max_tokens < 256 and call.early_stop is not None
+        steps = {s.layer: s for s in first.steps}
+        assert steps["compression"].input_tokens_after < steps["compression"].input_tokens_before / 2
+        assert steps["template"].input_tokens_after < steps["template"].input_tokens_before
+        assert first.reference_usage.input_tokens < first.baseline_reference_usage.input_tokens / 2
+        again = pipeline.invoke(PipelineRequest(question=f"  {QUESTION}\n", context=PASSAGES, tenant="acme"))
+        assert again.cache_hit == "exact" and again.answer == first.answer and len(model.calls) == 1
+        other = pipeline.invoke(PipelineRequest(question=QUESTION, context=PASSAGES, tenant="globex"))
+        assert other.cache_hit is None and len(model.calls) == 2  # never another tenant's answer
+        layers = {e.layer for e in ledger.savings()}
+        assert layers == {"cache", "compression", "template", "output"}
+        assert len(ledger.calls()) == 2 and all(c.model == "scripted-model" for c in ledger.calls())
+        assert any(e.layer == "cache" and e.cache_hit for e in ledger.savings())
+
+
+def test_layers_off_sends_the_baseline_prompt_and_default_budget(tmp_path: Path) -> None:
+    model = ScriptedModel()
+    settings = PipelineSettings().with_layers(cache=False, template=False, compression=False, budget=False)
+    pipeline = LeanPipeline(model, settings=settings)
+    result = pipeline.invoke(PipelineRequest(question=QUESTION, context=PASSAGES))
+    (call,) = model.calls
+    assert len(call.messages) == 1 and call.messages[0]["content"].startswith("You are a helpful")
+    assert call.max_tokens == 256 and call.stop == () and call.early_stop is None
+    assert all(p[:40] in call.messages[0]["content"] for p in PASSAGES)  # nothing dropped
+    assert result.steps == () and result.reference_usage.input_tokens == result.baseline_reference_usage.input_tokens
+
+
+def test_truncated_answer_is_reported_and_not_cached(tmp_path: Path) -> None:
+    model = ScriptedModel([("It opens at", "length"), ("It opens at 10:00.", "stop")])
+    pipeline = _pipeline(tmp_path, model)
+    cut = pipeline.invoke(QUESTION)
+    assert cut.truncated and cut.finish_reason == "length"
+    again = pipeline.invoke(QUESTION)
+    assert again.cache_hit is None and again.answer == "It opens at 10:00." and not again.truncated
+
+
+def test_continue_policy_asks_once_more(tmp_path: Path) -> None:
+    model = ScriptedModel([("It opens", "length"), (" at 10:00.", "stop")])
+    pipeline = _pipeline(tmp_path, model, budget={"on_truncation": "continue"}, cache={"enabled": False})
+    result = pipeline.invoke(QUESTION)
+    assert result.answer == "It opens at 10:00." and not result.truncated and len(model.calls) == 2
+    assert model.calls[1].messages[-2] == {"role": "assistant", "content": "It opens"}
+
+
+def test_async_matches_sync(tmp_path: Path) -> None:
+    sync_model, async_model = ScriptedModel(), ScriptedModel()
+    request = PipelineRequest(question=QUESTION, context=PASSAGES)
+    sync = _pipeline(tmp_path / "a", sync_model, cache={"enabled": False}).invoke(request)
+    asyn = asyncio.run(_pipeline(tmp_path / "b", async_model, cache={"enabled": False}).ainvoke(request))
+    assert sync_model.calls == async_model.calls and sync.answer == asyn.answer
+    assert [s.layer for s in sync.steps] == [s.layer for s in asyn.steps]
+
+
+def test_settings_from_file_and_bad_input(tmp_path: Path) -> None:
+    toml = tmp_path / "lean.toml"
+    toml.write_text('price_model = "gpt-4o-mini"\n[compression]\nratio = 0.25\n[cache]\nenabled = false\n')
+    settings = PipelineSettings.from_file(toml, tenant="acme")
+    assert settings.compression.ratio == 0.25 and not settings.cache.enabled and settings.tenant == "acme"
+    as_json = tmp_path / "lean.json"
+    as_json.write_text(json.dumps({"budget": {"brevity": False}}))
+    assert PipelineSettings.from_file(as_json).budget.brevity is False
+    (tmp_path / "bad.toml").write_text("[compression]\nratio = 2.0\n")
+    with pytest.raises(InvalidParameterError, match="ratio"):
+        PipelineSettings.from_file(tmp_path / "bad.toml")
+    with pytest.raises(InvalidParameterError, match="path"):
+        PipelineSettings.from_file(tmp_path / "lean.yaml")
+    with pytest.raises(ValueError, match="ratio"):
+        PipelineSettings(compression={"ratio": 0})  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="layers"):
+        PipelineSettings().with_layers(pruning=False)
+    with pytest.raises(InvalidParameterError, match="model"):
+        LeanPipeline(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="question"):
+        PipelineRequest(question="   ")
+
+
+def test_cache_identity_follows_settings_and_scope(tmp_path: Path) -> None:
+    model = ScriptedModel()
+    store = SQLiteCacheStore(tmp_path / "c.sqlite3")
+    v1 = LeanPipeline(model, settings=PipelineSettings(cache={"scope": "kb-v1"}),
+                      cache=ResponseCache(store, mode="exact"))
+    v1.invoke(QUESTION)
+    v2 = LeanPipeline(model, settings=PipelineSettings(cache={"scope": "kb-v2"}),
+                      cache=ResponseCache(store, mode="exact"))
+    assert v2.invoke(QUESTION).cache_hit is None  # a re-indexed knowledge base is a new cache
+    assert v1.invoke(QUESTION).cache_hit == "exact"
