@@ -4,7 +4,8 @@ The bundled SmolLM2 answers a question stream about a small knowledge base (both
 project, written for it) through retrieval-augmented prompts: first the un-optimised baseline,
 then with the layers added one by one (template, compression, output budget, cache). For each row
 the demo prints tokens in/out, cache hits, the cost per million tokens at a reference API price
-(genai-prices), local engine seconds and answer accuracy against the gold answers, and writes a
+(genai-prices), the row's wall-clock seconds on the local engine (16 requests in flight, in
+stream order) and answer accuracy against the gold answers, and writes a
 PNG report, the rows as JSON, every answer, and a ledger with per-layer attribution.
 """
 
@@ -96,7 +97,7 @@ def run_demo(*, out_dir: str | os.PathLike[str] = "lean-demo", kb_path: str | os
     from lean_backends.pipeline_model import EngineModel
     from lean_core.assets import smollm2_dir
 
-    console = Console(quiet=not show_progress, width=max(Console().width, 120))
+    console = Console(quiet=not show_progress, width=max(Console().width, 150))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kb = load_demo_kb(kb_path)
@@ -147,11 +148,11 @@ def study_table(study: LayerStudy, *, title: str) -> Any:
 
     table = Table(title=title)
     for name in ("configuration", "model calls", "cache hits", "tokens in", "tokens out", "$ / 1M tok",
-                 "reduction", "engine s", "accuracy", "agree w/ baseline"):
+                 "reduction", "wall s", "accuracy", "agree w/ baseline"):
         table.add_column(name, justify="left" if name == "configuration" else "right")
     for row in study.rows:
         table.add_row(row.name, f"{row.model_calls}", f"{row.cache_hits} ({row.semantic_hits} sem.)",
                       f"{row.input_tokens:,}", f"{row.output_tokens:,}", f"${row.cost_per_mtok:.2f}",
-                      f"{row.cost_reduction:.0%}", f"{row.engine_seconds:.1f}", f"{row.accuracy:.0%}",
+                      f"{row.cost_reduction:.0%}", f"{row.wall_seconds:.1f}", f"{row.accuracy:.0%}",
                       f"{row.agreement:.0%}")
     return table

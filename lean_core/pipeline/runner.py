@@ -22,6 +22,7 @@ from lean_core.budget import (
     ModelAnswer,
     with_brevity,
 )
+from lean_core.cache.normalize import prompt_key
 from lean_core.cache.types import CacheLookup, CacheNamespace
 from lean_core.compression.base import Compressor
 from lean_core.compression.types import CompressionBudget
@@ -98,6 +99,8 @@ class LeanPipeline:
         s = self.settings.template
         self._spec = PromptSpec(role=s.role, task=s.task, constraints=s.constraints,
                                 context="Context:\n{context}", question="Question: {question}")
+        # Async requests waiting on an identical one already at the model (same tenant and key).
+        self._inflight: dict[tuple[str, str], asyncio.Future[PipelineResult]] = {}
         identity = f"{model.model_name}\n{self.settings.fingerprint()}\n{self.settings.cache.scope}"
         self._cache_identity = "lean-pipeline:" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
@@ -133,14 +136,56 @@ class LeanPipeline:
         return self._finish(work, answer_text, usage, finish, early, seconds)
 
     async def ainvoke(self, request: PipelineRequest | str) -> PipelineResult:
-        """Async :meth:`invoke`: model, cache and ledger I/O are awaited; CPU-bound layers run in a thread."""
+        """Async :meth:`invoke`: model, cache and ledger I/O are awaited; CPU-bound layers run in a thread.
+
+        With the cache on, a request identical to one still at the model (same tenant, same
+        normalised question) waits for that answer instead of a second model call ("single
+        flight"), and is reported as an exact hit.
+        """
         work = self._start(request)
         hit = await self._alookup(work)
         if hit is not None:
             return hit
-        await asyncio.to_thread(self._prepare, work)
-        answer_text, usage, finish, early, seconds = await self._arun_model(work)
-        return await asyncio.to_thread(self._finish, work, answer_text, usage, finish, early, seconds)
+        key = (work.tenant, prompt_key(work.request.question)) if self.settings.cache.enabled else None
+        if key is not None and key in self._inflight:
+            try:
+                shared: PipelineResult | None = await asyncio.shield(self._inflight[key])
+            except (Exception, asyncio.CancelledError):  # the first caller failed: ask the model ourselves
+                shared = None
+            if shared is not None and not shared.truncated:
+                return self._coalesced(work, shared)
+        future: asyncio.Future[PipelineResult] | None = None
+        if key is not None and key not in self._inflight:
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+        try:
+            await asyncio.to_thread(self._prepare, work)
+            answer_text, usage, finish, early, seconds = await self._arun_model(work)
+            result = await asyncio.to_thread(self._finish, work, answer_text, usage, finish, early, seconds)
+        except BaseException as exc:
+            if future is not None:
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                    future.exception()  # waiters fall back to their own call; keep the loop's log quiet
+                else:
+                    future.cancel()
+            raise
+        finally:
+            if future is not None and key is not None and self._inflight.get(key) is future:
+                del self._inflight[key]
+        if future is not None:
+            future.set_result(result)
+        return result
+
+    def _coalesced(self, work: _Work, shared: PipelineResult) -> PipelineResult:
+        tokens_in, tokens_out = shared.reference_usage.input_tokens, shared.reference_usage.output_tokens
+        step = LayerStep(layer="cache", input_tokens_before=tokens_in, output_tokens_before=tokens_out,
+                         note="exact (joined the identical request in flight)")
+        if self.ledger is not None:
+            self.ledger.record_savings(layer="cache", model=self.settings.price_model, input_tokens_before=tokens_in,
+                                       output_tokens_before=tokens_out, cache_hit=True, tenant=work.tenant)
+        return PipelineResult(answer=shared.answer, tenant=work.tenant, cache_hit="exact", steps=(step,),
+                              latency_s=time.perf_counter() - work.started)
 
     def batch(self, requests: Sequence[PipelineRequest | str]) -> list[PipelineResult]:
         """Requests in order (a later request may hit the cache entry an earlier one wrote)."""

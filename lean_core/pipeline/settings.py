@@ -68,7 +68,10 @@ class CompressionLayerSettings(_Layer):
 class BudgetLayerSettings(_Layer):
     """Per-request ``max_tokens`` from the length predictor, brevity, stops, early stopping."""
 
-    brevity: bool = True
+    brevity: bool = False
+    """Add a brevity instruction ("Answer in one short sentence.") to the question. Off by
+    default: it shortens answers further but changes what small models answer (BENCHMARKS.md,
+    output budgets: answer retention)."""
     early_stop: bool = True
     on_truncation: Literal["continue", "report", "raise"] = "report"
     min_tokens: StrictInt = Field(16, ge=1)

@@ -72,7 +72,8 @@ class StudyRow(BaseModel):
     cost_reduction: float
     """1 - cost / the baseline's cost."""
     engine_seconds: float
-    """Seconds spent in model calls."""
+    """Sum of the requests' model-call seconds (with requests in flight together, more than the
+    wall time: see ``wall_seconds``)."""
     graded: int
     """Requests with gold answers (accuracy and agreement are over these)."""
     accuracy: float
@@ -117,9 +118,9 @@ def run_layer_study(model: PipelineModel, items: Sequence[StudyItem], *,
                     concurrency: int = 1) -> LayerStudy:
     """Run ``items`` through every row (default :func:`cumulative_settings`) and measure each.
 
-    Rows without the cache send up to ``concurrency`` requests at once (the local engine batches
-    them); a row with the cache runs the stream in order, since a request may hit what an
-    earlier one stored.
+    Up to ``concurrency`` requests are in flight at once (the local engine batches them), started
+    in stream order, as a server would see them: a repeat is a cache hit when its original has
+    finished by the time the repeat arrives, and two copies in flight together both miss.
 
     ``progress(row_name, done, total)`` is called after every request (for a progress bar).
     ``cache_dir`` holds each row's fresh cache file (default: a temporary directory).
@@ -146,10 +147,13 @@ def run_layer_study(model: PipelineModel, items: Sequence[StudyItem], *,
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
                 cache = ResponseCache(SQLiteCacheStore(path), mode=settings.cache.mode, ttl_s=settings.cache.ttl_s)
+            if hasattr(model, "cache_salt"):
+                # A row must not reuse prompts an earlier row left in the engine's prefix cache.
+                setattr(model, "cache_salt", f"lean-study-row-{index}")  # noqa: B010
             pipeline = LeanPipeline(model, settings=settings, ledger=ledger, cache=cache)
             started = time.perf_counter()
             requests = [PipelineRequest(question=i.question, context=i.context, tenant=i.tenant) for i in items]
-            if settings.cache.enabled or concurrency <= 1:
+            if concurrency <= 1:
                 results: list[PipelineResult] = []
                 for done, request in enumerate(requests, 1):
                     results.append(pipeline.invoke(request))

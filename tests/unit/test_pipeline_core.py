@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def _pipeline(tmp_path: Path, model: ScriptedModel, ledger: CostLedger | None = 
 def test_all_layers_shape_the_call_and_the_cache_serves_repeats_per_tenant(tmp_path: Path) -> None:
     model = ScriptedModel()
     with CostLedger(tmp_path / "ledger.sqlite3") as ledger:
-        pipeline = _pipeline(tmp_path, model, ledger)
+        pipeline = _pipeline(tmp_path, model, ledger, budget={"brevity": True})
         first = pipeline.invoke(PipelineRequest(question=QUESTION, context=PASSAGES, tenant="acme"))
         assert first.cache_hit is None and len(model.calls) == 1
         call = model.calls[0]
@@ -124,8 +125,8 @@ def test_settings_from_file_and_bad_input(tmp_path: Path) -> None:
     settings = PipelineSettings.from_file(toml, tenant="acme")
     assert settings.compression.ratio == 0.25 and not settings.cache.enabled and settings.tenant == "acme"
     as_json = tmp_path / "lean.json"
-    as_json.write_text(json.dumps({"budget": {"brevity": False}}))
-    assert PipelineSettings.from_file(as_json).budget.brevity is False
+    as_json.write_text(json.dumps({"budget": {"brevity": True}}))
+    assert PipelineSettings.from_file(as_json).budget.brevity is True
     (tmp_path / "bad.toml").write_text("[compression]\nratio = 2.0\n")
     with pytest.raises(InvalidParameterError, match="ratio"):
         PipelineSettings.from_file(tmp_path / "bad.toml")
@@ -151,3 +152,48 @@ def test_cache_identity_follows_settings_and_scope(tmp_path: Path) -> None:
                       cache=ResponseCache(store, mode="exact"))
     assert v2.invoke(QUESTION).cache_hit is None  # a re-indexed knowledge base is a new cache
     assert v1.invoke(QUESTION).cache_hit == "exact"
+
+
+class SlowModel(ScriptedModel):
+    """Holds every call until released, so identical requests overlap in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def acomplete(self, call: ModelCall) -> ModelReply:
+        self.waiting += 1
+        await self.release.wait()
+        return self.complete(call)
+
+
+class CountingCache(ResponseCache):
+    """Counts finished async lookups (after one, ``ainvoke`` joins or starts a flight at once)."""
+
+    looked_up = 0
+
+    async def alookup(self, prompt: str, **kwargs: Any) -> Any:
+        found = await super().alookup(prompt, **kwargs)
+        self.looked_up += 1
+        return found
+
+
+def test_identical_requests_in_flight_share_one_model_call(tmp_path: Path) -> None:
+    model = SlowModel()
+    cache = CountingCache(SQLiteCacheStore(tmp_path / "cache.sqlite3"), mode="exact")
+    pipeline = LeanPipeline(model, cache=cache)
+    tenants = ("acme", "acme", "globex", "acme")
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.create_task(pipeline.ainvoke(PipelineRequest(question=QUESTION, tenant=t))) for t in tenants]
+        while not (cache.looked_up == len(tenants) and model.waiting >= 2):
+            await asyncio.sleep(0)  # yield to the tasks until every one has looked up and two reached the model
+        model.release.set()
+        return list(await asyncio.gather(*tasks))
+
+    first, second, other, third = asyncio.run(run())
+    assert len(model.calls) == 2  # one per tenant: never shared across tenants
+    assert first.cache_hit is None and other.cache_hit is None
+    assert second.cache_hit == "exact" and third.cache_hit == "exact" and second.answer == first.answer
+    assert "in flight" in second.steps[0].note
