@@ -69,7 +69,7 @@ def write_study_chart(study: LayerStudy, path: Path, *, title: str) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2.2), sharey=True)
     bars = left.barh(names, [r.cost_per_mtok for r in rows], color=["#999999"] + ["#4C72B0"] * (len(rows) - 1))
     for bar, row in zip(bars, rows, strict=True):
-        label = f"${row.cost_per_mtok:.2f}" + ("" if row is rows[0] else f"  (-{row.cost_reduction:.0%})")
+        label = f"${row.cost_per_mtok:.2f}" + ("" if row is rows[0] else f"  ({-row.cost_reduction:+.0%})")
         left.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
     left.set_title(f"cost per 1M baseline tokens at {study.price_model} prices", fontsize=9)
     left.invert_yaxis()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,134 @@ def test_template_and_budget_example(tmp_path: Path, smollm2_path: Path) -> None
     assert cached > 0
     for layer in ("template", "output"):
         assert f"│ {layer}" in out.stdout or f"{layer} " in out.stdout
+
+
+def _run_example(script: str, *args: str, cwd: Path) -> str:
+    out = subprocess.run([sys.executable, str(EXAMPLES / script), *args],
+                         capture_output=True, text=True, timeout=600, cwd=cwd)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _int(pattern: str, text: str) -> int:
+    match = re.search(pattern, text)
+    assert match is not None, f"{pattern!r} not in the output"
+    return int(match.group(1))
+
+
+def test_lcel_compress_chain_example(tmp_path: Path, smollm2_path: Path) -> None:
+    from lean_core import CostLedger
+
+    out = _run_example("lcel_compress_chain.py", "--ledger", str(tmp_path / "l.sqlite3"), cwd=tmp_path)
+    before = _int(r"notes tokens before compression: (\d+)", out)
+    after = _int(r"notes tokens after compression: (\d+)", out)
+    assert 0 < after <= 0.25 * before  # the default --ratio is a hard budget
+    match = re.search(r"model prompt tokens: (\d+) without LeanCompress, (\d+) with it", out)
+    assert match is not None
+    without, with_ = int(match.group(1)), int(match.group(2))
+    # the model really received the shorter prompt: its own count fell by what was cut
+    assert abs((without - with_) - (before - after)) <= 3
+    seen = out.split("notes the model saw:\n")[1].split("\n")[0]
+    assert "Every rental includes a lock, a helmet" in seen  # query-aware: the answer survived
+    assert "│ compression" in out
+    ledger = CostLedger(tmp_path / "l.sqlite3")
+    (event,) = ledger.savings()
+    assert (event.layer, event.input_tokens_before, event.input_tokens_after) == ("compression", before, after)
+    assert len(ledger.calls()) == 1  # the comparison run without compression is not in the ledger
+    ledger.close()
+
+
+_FERRY_DOCS = {  # doc_id -> (source, section), as written in examples/langchain_rag_chain.py
+    "tf-01": ("timetable.md", "crossings"), "tf-02": ("timetable.md", "crossings"),
+    "tf-03": ("fares.md", "tickets"), "tf-04": ("fares.md", "vehicles"), "tf-05": ("fleet.md", "vessels"),
+    "tf-06": ("policies.md", "pets"), "tf-07": ("policies.md", "delays"), "tf-08": ("services.md", "on board"),
+    "tf-09": ("services.md", "booking"), "tf-10": ("history.md", "company"),
+}
+
+
+def test_langchain_rag_chain_example(tmp_path: Path, smollm2_path: Path) -> None:
+    from lean_core import CostLedger
+
+    out = _run_example("langchain_rag_chain.py", "--ledger", str(tmp_path / "l.sqlite3"), cwd=tmp_path)
+    blocks = re.split(r"^Q: ", out, flags=re.MULTILINE)[1:]
+    assert len(blocks) == 2
+    kept_ids = []
+    for block in blocks:
+        docs = re.findall(r"kept\s+(\d+)/(\d+)\s+tokens of (tf-\d+) \(([^,]+), ([^)]+)\): (.*)", block)
+        assert docs, block
+        for kept, original, doc_id, source, section, _text in docs:
+            assert _FERRY_DOCS[doc_id] == (source, section)  # every document kept its own metadata
+            assert 0 < int(kept) <= int(original)
+        kept_ids.append({d[2]: d[5] for d in docs})
+    assert "55 minutes" in kept_ids[0]["tf-01"]
+    assert "Ilse Varga" in kept_ids[1]["tf-10"]
+    cuts = re.findall(r"compression: (\d+) -> (\d+) tokens", out)
+    assert len(cuts) == 2 and all(int(a) <= 45 < int(b) for b, a in cuts)
+    assert "│ compression" in out and "smollm2-135m-instruct" in out
+    ledger = CostLedger(tmp_path / "l.sqlite3")
+    assert len(ledger.calls()) == 2
+    assert [e.layer for e in ledger.savings()] == ["compression", "compression"]
+    ledger.close()
+
+
+_GARDEN_DOCS = {  # doc_id -> (source, section), as written in examples/llamaindex_rag_query_engine.py
+    "bg-01": ("visiting.md", "hours"), "bg-02": ("visiting.md", "tickets"),
+    "bg-03": ("collections.md", "glasshouses"), "bg-04": ("collections.md", "alpine"),
+    "bg-05": ("collections.md", "trees"), "bg-06": ("events.md", "tours"), "bg-07": ("events.md", "night"),
+    "bg-08": ("rules.md", "visitors"), "bg-09": ("services.md", "access"), "bg-10": ("services.md", "cafe"),
+}
+
+
+def test_llamaindex_rag_query_engine_example(tmp_path: Path, smollm2_path: Path) -> None:
+    from lean_core import CostLedger
+
+    out = _run_example("llamaindex_rag_query_engine.py", "--ledger", str(tmp_path / "l.sqlite3"),
+                       "--cache", str(tmp_path / "c.sqlite3"), cwd=tmp_path)
+    answers = re.findall(r"^A \((model|cache)\): (.*)$", out, flags=re.MULTILINE)
+    assert [served for served, _ in answers] == ["model", "model", "cache"]
+    assert answers[2][1] == answers[0][1]  # the repeated question got the first answer back
+    blocks = re.split(r"^Q: ", out, flags=re.MULTILINE)[1:]
+    sources = []
+    for block in blocks[:3]:
+        nodes = re.findall(r"score (-?\d\.\d+)\s+(bg-\d+) \(([^,]+), ([^)]+)\): (.*)", block)
+        assert nodes, block
+        for _score, doc_id, source, section, _text in nodes:
+            assert _GARDEN_DOCS[doc_id] == (source, section)  # every node kept its own metadata
+        scores = [float(n[0]) for n in nodes]
+        assert scores == sorted(scores, reverse=True)
+        sources.append({n[1]: n[4] for n in nodes})
+    assert "6 pm" in sources[0]["bg-01"] and "75 minutes" in sources[1]["bg-06"]
+    assert "exact hits 1," in out
+    assert "│ compression" in out and "│ cache" in out
+    ledger = CostLedger(tmp_path / "l.sqlite3")
+    assert len(ledger.calls()) == 2  # the cache hit did not reach the model
+    cache_events = [e for e in ledger.savings() if e.layer == "cache"]
+    assert [e.cache_hit for e in cache_events] == [False, False, True]
+    assert sum(1 for e in ledger.savings() if e.layer == "compression") == 3
+    ledger.close()
+
+
+def test_cached_agent_example(tmp_path: Path, smollm2_path: Path) -> None:
+    from lean_core import CostLedger
+
+    out = _run_example("cached_agent.py", "--ledger", str(tmp_path / "l.sqlite3"),
+                       "--cache", str(tmp_path / "c.sqlite3"), cwd=tmp_path)
+    rows = re.findall(r"^\[(\w+)\s*\] (\w+)\s+(model|cache exact|cache semantic)\s+[\d.]+s  (.*)$", out,
+                      flags=re.MULTILINE)
+    assert [(tenant, route) for tenant, route, _, _ in rows] == [
+        ("acme", "faq"), ("acme", "faq"), ("acme", "faq"), ("acme", "faq"),
+        ("acme", "room_status"), ("acme", "room_status"), ("acme", "room_status"),
+        ("globex", "faq"), ("globex", "faq"), ("acme", "faq")]
+    assert [served for _, _, served, _ in rows] == [
+        "model", "cache exact", "cache semantic", "model",  # the verifier refuses "When does ..."
+        "model", "cache exact", "model",                    # another room's tool result: a miss
+        "model", "cache semantic",                          # globex: never acme's entries, then its own
+        "model"]
+    assert "1 pm" in out.split(rows[4][3])[1].split("\n")[1]  # the tool's result reached the model
+    assert "│ cache" in out and "smollm2-135m-instruct" in out
+    ledger = CostLedger(tmp_path / "l.sqlite3")
+    hits = {t: [e.cache_hit for e in ledger.savings(tenant=t) if e.layer == "cache"] for t in ("acme", "globex")}
+    assert hits == {"acme": [False, True, True, False, False, True, False, False],
+                    "globex": [False, True]}
+    assert len(ledger.calls(tenant="acme")) == 5 and len(ledger.calls(tenant="globex")) == 1
+    ledger.close()
