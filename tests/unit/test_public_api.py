@@ -20,9 +20,9 @@ EXPECTED = {
         "default_ledger_path", "price_usage",
     },
     lean_chain: {"ChatLeanVLLM", "LeanBudget", "LeanCache", "LeanCompress", "LeanCostCallback",
-                 "LeanDocumentCompressor", "LeanTemplate"},
+                 "LeanDocumentCompressor", "LeanTemplate", "ChatModelPort", "lean_pipeline"},
     lean_index: {"LeanBudgetLLM", "LeanCachedLLM", "LeanCompressPostprocessor", "LeanCostHandler", "LeanTemplate",
-                 "LeanVLLM"},
+                 "LeanVLLM", "LLMPort", "LeanPipelineQueryEngine"},
     lean_backends: {"GreedyAnswer", "generate_greedy"},
 }
 
