@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializa
 from langchain_core.runnables.config import patch_config
 from pydantic import model_validator
 
+from lean_chain._budget_binding import bind_budget
 from lean_core.budget import (
     BudgetOptions,
     BudgetRequest,
@@ -80,13 +81,8 @@ class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMes
         return found.name, found.known
 
     def _bound(self, request: BudgetRequest) -> Runnable[Any, Any]:
-        name, _ = self._param()
-        kwargs: dict[str, Any] = {name: request.max_tokens}
-        if request.stop:
-            kwargs["stop"] = list(request.stop)
-        if request.early_stop is not None and type(self.llm).__name__ == "ChatLeanVLLM":
-            kwargs["early_stop"] = request.early_stop
-        return self.llm.bind(**kwargs)
+        return bind_budget(self.llm, max_tokens=request.max_tokens, stop=request.stop,
+                           early_stop=request.early_stop, parameter=self.parameter, strict=self.strict)
 
     def _labels(self) -> tuple[str, str | None]:
         params = self.llm._get_ls_params()

@@ -11,7 +11,8 @@ from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from lean_core.budget import budget_parameter, finish_reason_of
+from lean_chain._budget_binding import bind_budget
+from lean_core.budget import finish_reason_of
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.pipeline import (
@@ -45,13 +46,8 @@ class ChatModelPort:
         return self._name
 
     def _bound(self, call: ModelCall) -> tuple[Runnable[Any, BaseMessage], list[BaseMessage]]:
-        kwargs: dict[str, Any] = {budget_parameter(self.llm).name: call.max_tokens}
-        if call.stop:
-            kwargs["stop"] = list(call.stop)
-        if call.early_stop is not None and type(self.llm).__name__ == "ChatLeanVLLM":
-            kwargs["early_stop"] = call.early_stop
         messages = convert_to_messages([(m["role"], m["content"]) for m in call.messages])
-        return self.llm.bind(**kwargs), messages
+        return bind_budget(self.llm, max_tokens=call.max_tokens, stop=call.stop, early_stop=call.early_stop), messages
 
     def _reply(self, message: BaseMessage) -> ModelReply:
         metadata = dict(getattr(message, "response_metadata", {}) or {})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.normalize import dedupe_passages, normalize_whitespace
 from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS, find_protected_spans
-from lean_core.compression.segment import Unit, split_clauses, split_sentences
+from lean_core.compression.segment import Unit, passage_heading, split_clauses, split_sentences
 from lean_core.compression.select import RelevanceScorer
 from lean_core.compression.types import CompressionBudget, CompressionResult, DroppedSegment
 from lean_core.errors import InvalidParameterError
@@ -125,7 +125,7 @@ class LeanCompressor(Compressor):
         if granularity == "clause":
             units = [u for index, (passage, spans) in enumerate(zip(passages, spans_per_passage, strict=True))
                      for u in split_clauses(passage, spans, passage=index)]
-        scores = self.scorer.score(units, question=question)
+        scores = self.scorer.score(units, question=question, headings=[passage_heading(p) for p in passages])
         # Separators mostly merge into the next token; the exact check below keeps the budget.
         costs = [self.counter.count(u.text, model).tokens for u in units]
         chosen = _greedy(scores, costs, target)

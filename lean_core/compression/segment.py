@@ -8,11 +8,25 @@ from dataclasses import dataclass
 
 from lean_core.compression.protect import ProtectedSpan
 
-__all__ = ["Unit", "split_clauses", "split_sentences"]
+__all__ = ["Unit", "passage_heading", "split_clauses", "split_sentences"]
 
 # A sentence ends at . ! ? (optionally closed by quotes/brackets) followed by whitespace and an
 # opening character, or at a line break. Candidates inside protected spans are discarded.
 _BOUNDARY = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+(?=[\"'“‘(\[A-Z0-9À-ÖØ-Þ]|[^\x00-\x7F])|\n+")
+
+
+# "Title: text" or a first line of its own: how RAG passages usually carry their document's title.
+_HEADING = re.compile(r"([^.:!?\n]{1,100}?)(?::[ \t]+|[ \t]*\n)")
+_MAX_HEADING_WORDS = 12
+
+
+def passage_heading(text: str) -> str | None:
+    """The title a passage opens with ("Title: ..." or a short first line), or None."""
+    match = _HEADING.match(text.lstrip())
+    if match is None:
+        return None
+    heading = match.group(1).strip()
+    return heading if heading and len(heading.split()) <= _MAX_HEADING_WORDS else None
 
 
 _ABBREVIATIONS = frozenset({

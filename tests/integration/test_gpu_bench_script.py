@@ -24,11 +24,13 @@ SCRIPT = REPO / "benchmarks" / "gpu" / "vllm_gpu_bench.py"
 PROMPTS, MAX_TOKENS, PREFIX, TTFT_REQUESTS = 4, 8, 64, 2
 
 
-def _script() -> ModuleType:
+def _script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The script imports its parts (``_vllm_bench_*.py`` beside it) by file name, as a script run
+    # has its own directory first on sys.path.
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("vllm_gpu_bench", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -101,14 +103,14 @@ def test_pruned_section(result: dict[str, Any], smollm2_path: Path) -> None:
     assert "Paris" in result["sample_answers"]["ChatLeanVLLM (pruned)"]
 
 
-def test_random_checkpoint_loads(tmp_path: Path, smollm2_path: Path) -> None:
+def test_random_checkpoint_loads(tmp_path: Path, smollm2_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The random-weight shapes of --random-1b are valid llama checkpoints (tiny shape here)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    directory = _script().make_random_checkpoint(tmp_path / "tiny", tokenizer_from=str(smollm2_path),
-                                                 num_layers=2, hidden_size=64, intermediate_size=128,
-                                                 num_heads=4, num_kv_heads=2)
+    directory = _script(monkeypatch).make_random_checkpoint(
+        tmp_path / "tiny", tokenizer_from=str(smollm2_path), num_layers=2, hidden_size=64, intermediate_size=128,
+        num_heads=4, num_kv_heads=2)
     model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
     assert model.config.num_hidden_layers == 2 and model.config.intermediate_size == 128
     logits = model(torch.tensor([[1, 2, 3]])).logits

@@ -17,7 +17,7 @@ from lean_core.compression import (
     find_protected_spans,
 )
 from lean_core.compression.normalize import dedupe_passages, normalize_whitespace
-from lean_core.compression.segment import split_clauses, split_sentences
+from lean_core.compression.segment import passage_heading, split_clauses, split_sentences
 from lean_core.compression.select import RelevanceScorer
 
 LEXICAL = RelevanceScorer(semantic_weight=0.0)  # no embedding model: fast property tests
@@ -161,3 +161,40 @@ def test_a_million_character_context_is_compressed_within_budget() -> None:
     assert result.budget_met and 0 < result.compressed_tokens <= 400
     assert "Maria Alves" in result.text
     assert result.original_tokens > 200_000
+
+
+@pytest.mark.parametrize(("passage", "heading"), [
+    ("Harbour Lights (novel): Harbour Lights is a 1931 novel. It was set in Cornwall.", "Harbour Lights (novel)"),
+    ("Opening hours\nThe shop opens at 9 am.", "Opening hours"),
+    ("The shop opens at 9 am. It closes at 5 pm.", None),  # no heading: a sentence comes first
+    ("Version 2.1: changes", None),  # a dot before the colon: not a title
+    ("one two three four five six seven eight nine ten eleven twelve thirteen: text", None),
+    ("", None),
+])
+def test_passage_heading_finds_titles_only(passage: str, heading: str | None) -> None:
+    assert passage_heading(passage) == heading
+
+
+def test_pronoun_led_sentences_are_scored_with_their_passage_heading() -> None:
+    """'It was written by ...' says nothing of the song it is about; with the passage's heading it
+    ranks for a question about that song's writers (real MiniLM, semantic signal only)."""
+    passages = [
+        "Harbour Lights (Mara Quinn song): Harbour Lights is a 2014 single by Mara Quinn. "
+        "It was written by Tomas Vell and Ada Price. It reached number four in Ireland.",
+        "Mara Quinn: Mara Quinn is an Irish singer. She grew up in Galway and studied music in Cork.",
+        "Salt Road (album): Salt Road is the second album by the band Tidewater. It was recorded in Oslo.",
+        "Tidewater (band): Tidewater are a folk band from Bergen. They have toured Europe since 2009.",
+    ]
+    units = [u for i, p in enumerate(passages) for u in split_sentences(p, (), passage=i)]
+    scorer = RelevanceScorer(lexical_weight=0.0, type_weight=0.0, passage_weight=0.0, neighbour_weight=0.0,
+                             expansion_weight=0.0)
+    question = "Who were the writers of Mara Quinn's single Harbour Lights?"
+    target = next(i for i, u in enumerate(units) if u.text.startswith("It was written"))
+
+    def rank(scores: list[float]) -> int:
+        return sorted(range(len(scores)), key=lambda i: -scores[i]).index(target)
+
+    plain = rank(scorer.score(units, question=question))
+    resolved = rank(scorer.score(units, question=question, headings=[passage_heading(p) for p in passages]))
+    assert resolved < plain
+    assert resolved <= 1
