@@ -113,6 +113,9 @@ class TemplateRow:
     engine_prompt_tokens_verbose_mean: float | None = None
     engine_prompt_tokens_lean_mean: float | None = None
     same_output_rate: float | None = None
+    same_output_rate_control: float | None = None
+    """Verbose vs the same verbose prompt with its line breaks doubled (a change that means nothing):
+    how often the local model's output survives *any* prompt change, the floor for the row above."""
     output_token_f1_mean: float | None = None
     accuracy_verbose: float | None = None
     accuracy_lean: float | None = None
@@ -237,7 +240,11 @@ def _run_outputs(engine: Any, templates: Sequence[BenchTemplate], rows: Sequence
         # Each side under its own salt: neither may be served the other's cached prefix.
         out_v = engine.generate_many(verbose, options, cache_salt=f"outputs-verbose-{t.name}")
         out_l = engine.generate_many(lean, options, cache_salt=f"outputs-lean-{t.name}")
+        spaced = [[{"role": "user", "content": m[0]["content"].replace("\n", "\n\n")}] for m in verbose]
+        out_c = engine.generate_many(spaced, options, cache_salt=f"outputs-control-{t.name}")
         norm_v, norm_l = [_normalise(o.text) for o in out_v], [_normalise(o.text) for o in out_l]
+        row.same_output_rate_control = statistics.fmean(
+            a == _normalise(c.text) for a, c in zip(norm_v, out_c, strict=True))
         row.engine_prompt_tokens_verbose_mean = statistics.fmean(o.usage.input_tokens for o in out_v)
         row.engine_prompt_tokens_lean_mean = statistics.fmean(o.usage.input_tokens for o in out_l)
         row.same_output_rate = statistics.fmean(a == b for a, b in zip(norm_v, norm_l, strict=True))
@@ -246,8 +253,8 @@ def _run_outputs(engine: Any, templates: Sequence[BenchTemplate], rows: Sequence
         if t.deterministic:
             row.accuracy_verbose = statistics.fmean(_accuracy(o, c["expected"]) for o, c in zip(norm_v, t.cases, strict=True))
             row.accuracy_lean = statistics.fmean(_accuracy(o, c["expected"]) for o, c in zip(norm_l, t.cases, strict=True))
-        row.outputs = [{"verbose": a.text, "lean": b.text, "expected": c.get("expected")}
-                       for a, b, c in zip(out_v, out_l, t.cases, strict=True)]
+        row.outputs = [{"verbose": a.text, "lean": b.text, "verbose_spaced": d.text, "expected": c.get("expected")}
+                       for a, b, d, c in zip(out_v, out_l, out_c, t.cases, strict=True)]
         progress.advance(task)
 
 
@@ -398,6 +405,8 @@ def _summary(result: TemplateBenchResult) -> dict[str, Any]:
     if det:  # weighted by cases, so every request counts once
         cases = sum(r.cases for r in det)
         summary["deterministic_same_output_rate"] = sum((r.same_output_rate or 0.0) * r.cases for r in det) / cases
+        summary["deterministic_same_output_rate_control"] = sum(
+            (r.same_output_rate_control or 0.0) * r.cases for r in det) / cases
         summary["deterministic_accuracy_verbose"] = sum((r.accuracy_verbose or 0.0) * r.cases for r in det) / cases
         summary["deterministic_accuracy_lean"] = sum((r.accuracy_lean or 0.0) * r.cases for r in det) / cases
     for row in result.cache:
@@ -470,7 +479,8 @@ def _cmd_bench_template(args: argparse.Namespace) -> int:
               f"-{s[f'prompt_reduction_{model}']:.1%} ({s[f'templates_at_30pct_{model}']}/{data['templates']} "
               "templates at >= 30%)")
     if "deterministic_same_output_rate" in s:
-        print(f"deterministic tasks: same output {s['deterministic_same_output_rate']:.1%} | accuracy verbose "
+        print(f"deterministic tasks: same output {s['deterministic_same_output_rate']:.1%} (verbose vs verbose with "
+              f"doubled line breaks: {s['deterministic_same_output_rate_control']:.1%}) | accuracy verbose "
               f"{s['deterministic_accuracy_verbose']:.1%}, lean {s['deterministic_accuracy_lean']:.1%}")
     for row in data["cache"]:
         print(f"prefix cache {row['order']}: {row['cached_share_mean']:.2f} of the stable prefix cached "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from langchain_core.callbacks import Callbacks
+from langchain_core.callbacks import BaseCallbackManager, Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
 from lean_chain.compress import CompressionOptions, _Job, kept_documents
@@ -21,7 +21,9 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
     ``ratio`` of their total tokens or ``target_tokens``). Each returned document is a copy of an
     input document (its own metadata and id) holding only its kept text, with
     ``metadata["lean_compression"] = {"original_tokens": ..., "kept_tokens": ...}`` (in
-    ``target_model`` tokens); documents with nothing kept are dropped.
+    ``target_model`` tokens); documents with nothing kept are dropped. The ledger event carries the
+    run's ``metadata["tenant"]`` (``retriever.invoke(q, config={"metadata": {"tenant": "acme"}})``),
+    read from the callback manager the retriever passes down.
 
     Example::
 
@@ -34,7 +36,7 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
         if not documents:
             return []
         results = self._run_jobs([self._job(documents, query)])
-        self._record(results, None)
+        self._record(results, _tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
     async def acompress_documents(self, documents: Sequence[Document], query: str,
@@ -42,7 +44,7 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
         if not documents:
             return []
         results = await self._arun_jobs([self._job(documents, query)])
-        await self._arecord(results, None)
+        await self._arecord(results, _tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
     @staticmethod
@@ -58,3 +60,11 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
             }
             out.append(kept)
         return out
+
+
+def _tenant_of(callbacks: Callbacks | None) -> str | None:
+    """The tenant in the run's metadata: a compressor gets no config, only its callback manager."""
+    if isinstance(callbacks, BaseCallbackManager):
+        tenant = (callbacks.metadata or {}).get("tenant")
+        return tenant if isinstance(tenant, str) and tenant else None
+    return None

@@ -32,3 +32,13 @@ def test_stable_first_rendering_hits_the_prefix_cache_and_naive_does_not(tmp_pat
     for row in data["rows"]:
         assert row["tokens"][0]["template_reduction"] >= 0.3
         assert row["engine_prompt_tokens_lean_mean"] is None  # outputs were skipped
+
+
+def test_outputs_compare_verbose_lean_and_a_meaningless_change(tmp_path: Path) -> None:
+    data = run_template_bench(names=["spam_filter"], requests=1, outputs=True, out=tmp_path / "t.json",
+                              png=tmp_path / "t.png", show_progress=False)
+    row = data["rows"][0]
+    assert 0.0 <= row["same_output_rate"] <= 1.0 and 0.0 <= row["same_output_rate_control"] <= 1.0
+    assert all({"verbose", "lean", "verbose_spaced"} <= set(o) for o in row["outputs"])
+    assert row["engine_prompt_tokens_lean_mean"] < row["engine_prompt_tokens_verbose_mean"]
+    assert "deterministic_same_output_rate_control" in data["summary"]

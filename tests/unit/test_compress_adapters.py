@@ -233,6 +233,25 @@ def test_document_compressor_drops_documents_with_nothing_kept() -> None:
     assert LeanDocumentCompressor(compressor=lexical()).compress_documents([], QUESTION) == []
 
 
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_document_compressor_in_a_retriever_records_the_runs_tenant(mode: str, ledger: CostLedger) -> None:
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.retrievers import BaseRetriever
+
+    class Fixed(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+            return _docs()
+
+    retriever = ContextualCompressionRetriever(
+        base_compressor=LeanDocumentCompressor(compressor=lexical(), target_tokens=20, ledger=ledger),
+        base_retriever=Fixed())
+    config = {"metadata": {"tenant": "acme"}}
+    out = retriever.invoke(QUESTION, config=config) if mode == "sync" else await retriever.ainvoke(QUESTION, config=config)
+    assert out
+    assert [(e.layer, e.tenant) for e in ledger.savings()] == [("compression", "acme")]
+
 # --- LeanCompressPostprocessor ---------------------------------------------------------------
 
 def _nodes() -> list[NodeWithScore]:
