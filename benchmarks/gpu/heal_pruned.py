@@ -15,7 +15,8 @@ checkpoint; a bf16 conversion differs by bf16 rounding).
 What comes back: ``OUT/adapter.safetensors`` (LoRA on every linear layer + RMSNorm weights,
 float32; size = rank x sum(in + out) x layers x 4 bytes: for SmolLM2 pruned to 26 layers at MLP
 1216 that is rank x 0.96 MB, so the default rank 12 gives ~11.5 MB, under the 16 MB limit on
-returned files; rank 16 would be ~15.3 MB, too close) and ``OUT/heal_report.json``. Merge here with::
+returned files; rank 16 would be ~15.3 MB, too close; a larger rank travels split into parts and
+is put back together with ``cat``) and ``OUT/heal_report.json``. Merge here with::
 
     .venv/bin/python -m lean_backends.pruning.heal merge --checkpoint PRUNED \
         --adapter adapter.safetensors --out PRUNED-healed
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "heal_report.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     if summary["adapter_bytes"] > 15 * 2**20:
-        print("warning: the adapter is over 15 MiB; a run call returns files up to 16 MB: use a lower --rank")
+        print("warning: the adapter is over 15 MiB and a run call returns files up to 16 MB: split it "
+              "(split -b 15000000 -d adapter.safetensors \"$OUT\"/adapter.part) and `cat` the parts back here")
     return 0
 
 
