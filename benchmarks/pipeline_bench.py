@@ -31,17 +31,11 @@ MAX_STREAM_PROMPT_CHARS = 6000
 """Longer chat prompts are skipped: the 8k-token local model cannot take them with an answer."""
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    # split("\n"), not splitlines(): prompts hold U+2028, which splitlines() would break on.
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
-
-
 def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream_limit: int,
                            passages: int) -> tuple[list[StudyItem], dict[str, int]]:
     """The interleaved stream (NQ RAG items and chat prompts) and how many of each it holds."""
     from benchmarks.budget_data import split_of
-    from benchmarks.qa_datasets import build_nq_items
+    from benchmarks.qa_datasets import build_nq_items, read_jsonl
 
     rag: list[StudyItem] = []
     chat: list[StudyItem] = []
@@ -50,7 +44,7 @@ def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream
         if not path.is_file():
             raise InvalidParameterError("data", allowed="existing JSON Lines files (NQ oracle, ShareGPT prompts)",
                                         received=str(path))
-        rows = _rows(path)
+        rows = read_jsonl(path)
         if rows and "ctxs" in rows[0]:
             items = build_nq_items(rows, passages=passages)
             for item in items:

@@ -16,7 +16,7 @@ from lean_core.compression.base import ContextInput
 from lean_core.errors import InvalidParameterError
 
 __all__ = ["PASSAGE_SEPARATOR", "BenchItem", "DatasetKind", "build_nq_items", "contains_answer",
-           "join_context", "load_items", "longbench_question", "normalize"]
+           "join_context", "load_items", "longbench_question", "normalize", "read_jsonl"]
 
 DatasetKind = Literal["squad", "nq", "hotpotqa", "longbench"]
 PASSAGE_SEPARATOR = "\n\n"
@@ -64,7 +64,8 @@ def join_context(context: ContextInput) -> str:
     return context if isinstance(context, str) else PASSAGE_SEPARATOR.join(context)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON Lines file (lines split at \\n only, so U+2028 inside a text is safe)."""
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
@@ -181,7 +182,7 @@ def load_items(path: str | Path, *, passages: int | None = None, limit: int | No
     path = Path(path)
     if not path.is_file():
         raise InvalidParameterError("data", allowed="an existing JSON Lines file", received=str(path))
-    rows = _read_jsonl(path)
+    rows = read_jsonl(path)
     if not rows:
         raise InvalidParameterError("data", allowed="a non-empty JSON Lines file", received=str(path))
     kind = _detect_kind(rows[0], path)

@@ -14,13 +14,12 @@ from pathlib import Path
 
 from lean_core.errors import InvalidParameterError
 
+from .evaluation_text import is_evaluation_text
+
 __all__ = ["DEFAULT_CALIBRATION_GLOB", "CalibrationText", "default_calibration_paths", "load_calibration"]
 
 DEFAULT_CALIBRATION_GLOB = "austen-*.txt"
 """Files matched in ``LEAN_INFERENCE_CALIBRATION_DIR`` or, in a development checkout, ``../shared/data/text``."""
-
-_EVALUATION_NAMES = ("wikitext", "wiki.test", "wiki.valid")
-
 
 @dataclass(frozen=True, slots=True)
 class CalibrationText:
@@ -69,7 +68,7 @@ def load_calibration(paths: Sequence[str | os.PathLike[str]] | None, *, tokenize
         raise InvalidParameterError("calibration", allowed=f"one or more text files (no default {DEFAULT_CALIBRATION_GLOB} "
                                     "found; set LEAN_INFERENCE_CALIBRATION_DIR)", received=None)
     for file in files:
-        if any(name in file.name.lower() for name in _EVALUATION_NAMES):
+        if is_evaluation_text(file):
             raise InvalidParameterError("calibration", allowed="text other than the WikiText evaluation set",
                                         received=str(file))
     tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))

@@ -55,6 +55,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "backends"))  # `pruning` = backends/pruning, without lean_backends' own imports
 
 from pruning import heal as heal_module  # noqa: E402
+from pruning.evaluation_text import is_evaluation_text  # noqa: E402
 from pruning.surgery import PrunedIndices, apply_indices  # noqa: E402
 
 
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     files = sorted({f for pattern in args.text for f in glob.glob(pattern)})
-    # The same names lean_backends.pruning.calibration refuses (not importable here: no pydantic).
-    if not files or any(n in Path(f).name.lower() for f in files for n in ("wikitext", "wiki.test", "wiki.valid")):
+    if not files or any(is_evaluation_text(f) for f in files):
         raise SystemExit(f"--text {args.text}: no files, or WikiText (the evaluation text) among them")
     settings = heal_module.HealSettings(steps=args.steps, batch_size=args.batch, seq_len=args.seq_len, lr=args.lr,
                                         rank=args.rank, alpha=2.0 * args.rank, lm_weight=args.lm_weight,

@@ -120,7 +120,8 @@ def run_layer_study(model: PipelineModel, items: Sequence[StudyItem], *,
 
     Up to ``concurrency`` requests are in flight at once (the local engine batches them), started
     in stream order, as a server would see them: a repeat is a cache hit when its original has
-    finished by the time the repeat arrives, and two copies in flight together both miss.
+    finished by the time the repeat arrives, and joins its original's model call when that is
+    still in flight (the pipeline's single flight; also reported as an exact hit).
 
     ``progress(row_name, done, total)`` is called after every request (for a progress bar).
     ``cache_dir`` holds each row's fresh cache file (default: a temporary directory).
