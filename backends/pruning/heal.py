@@ -1,8 +1,9 @@
-"""Healing a pruned model: distillation from the original into a small LoRA, then merged.
+"""Healing a pruned model: distillation from the original into a small LoRA (or all weights), then merged.
 
 The student (pruned) model's linear layers get low-rank adapters (a plain-torch LoRA: ``W + s·B·A``,
 ``B`` starting at zero so step 0 is the unhealed model) and, optionally, trainable RMSNorm weights;
-everything else is frozen. The loss is the KL divergence from the teacher's (original model's)
+everything else is frozen. ``mode="full"`` instead trains every weight but the (tied) token
+embedding: more capacity, and an "adapter" as large as the transformer layers. The loss is the KL divergence from the teacher's (original model's)
 next-token distribution, optionally plus the language-model loss, on random windows of the
 calibration text only. The adapter is checkpointed every N steps (resumable); at the end it is
 merged into the weights, so the pruned checkpoint stays a plain one.
@@ -31,13 +32,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-__all__ = ["ADAPTER_FILE", "HealReport", "HealSettings", "LoRALinear", "adapter_tensors", "attach_lora",
-           "copy_side_files", "heal", "load_adapter", "merge_adapter", "merge_adapter_into_checkpoint",
+__all__ = ["ADAPTER_FILE", "HEAL_MODES", "HealReport", "HealSettings", "LoRALinear", "adapter_tensors",
+           "attach_full", "attach_lora", "copy_side_files", "heal", "load_adapter", "merge_adapter", "merge_adapter_into_checkpoint",
            "merge_lora", "save_adapter"]
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_FILE = "adapter.safetensors"
 _STATE_FILE = "heal_state.pt"
+HEAL_MODES = ("lora", "full")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,8 +71,13 @@ class HealSettings:
     seed: int = 0
     autocast_bf16: bool = False
     """bfloat16 autocast for the forward passes (GPU); LoRA weights stay float32."""
+    mode: str = "lora"
+    """``"lora"``: adapters on the linear layers (rank, alpha apply); ``"full"``: every weight but the
+    token embedding is trained (rank and alpha are ignored)."""
 
     def __post_init__(self) -> None:
+        if self.mode not in HEAL_MODES:
+            raise ValueError(f"invalid mode: expected one of {HEAL_MODES}, received {self.mode!r}")
         for name in ("steps", "batch_size", "rank", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"invalid {name}: expected a whole number >= 1, received {getattr(self, name)!r}")
@@ -145,13 +152,37 @@ def attach_lora(model: torch.nn.Module, *, rank: int, alpha: float, train_norms:
     return names
 
 
+def attach_full(model: torch.nn.Module) -> list[str]:
+    """Make every parameter trainable except the token embedding (and the LM head tied to it).
+
+    The embedding stays frozen because it is tied to the output layer in the models we prune and
+    is 21 % of SmolLM2: training it would double what a GPU run has to bring back for little gain.
+    Returns the names of the trainable parameters.
+    """
+    hf_model: Any = model  # a transformers PreTrainedModel
+    frozen = {id(module.weight) for module in (hf_model.get_input_embeddings(), hf_model.get_output_embeddings())
+              if module is not None}
+    names = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(id(parameter) not in frozen)
+        if parameter.requires_grad:
+            names.append(name)
+    return names
+
+
 def _lora_modules(model: torch.nn.Module) -> dict[str, LoRALinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
-def adapter_tensors(model: torch.nn.Module, *, train_norms: bool) -> dict[str, torch.Tensor]:
-    """The trainable state: ``lora::NAME::A``/``::B`` and, if trained, ``norm::NAME`` weights."""
+def adapter_tensors(model: torch.nn.Module, *, train_norms: bool, mode: str = "lora") -> dict[str, torch.Tensor]:
+    """The trainable state: ``lora::NAME::A``/``::B`` and, if trained, ``norm::NAME`` weights.
+
+    In ``mode="full"``: ``full::NAME`` for every trainable parameter.
+    """
     tensors: dict[str, torch.Tensor] = {}
+    if mode == "full":
+        return {f"full::{name}": p.detach().float().cpu().contiguous()
+                for name, p in model.named_parameters() if p.requires_grad}
     for name, module in _lora_modules(model).items():
         tensors[f"lora::{name}::A"] = module.lora_A.detach().float().cpu().contiguous()
         tensors[f"lora::{name}::B"] = module.lora_B.detach().float().cpu().contiguous()
@@ -186,13 +217,18 @@ def merge_adapter(model: torch.nn.Module, tensors: dict[str, torch.Tensor], meta
     """Add every LoRA update into the plain linear weights of ``model`` and set trained norms.
 
     Returns how many tensors were changed. ``model`` must have the adapter's module names.
+    ``full::NAME`` tensors (a ``mode="full"`` run) replace the parameter outright.
     """
-    scale = float(metadata["alpha"]) / float(metadata["rank"])
     changed = 0
     with torch.no_grad():
         for key, value in tensors.items():
             kind, name, *part = key.split("::")
-            if kind == "lora" and part == ["A"]:
+            if kind == "full":
+                parameter = model.get_parameter(name)
+                parameter.copy_(value.to(parameter.dtype))
+                changed += 1
+            elif kind == "lora" and part == ["A"]:
+                scale = float(metadata["alpha"]) / float(metadata["rank"])
                 weight = _weight(model, name)
                 delta = scale * (tensors[f"lora::{name}::B"].double() @ value.double())
                 weight.copy_((weight.double() + delta.to(weight.device)).to(weight.dtype))
@@ -252,7 +288,8 @@ def heal(student: torch.nn.Module, teacher: torch.nn.Module, token_ids: Sequence
          settings: HealSettings, state_dir: str | Path | None = None, resume: bool = False,
          show_progress: bool = True, metadata: dict[str, Any] | None = None,
          on_checkpoint: Callable[[int], None] | None = None) -> HealReport:
-    """Distil ``teacher`` into LoRA adapters on ``student`` (attached here), in place.
+    """Distil ``teacher`` into LoRA adapters on ``student`` (attached here), or into all its weights
+    but the embedding (``settings.mode == "full"``), in place.
 
     ``state_dir`` receives ``adapter.safetensors`` (+ optimizer state) every
     ``settings.checkpoint_every`` steps; with ``resume=True`` training continues from it. The
@@ -263,7 +300,10 @@ def heal(student: torch.nn.Module, teacher: torch.nn.Module, token_ids: Sequence
     ids = torch.as_tensor(token_ids, dtype=torch.long)
     if ids.numel() < settings.seq_len + 2:
         raise ValueError(f"calibration text has {ids.numel()} tokens; healing needs more than {settings.seq_len + 1}")
-    attach_lora(student, rank=settings.rank, alpha=settings.alpha, train_norms=settings.train_norms)
+    if settings.mode == "full":
+        attach_full(student)
+    else:
+        attach_lora(student, rank=settings.rank, alpha=settings.alpha, train_norms=settings.train_norms)
     student.to(device)
     trainable = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
@@ -299,7 +339,7 @@ def heal(student: torch.nn.Module, teacher: torch.nn.Module, token_ids: Sequence
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         done = step + 1
         if state_path is not None and (done % settings.checkpoint_every == 0 or done == settings.steps):
-            save_adapter(adapter_tensors(student, train_norms=settings.train_norms),
+            save_adapter(adapter_tensors(student, train_norms=settings.train_norms, mode=settings.mode),
                          state_path.parent / ADAPTER_FILE, metadata={**meta, "steps_done": done, "losses": losses})
             tmp = state_path.with_suffix(".tmp")
             torch.save({"optimizer": optimizer.state_dict(), "step": done, "losses": losses}, tmp)
@@ -314,7 +354,9 @@ def heal(student: torch.nn.Module, teacher: torch.nn.Module, token_ids: Sequence
 
 
 def _adapter_meta(settings: HealSettings) -> dict[str, Any]:
-    return {"format": "lean-inference-lora/1", "rank": settings.rank, "alpha": settings.alpha,
+    if settings.mode == "full":
+        return {"format": "lean-inference-full/1", "mode": "full", "settings": asdict(settings)}
+    return {"format": "lean-inference-lora/1", "mode": "lora", "rank": settings.rank, "alpha": settings.alpha,
             "train_norms": settings.train_norms, "settings": asdict(settings)}
 
 
@@ -323,7 +365,9 @@ def _load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) ->
     with torch.no_grad():
         for key, value in tensors.items():
             kind, name, *part = key.split("::")
-            if kind == "lora":
+            if kind == "full":
+                model.get_parameter(name).copy_(value)
+            elif kind == "lora":
                 target = modules[name].lora_A if part == ["A"] else modules[name].lora_B
                 target.copy_(value)
             elif kind == "norm":
@@ -367,7 +411,7 @@ def merge_adapter_into_checkpoint(checkpoint: str | Path, adapter: str | Path, o
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
     copy_side_files(checkpoint, tmp)
-    record["healing"] = {key: meta.get(key) for key in ("format", "rank", "alpha", "train_norms", "settings",
+    record["healing"] = {key: meta.get(key) for key in ("format", "mode", "rank", "alpha", "train_norms", "settings",
                                                          "steps_done", "teacher", "calibration", "device")}
     record["healing"]["adapter"] = str(adapter)
     losses = meta.get("losses") or []

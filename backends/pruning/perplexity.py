@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lean_core.errors import InvalidParameterError
-
 __all__ = ["DEFAULT_WIKITEXT", "PerplexityResult", "measure_perplexity", "wikitext_windows"]
 
 DEFAULT_WIKITEXT = Path(__file__).resolve().parents[3] / "shared" / "data" / "text" / "wikitext-2-raw-v1.test.joined.txt"
@@ -34,6 +32,14 @@ class PerplexityResult:
     text: str
 
 
+def _invalid(name: str, *, allowed: str, received: Any) -> ValueError:
+    # Imported here, not at module level: the GPU healing script loads this module on an image
+    # without lean_core's dependencies (pydantic), and only needs the project's error on bad input.
+    from lean_core.errors import InvalidParameterError
+
+    return InvalidParameterError(name, allowed=allowed, received=received)
+
+
 def wikitext_windows(text_path: str | Path, tokenizer_dir: str | Path, *, window: int = 512,
                      max_windows: int | None = None) -> list[list[int]]:
     """Consecutive non-overlapping windows of token ids of ``text_path``."""
@@ -41,18 +47,18 @@ def wikitext_windows(text_path: str | Path, tokenizer_dir: str | Path, *, window
 
     path = Path(text_path)
     if not path.is_file():
-        raise InvalidParameterError("text", allowed="an existing text file", received=str(text_path))
+        raise _invalid("text", allowed="an existing text file", received=str(text_path))
     if window < 2:
-        raise InvalidParameterError("window", allowed="at least 2 tokens", received=window)
+        raise _invalid("window", allowed="at least 2 tokens", received=window)
     tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
     ids = tokenizer.encode(path.read_text(encoding="utf-8"), add_special_tokens=False).ids
     windows = [ids[i:i + window] for i in range(0, len(ids) - window + 1, window)]
     if max_windows is not None:
         if max_windows < 1:
-            raise InvalidParameterError("max_windows", allowed="a whole number >= 1", received=max_windows)
+            raise _invalid("max_windows", allowed="a whole number >= 1", received=max_windows)
         windows = windows[:max_windows]
     if not windows:
-        raise InvalidParameterError("text", allowed=f"at least {window} tokens", received=f"{len(ids)} tokens")
+        raise _invalid("text", allowed=f"at least {window} tokens", received=f"{len(ids)} tokens")
     return windows
 
 
@@ -70,7 +76,7 @@ def measure_perplexity(model: Any | str | Path, *, text: str | Path = DEFAULT_WI
         loaded: Any = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
         model = loaded.to(device)
     if tokenizer_dir is None:
-        raise InvalidParameterError("tokenizer_dir", allowed="the checkpoint directory holding tokenizer.json",
+        raise _invalid("tokenizer_dir", allowed="the checkpoint directory holding tokenizer.json",
                                     received=None)
     windows = wikitext_windows(text, tokenizer_dir, window=window, max_windows=max_windows)
     started = time.perf_counter()

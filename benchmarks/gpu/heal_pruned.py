@@ -39,6 +39,18 @@ student forward/backward of a 100M model per step) on one H100 in bf16 autocast,
 10-minute limit of one call. If a call is cut off, run the same command with ``--resume`` while
 the machine is warm: the adapter and optimizer state are saved to ``--out`` every
 ``--checkpoint-every`` steps (default 100).
+
+Full-weight healing on teacher samples (session 7)::
+
+    python3 benchmarks/gpu/heal_pruned.py --teacher GGUF --pruned PLAN --text 'TEXT/*.txt' --out /tmp/heal \
+        --mode full --lr 1e-4 --samples-per-opening 2 --eval-text TEXT/wikitext-2-raw-v1.test.joined.txt \
+        --steps 1500 --batch 16 --seq-len 512 --device cuda --bf16 --export-bf16
+
+``--samples-per-opening`` adds continuations sampled from the teacher (``pruning/teacher_text.py``)
+after every paragraph opening of ``--text``; ``--eval-text`` (only WikiText is accepted there, and
+never as ``--text``) prints the perplexity of the 16-window protocol at every checkpoint, so a run
+shows its curve; ``--export-bf16`` writes ``adapter_bf16.safetensors`` (a full-mode adapter holds
+every layer: ~155 MB for the best SmolLM2 plan, brought back in parts).
 """
 
 from __future__ import annotations
@@ -56,7 +68,9 @@ sys.path.insert(0, str(REPO / "backends"))  # `pruning` = backends/pruning, with
 
 from pruning import heal as heal_module  # noqa: E402
 from pruning.evaluation_text import is_evaluation_text  # noqa: E402
+from pruning.perplexity import measure_perplexity  # noqa: E402
 from pruning.surgery import PrunedIndices, apply_indices  # noqa: E402
+from pruning.teacher_text import paragraph_openings, sample_continuations  # noqa: E402
 
 
 def _load_teacher(teacher: str) -> tuple[Any, Any]:
@@ -112,12 +126,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=512, help="tokens per window (default: 512)")
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
     parser.add_argument("--rank", type=int, default=12, help="LoRA rank (default: 12, ~11.5 MB adapter for SmolLM2)")
+    parser.add_argument("--mode", choices=heal_module.HEAL_MODES, default="lora",
+                        help="lora: adapters (default); full: every weight but the embedding (bf16 export ~2 bytes/param)")
+    parser.add_argument("--samples-per-opening", type=int, default=0,
+                        help="also heal on teacher samples: this many continuations per paragraph opening of "
+                             "--text (default: 0, none)")
+    parser.add_argument("--sample-tokens", type=int, default=480, help="new tokens per teacher sample (default: 480)")
+    parser.add_argument("--sample-batch", type=int, default=512, help="prompts per sampling batch (default: 512)")
+    parser.add_argument("--eval-text", default=None,
+                        help="evaluation text (WikiText-2 raw test): perplexity before, at each checkpoint and "
+                             "after; never trained on")
+    parser.add_argument("--eval-windows", type=int, default=16,
+                        help="512-token windows of --eval-text to score (default: 16, the benchmark's protocol)")
     parser.add_argument("--lm-weight", type=float, default=0.0, help="weight of the LM loss next to KL (default: 0)")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="save every N steps (default: 100)")
     parser.add_argument("--device", default="cuda", help="torch device (default: cuda)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
     parser.add_argument("--resume", action="store_true", help="continue from the state saved in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--export-bf16", action="store_true",
+                        help="also write adapter_bf16.safetensors (half the bytes, to bring back a full-mode run)")
     args = parser.parse_args(argv)
 
     files = sorted({f for pattern in args.text for f in glob.glob(pattern)})
@@ -125,26 +153,81 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--text {args.text}: no files, or WikiText (the evaluation text) among them")
     settings = heal_module.HealSettings(steps=args.steps, batch_size=args.batch, seq_len=args.seq_len, lr=args.lr,
                                         rank=args.rank, alpha=2.0 * args.rank, lm_weight=args.lm_weight,
-                                        checkpoint_every=args.checkpoint_every, autocast_bf16=args.bf16)
+                                        checkpoint_every=args.checkpoint_every, autocast_bf16=args.bf16,
+                                        mode=args.mode)
+    if args.eval_text is not None and not is_evaluation_text(args.eval_text):
+        raise SystemExit(f"--eval-text {args.eval_text}: expected the WikiText-2 evaluation text")
     started = time.perf_counter()
     teacher, tokenizer = _load_teacher(args.teacher)
     student, record = _load_student(args.pruned, teacher)
+    texts = [Path(f).read_text(encoding="utf-8", errors="replace") for f in files]
     ids: list[int] = []
-    for f in files:
-        ids.extend(tokenizer(Path(f).read_text(encoding="utf-8", errors="replace"), add_special_tokens=False)["input_ids"])
+    for text in texts:
+        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+    real_tokens = len(ids)
     teacher.to(args.device)
     student.to(args.device)
+    sample_seconds, samples = 0.0, 0
+    saved_tokens = Path(args.out) / "heal_tokens.json"
+    if args.resume and saved_tokens.is_file():  # a resumed run trains on the very same samples
+        saved = json.loads(saved_tokens.read_text())
+        ids, samples = saved["ids"], saved["samples"]
+    elif args.samples_per_opening > 0:
+        sampled_at = time.perf_counter()
+        openings = [o for text in texts for o in paragraph_openings(text, tokenizer)]
+        eos = tokenizer.eos_token_id
+        for round_ in range(args.samples_per_opening):
+            for sample in sample_continuations(teacher, openings, new_tokens=args.sample_tokens,
+                                               batch_size=args.sample_batch, eos_token_id=eos, seed=round_,
+                                               autocast_bf16=args.bf16, show_progress=not args.quiet):
+                ids.extend([eos, *sample])
+                samples += 1
+        sample_seconds = time.perf_counter() - sampled_at
+        print(f"{samples:,} teacher samples from {len(openings):,} paragraph openings: "
+              f"{len(ids) - real_tokens:,} tokens in {sample_seconds:.0f} s", flush=True)
+        saved_tokens.parent.mkdir(parents=True, exist_ok=True)
+        saved_tokens.write_text(json.dumps({"ids": ids, "samples": samples}))
+    curve: list[dict[str, float]] = []
+    tokenizer_dir = Path(args.out) / "tokenizer"
+    if args.eval_text is not None:
+        tokenizer.save_pretrained(str(tokenizer_dir))
+    out = Path(args.out)
+
+    def evaluate(step: int) -> None:
+        if args.eval_text is None:
+            return
+        was_training = student.training
+        result = measure_perplexity(student, text=args.eval_text, tokenizer_dir=tokenizer_dir, device=args.device,
+                                    max_windows=args.eval_windows)
+        student.train(was_training)
+        curve.append({"step": step, "perplexity": round(result.perplexity, 3)})
+        print(f"step {step}: perplexity {result.perplexity:.2f} ({result.windows} windows)", flush=True)
+        (out / "perplexity_curve.json").write_text(json.dumps(curve, indent=2))
+
+    evaluate(0)
     print(f"teacher {args.teacher}; student {student.config.num_hidden_layers} layers, MLP "
           f"{student.config.intermediate_size}, {student.config.num_attention_heads} heads; {len(ids):,} calibration "
           f"tokens from {len(files)} files; load {time.perf_counter() - started:.1f} s", flush=True)
     report = heal_module.heal(student, teacher, ids, settings=settings, state_dir=args.out, resume=args.resume,
-                              show_progress=not args.quiet,
+                              show_progress=not args.quiet, on_checkpoint=evaluate,
                               metadata={"kept": None if record is None else record.get("kept"),
                                         "teacher": args.teacher, "calibration": files, "device": args.device})
-    out = Path(args.out)
     summary = {**{k: getattr(report, k) for k in ("steps", "resumed_from", "tokens_per_step", "seconds",
                                                   "first_loss", "last_loss", "settings")},
-               "calibration_tokens": len(ids), "adapter_bytes": (out / heal_module.ADAPTER_FILE).stat().st_size}
+               "calibration_tokens": real_tokens, "teacher_samples": samples,
+               "teacher_sample_tokens": len(ids) - real_tokens, "sampling_seconds": round(sample_seconds, 1),
+               "adapter_bytes": (out / heal_module.ADAPTER_FILE).stat().st_size, "perplexity_curve": curve}
+    if args.export_bf16:
+        import torch
+
+        tensors, meta = heal_module.load_adapter(out / heal_module.ADAPTER_FILE)
+        exported = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
+        heal_module.save_adapter(exported, out / "adapter_bf16.safetensors", metadata=meta)
+        summary["adapter_bf16_bytes"] = (out / "adapter_bf16.safetensors").stat().st_size
+        if args.mode == "full":  # the student as merging the bf16 export here will make it (step -1)
+            heal_module.merge_adapter(student, exported, meta)
+            evaluate(-1)
+    (out / "heal_report.json").write_text(json.dumps(summary, indent=2))
     (out / "heal_report.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     if summary["adapter_bytes"] > 15 * 2**20:

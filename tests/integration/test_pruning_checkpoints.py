@@ -118,6 +118,32 @@ def test_gpu_healing_script_and_merge_on_cpu(pruned: dict[str, Path], smollm2_pa
     assert done.returncode != 0 and "different pruning" in done.stderr
 
 
+def test_gpu_healing_script_full_mode_on_teacher_samples(pruned: dict[str, Path], smollm2_path: Path,
+                                                         tmp_path: Path) -> None:
+    """Full-weight healing on real text plus samples from the real teacher; the bf16 export merges here."""
+    paragraphs = (TEXT / "austen-persuasion.txt").read_text().split("\n\n")
+    text = tmp_path / "calibration.txt"
+    text.write_text("\n\n".join([p for p in paragraphs if len(p.split()) > 60][:3]))
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu" / "heal_pruned.py"), "--teacher", str(smollm2_path),
+                    "--pruned", str(pruned["depth"] / "pruning.json"), "--text", str(text),
+                    "--out", str(tmp_path / "heal"), "--steps", "2", "--batch", "1", "--seq-len", "64",
+                    "--mode", "full", "--samples-per-opening", "1", "--sample-tokens", "16",
+                    "--eval-text", str(TEXT / "wikitext-2-raw-v1.test.joined.txt"), "--eval-windows", "1",
+                    "--checkpoint-every", "2", "--export-bf16", "--device", "cpu", "--quiet"],
+                   check=True, timeout=600, cwd="/")
+    report = json.loads((tmp_path / "heal" / "heal_report.json").read_text())
+    assert report["teacher_samples"] == 3 and 3 * 33 <= report["teacher_sample_tokens"] <= 3 * 49
+    assert [point["step"] for point in report["perplexity_curve"]] == [0, 2, -1]
+    assert all(point["perplexity"] > 1 for point in report["perplexity_curve"])
+    assert report["adapter_bf16_bytes"] < 0.55 * report["adapter_bytes"]
+    subprocess.run([sys.executable, "-m", "lean_backends.pruning.heal", "merge", "--checkpoint", str(pruned["depth"]),
+                    "--adapter", str(tmp_path / "heal" / "adapter_bf16.safetensors"), "--out", str(tmp_path / "healed")],
+                   check=True, timeout=600, cwd=REPO)
+    merged = json.loads((tmp_path / "healed" / "pruning.json").read_text())
+    assert merged["healing"]["mode"] == "full" and merged["healing"]["steps_done"] == 2
+    assert _transformers_greedy(tmp_path / "healed")[0]
+
+
 def test_bench_prune_reports_side_by_side(pruned: dict[str, Path], smollm2_path: Path, tmp_path: Path) -> None:
     from benchmarks.prune_bench import run_prune_bench
 

@@ -64,7 +64,44 @@ def _fields(settings: HealSettings) -> dict[str, object]:
     return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
 
 
-@pytest.mark.parametrize(("field", "value"), [("steps", 0), ("rank", 0), ("seq_len", 4), ("lr", 0.0)])
+@pytest.mark.parametrize(("field", "value"), [("steps", 0), ("rank", 0), ("seq_len", 4), ("lr", 0.0),
+                                                 ("mode", "qlora")])
 def test_heal_settings_are_validated(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field if field != "lr" else "loss settings"):
         HealSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_full_mode_trains_every_layer_weight_but_not_the_tied_embedding(tmp_path: Path) -> None:
+    teacher, student = tiny_model("llama"), tiny_model("llama", layers=3)
+    embedding_before = student.get_input_embeddings().weight.detach().clone()
+    layer_before = student.model.layers[0].mlp.down_proj.weight.detach().clone()
+    settings = HealSettings(**{**_fields(SETTINGS), "mode": "full", "lr": 1e-3})
+    heal(student, teacher, TOKENS, settings=settings, state_dir=tmp_path, show_progress=False)
+    healed = logits(student)
+    torch.testing.assert_close(student.get_input_embeddings().weight, embedding_before)
+    assert student.get_output_embeddings().weight is student.get_input_embeddings().weight
+    assert not torch.allclose(student.model.layers[0].mlp.down_proj.weight, layer_before)
+    tensors, meta = load_adapter(tmp_path / ADAPTER_FILE)
+    assert meta["format"] == "lean-inference-full/1" and meta["steps_done"] == 4
+    assert tensors and all(k.startswith("full::") for k in tensors)
+    assert not any("embed_tokens" in k or "lm_head" in k for k in tensors)
+    fresh = tiny_model("llama", layers=3)
+    assert merge_adapter(fresh, tensors, meta) == len(tensors)  # the path for a GPU-trained full adapter
+    torch.testing.assert_close(logits(fresh), healed, atol=1e-5, rtol=1e-5)
+
+
+def test_a_resumed_full_run_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    settings = HealSettings(**{**_fields(SETTINGS), "mode": "full", "lr": 1e-3})
+    teacher = tiny_model("llama")
+    whole = tiny_model("llama", layers=3)
+    heal(whole, teacher, TOKENS, settings=settings, state_dir=tmp_path / "a", show_progress=False)
+    part = tiny_model("llama", layers=3)
+    heal(part, teacher, TOKENS, settings=HealSettings(**{**_fields(settings), "steps": 2}),
+         state_dir=tmp_path / "b", show_progress=False)
+    resumed = tiny_model("llama", layers=3)
+    heal(resumed, teacher, TOKENS, settings=settings, state_dir=tmp_path / "b", resume=True, show_progress=False)
+    a = adapter_tensors(whole, train_norms=True, mode="full")
+    b = adapter_tensors(resumed, train_norms=True, mode="full")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
