@@ -41,7 +41,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                        mlp_size=args.mlp_size, heads_per_group=args.heads_per_group)
     from lean_backends.pruning.checkpoint import prune_checkpoint
 
-    heal_options: dict[str, Any] = {"batch_size": args.heal_batch}
+    heal_options: dict[str, Any] = {"batch_size": args.heal_batch, "mode": args.heal_mode}
     if args.heal_lr is not None:
         heal_options["lr"] = args.heal_lr
     result = prune_checkpoint(model, args.out, plan=plan, calibration=args.calibration,
@@ -105,11 +105,14 @@ def add_prune_commands(sub: Any) -> argparse.ArgumentParser:
                        help="tokens used for scoring (default: 8192)")
     calib.add_argument("--seq-len", type=positive_int, default=256,
                        help="tokens per calibration/healing window (default: 256)")
-    healing = parser.add_argument_group("healing (distillation from the original into a merged LoRA)")
+    healing = parser.add_argument_group("healing (distillation from the original: a merged LoRA or all weights)")
     healing.add_argument("--heal-steps", type=non_negative_int, default=0,
                          help="optimizer steps of healing; 0 = none (default). ~8 s per step on a 2-core CPU: "
                               "heal long runs on a GPU with benchmarks/gpu/heal_pruned.py")
     healing.add_argument("--heal-batch", type=positive_int, default=4, help="windows per healing step (default: 4)")
+    healing.add_argument("--heal-mode", choices=("lora", "full"), default="lora",
+                         help="lora: a LoRA on every linear layer + RMSNorm weights, merged (default); full: every "
+                              "weight but the tied embedding (heals further, needs ~4x the memory of the weights)")
     healing.add_argument("--heal-lr", type=positive_float, default=None, help="peak learning rate (default: 5e-4)")
     healing.add_argument("--heal-resume", action="store_true",
                          help="continue an interrupted healing run from OUT.heal-state/ (saved every 25 steps)")

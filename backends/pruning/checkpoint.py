@@ -145,7 +145,9 @@ def prune_checkpoint(model_dir: str | Path, out: str | Path, *, plan: PruningPla
                                 "device": device})
         merge_lora(pruned)
         heal_record = {**asdict(report), "calibration": list(calib.paths), "device": device,
-                       "method": "KL distillation from the original into LoRA (+ RMSNorm weights), merged"}
+                       "method": ("KL distillation from the original into every weight but the tied embedding"
+                                  if settings.mode == "full" else
+                                  "KL distillation from the original into LoRA (+ RMSNorm weights), merged")}
 
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

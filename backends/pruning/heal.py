@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["ADAPTER_FILE", "HEAL_MODES", "HealReport", "HealSettings", "LoRALinear", "adapter_tensors",
            "attach_full", "attach_lora", "copy_side_files", "heal", "load_adapter", "merge_adapter", "merge_adapter_into_checkpoint",
-           "merge_lora", "save_adapter"]
+           "merge_lora", "save_adapter", "trained_on_same_pruning"]
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_FILE = "adapter.safetensors"
@@ -389,6 +389,12 @@ def copy_side_files(source: Path, target: Path) -> list[str]:
     return copied
 
 
+def trained_on_same_pruning(adapter_meta: dict[str, Any], record: dict[str, Any] | None) -> bool:
+    """False only when both name their kept layers/channels/heads and these differ."""
+    kept = (record or {}).get("kept")
+    return adapter_meta.get("kept") is None or kept is None or adapter_meta["kept"] == kept
+
+
 def merge_adapter_into_checkpoint(checkpoint: str | Path, adapter: str | Path, out: str | Path) -> Path:
     """Write ``out``: the pruned ``checkpoint`` with ``adapter`` merged, as a plain checkpoint.
 
@@ -403,7 +409,7 @@ def merge_adapter_into_checkpoint(checkpoint: str | Path, adapter: str | Path, o
     tensors, meta = load_adapter(adapter)
     record_path = checkpoint / "pruning.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    if meta.get("kept") is not None and record.get("kept") is not None and meta["kept"] != record["kept"]:
+    if not trained_on_same_pruning(meta, record):
         raise ValueError(f"adapter {adapter} was trained on a different pruning than {checkpoint}")
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32)
     merge_adapter(model, tensors, meta)
@@ -412,7 +418,8 @@ def merge_adapter_into_checkpoint(checkpoint: str | Path, adapter: str | Path, o
     model.save_pretrained(str(tmp))
     copy_side_files(checkpoint, tmp)
     record["healing"] = {key: meta.get(key) for key in ("format", "mode", "rank", "alpha", "train_norms", "settings",
-                                                         "steps_done", "teacher", "calibration", "device")}
+                                                         "steps_done", "teacher", "calibration", "device",
+                                                         "continued_from")}
     record["healing"]["adapter"] = str(adapter)
     losses = meta.get("losses") or []
     record["healing"]["first_loss"] = float(np.mean(losses[:10])) if losses else None

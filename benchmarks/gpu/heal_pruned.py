@@ -50,6 +50,17 @@ Full-weight healing on teacher samples (session 7; run E of BENCHMARKS.md, 1.248
 (~157 s of sampling, then ~0.18 s per step on an H100: two 10-minute calls, the second with
 ``--resume``, which also reuses the first call's samples from ``heal_tokens.json``.)
 
+Continuing a run on a fresh machine (session 8; runs F and G of BENCHMARKS.md): a lent machine goes
+back after 30 minutes held and the optimizer state (~0.6 GB) cannot travel, so a longer healing is a
+chain of runs, each starting from the previous run's brought-back export with a fresh optimizer and
+new teacher samples::
+
+    python3 benchmarks/gpu/heal_pruned.py ... --mode full --init-adapter E/adapter_bf16.safetensors \
+        --sample-seed 2 --lr 3e-4 --batch 32 --steps 3600 --eval-text TEXT/wiki.valid.tokens --eval-windows 64
+
+(batch 32 gives ~1.75x the tokens per second of batch 16 on an H100; ~0.24 s per step with
+checkpoints). Choose settings on ``wiki.valid.tokens`` and measure the test file once at the end.
+
 ``--samples-per-opening`` adds continuations sampled from the teacher (``pruning/teacher_text.py``)
 after every paragraph opening of ``--text``; ``--eval-text`` (only WikiText is accepted there, and
 never as ``--text``) prints the perplexity of the 16-window protocol at every checkpoint, so a run
@@ -137,9 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                              "--text (default: 0, none)")
     parser.add_argument("--sample-tokens", type=int, default=480, help="new tokens per teacher sample (default: 480)")
     parser.add_argument("--sample-batch", type=int, default=512, help="prompts per sampling batch (default: 512)")
+    parser.add_argument("--sample-seed", type=int, default=0,
+                        help="seed of the first sampling round, +1 per round (default: 0); a continued run "
+                             "takes another one so it trains on new samples")
+    parser.add_argument("--init-adapter", default=None,
+                        help="adapter of an earlier run (e.g. a brought-back adapter_bf16.safetensors) merged into "
+                             "the student before healing: continue a run on a fresh machine, fresh optimizer")
     parser.add_argument("--eval-text", default=None,
-                        help="evaluation text (WikiText-2 raw test): perplexity before, at each checkpoint and "
-                             "after; never trained on")
+                        help="evaluation text (WikiText-2 raw test, or wiki.valid.tokens to choose settings "
+                             "without looking at the test): perplexity before, at each checkpoint and after; "
+                             "never trained on")
     parser.add_argument("--eval-windows", type=int, default=16,
                         help="512-token windows of --eval-text to score (default: 16, the benchmark's protocol)")
     parser.add_argument("--lm-weight", type=float, default=0.0, help="weight of the LM loss next to KL (default: 0)")
@@ -164,6 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     teacher, tokenizer = _load_teacher(args.teacher)
     student, record = _load_student(args.pruned, teacher)
+    continued_from = None
+    if args.init_adapter is not None:
+        init_tensors, init_meta = heal_module.load_adapter(args.init_adapter)
+        if not heal_module.trained_on_same_pruning(init_meta, record):
+            raise SystemExit(f"--init-adapter {args.init_adapter}: trained on a different pruning than --pruned "
+                             f"{args.pruned} (its kept layers/channels/heads differ)")
+        continued_from = {"adapter": args.init_adapter,
+                          **{k: init_meta.get(k) for k in ("mode", "settings", "steps_done", "continued_from")}}
+        print(f"--init-adapter: {heal_module.merge_adapter(student, init_tensors, init_meta)} tensors merged from "
+              f"{args.init_adapter}", flush=True)
     texts = [Path(f).read_text(encoding="utf-8", errors="replace") for f in files]
     ids: list[int] = []
     for text in texts:
@@ -182,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         eos = tokenizer.eos_token_id
         for round_ in range(args.samples_per_opening):
             for sample in sample_continuations(teacher, openings, new_tokens=args.sample_tokens,
-                                               batch_size=args.sample_batch, eos_token_id=eos, seed=round_,
+                                               batch_size=args.sample_batch, eos_token_id=eos,
+                                               seed=args.sample_seed + round_,
                                                autocast_bf16=args.bf16, show_progress=not args.quiet):
                 ids.extend([eos, *sample])
                 samples += 1
@@ -191,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(ids) - real_tokens:,} tokens in {sample_seconds:.0f} s", flush=True)
         saved_tokens.parent.mkdir(parents=True, exist_ok=True)
         saved_tokens.write_text(json.dumps({"ids": ids, "samples": samples}))
+    curve_file = Path(args.out) / "perplexity_curve.json"
+    # A resumed run carries its curve on instead of starting it over.
     curve: list[dict[str, float]] = []
+    if args.resume and curve_file.is_file():
+        curve = [point for point in json.loads(curve_file.read_text()) if point["step"] >= 0]
     tokenizer_dir = Path(args.out) / "tokenizer"
     if args.eval_text is not None:
         tokenizer.save_pretrained(str(tokenizer_dir))
@@ -206,15 +239,17 @@ def main(argv: list[str] | None = None) -> int:
         student.train(was_training)
         curve.append({"step": step, "perplexity": round(result.perplexity, 3)})
         print(f"step {step}: perplexity {result.perplexity:.2f} ({result.windows} windows)", flush=True)
-        (out / "perplexity_curve.json").write_text(json.dumps(curve, indent=2))
+        curve_file.write_text(json.dumps(curve, indent=2))
 
-    evaluate(0)
+    if not curve:
+        evaluate(0)
     print(f"teacher {args.teacher}; student {student.config.num_hidden_layers} layers, MLP "
           f"{student.config.intermediate_size}, {student.config.num_attention_heads} heads; {len(ids):,} healing "
           f"tokens ({real_tokens:,} from {len(files)} files); load {time.perf_counter() - started:.1f} s", flush=True)
     report = heal_module.heal(student, teacher, ids, settings=settings, state_dir=args.out, resume=args.resume,
                               show_progress=not args.quiet, on_checkpoint=evaluate,
                               metadata={"kept": None if record is None else record.get("kept"),
+                                        "continued_from": continued_from,
                                         "teacher": args.teacher, "calibration": files, "device": args.device})
     summary = {**{k: getattr(report, k) for k in ("steps", "resumed_from", "tokens_per_step", "seconds",
                                                   "first_loss", "last_loss", "settings")},

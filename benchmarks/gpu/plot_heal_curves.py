@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 __all__ = ["plot_heal_curves"]
 
@@ -20,7 +21,9 @@ def plot_heal_curves(results: Path, png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     data = json.loads(results.read_text())
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    continuation = data.get("continuation")
+    fig, axes = plt.subplots(1, 2 if continuation else 1, figsize=(14 if continuation else 8, 4.5), squeeze=False)
+    ax = axes[0][0]
     for run in data["runs"]:
         points = [p for p in run["perplexity_curve"] if p["step"] > 0]
         ax.plot([p["step"] for p in points], [p["perplexity"] for p in points], marker="o", markersize=3,
@@ -32,10 +35,31 @@ def plot_heal_curves(results: Path, png: Path) -> Path:
     ax.set_ylim(30, 65)
     ax.set_title("Full-weight healing of pruned SmolLM2-135M on the H100 (unhealed: 127)")
     ax.legend(fontsize=8)
+    if continuation:
+        _plot_continuation(axes[0][1], continuation)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
     return png
+
+
+def _plot_continuation(ax: Any, continuation: dict[str, Any]) -> None:
+    """Runs that continue E on fresh machines, on the validation text, against tokens seen since E."""
+    offset = 0.0
+    for run in continuation["runs"]:
+        tokens_per_step = run["batch"] * 512 / 1e6
+        points = [p for p in run["validation_curve"] if p["step"] >= 0]
+        ax.plot([offset + p["step"] * tokens_per_step for p in points], [p["perplexity"] for p in points],
+                marker="o", markersize=3, label=f"{run['name']} (from {run['starts_from']}), lr {run['lr']:g}, "
+                                                 f"{run['steps']:,} steps x {run['batch']}")
+        offset += run["steps"] * tokens_per_step
+    original = continuation["validation_original"]
+    ax.axhline(original, color="grey", linestyle="--", linewidth=1, label=f"original {original:.1f}")
+    ax.axhline(1.25 * original, color="red", linestyle="--", linewidth=1, label=f"1.25x = {1.25 * original:.1f}")
+    ax.set_xlabel("million tokens trained after run E")
+    ax.set_ylabel("WikiText-2 validation perplexity (64 windows)")
+    ax.set_title("Continuing run E on fresh machines (settings chosen on validation text)")
+    ax.legend(fontsize=8)
 
 
 def main() -> None:

@@ -142,6 +142,35 @@ def test_gpu_healing_script_full_mode_on_teacher_samples(pruned: dict[str, Path]
     merged = json.loads((tmp_path / "healed" / "pruning.json").read_text())
     assert merged["healing"]["mode"] == "full" and merged["healing"]["steps_done"] == 2
     assert _transformers_greedy(tmp_path / "healed")[0]
+    # A continued run (a fresh machine): it starts from the export, so its step 0 is the first run's step -1.
+    continue_command = [sys.executable, str(REPO / "benchmarks" / "gpu" / "heal_pruned.py"), "--teacher",
+                        str(smollm2_path), "--pruned", str(pruned["depth"] / "pruning.json"), "--text", str(text),
+                        "--out", str(tmp_path / "heal2"), "--batch", "1", "--seq-len", "64", "--mode", "full",
+                        "--samples-per-opening", "1", "--sample-tokens", "16", "--sample-seed", "7",
+                        "--init-adapter", str(tmp_path / "heal" / "adapter_bf16.safetensors"),
+                        "--eval-text", str(TEXT / "wikitext-2-raw-v1.test.joined.txt"), "--eval-windows", "1",
+                        "--checkpoint-every", "2", "--export-bf16", "--device", "cpu", "--quiet"]
+    subprocess.run([*continue_command, "--steps", "2"], check=True, timeout=600, cwd="/")
+    continued = json.loads((tmp_path / "heal2" / "heal_report.json").read_text())
+    assert continued["perplexity_curve"][0]["perplexity"] == pytest.approx(report["perplexity_curve"][-1]["perplexity"],
+                                                                         rel=1e-4)
+    # Resumed with a longer schedule (the next call on the same machine): the curve goes on, not over.
+    subprocess.run([*continue_command, "--steps", "4", "--resume"], check=True, timeout=600, cwd="/")
+    resumed = json.loads((tmp_path / "heal2" / "heal_report.json").read_text())
+    assert [point["step"] for point in resumed["perplexity_curve"]] == [0, 2, 4, -1]
+    assert resumed["resumed_from"] == 2
+    # An export of another pruning is refused before any sampling or training.
+    other = [arg if arg != str(pruned["depth"] / "pruning.json") else str(pruned["mlp"] / "pruning.json")
+             for arg in continue_command]
+    refused = subprocess.run([*other, "--steps", "2", "--out", str(tmp_path / "heal3")], capture_output=True,
+                             text=True, timeout=600, cwd="/")
+    assert refused.returncode != 0 and "different pruning" in refused.stderr
+    assert not (tmp_path / "heal3" / "heal_tokens.json").exists()
+    subprocess.run([sys.executable, "-m", "lean_backends.pruning.heal", "merge", "--checkpoint", str(pruned["depth"]),
+                    "--adapter", str(tmp_path / "heal2" / "adapter_bf16.safetensors"), "--out", str(tmp_path / "healed2")],
+                   check=True, timeout=600, cwd=REPO)
+    record = json.loads((tmp_path / "healed2" / "pruning.json").read_text())["healing"]
+    assert record["continued_from"]["steps_done"] == 2 and record["continued_from"]["mode"] == "full"
 
 
 def test_bench_prune_reports_side_by_side(pruned: dict[str, Path], smollm2_path: Path, tmp_path: Path) -> None:

@@ -153,11 +153,36 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_cli_help_documents_every_option() -> None:
     text = _cli("prune", "--help").stdout
     for option in ("--out", "--drop-layers", "--layers", "--mlp-size", "--heads-per-group", "--calibration",
-                   "--heal-steps", "--heal-resume", "--adapter", "--device", "llama, mistral, qwen2, qwen3"):
+                   "--heal-steps", "--heal-mode", "--heal-resume", "--adapter", "--device",
+                   "llama, mistral, qwen2, qwen3"):
         assert option in text
     bench = _cli("bench", "prune", "--help").stdout
     for option in ("--model", "--text", "--out", "--max-windows", "--baseline"):
         assert option in bench
+
+
+def test_cli_full_weight_healing_trains_the_layers_and_keeps_the_embedding(tmp_path: Path,
+                                                                          smollm2_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    source = tiny_checkpoint(tmp_path / "tiny", smollm2_path)
+    calib = tmp_path / "calib.txt"
+    calib.write_text(" ".join(f"Sentence {i} of the calibration story goes here." for i in range(300)))
+    common = ("--drop-layers", "1", "--calibration", str(calib), "--calibration-tokens", "256", "--seq-len", "32",
+              "--quiet")
+    plain = _cli("prune", str(source), "--out", str(tmp_path / "plain"), *common)
+    healed = _cli("prune", str(source), "--out", str(tmp_path / "full"), *common, "--heal-steps", "2",
+                  "--heal-batch", "2", "--heal-mode", "full")
+    assert plain.returncode == 0 and healed.returncode == 0, plain.stderr + healed.stderr
+    record = json.loads((tmp_path / "full" / "pruning.json").read_text())["healing"]
+    assert record["settings"]["mode"] == "full" and "every weight" in record["method"]
+    before = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    after = load_file(str(tmp_path / "full" / "model.safetensors"))
+    assert before["model.embed_tokens.weight"].equal(after["model.embed_tokens.weight"])
+    assert not before["model.layers.0.mlp.down_proj.weight"].equal(after["model.layers.0.mlp.down_proj.weight"])
+    bad = _cli("prune", str(source), "--out", str(tmp_path / "bad"), *common, "--heal-steps", "2",
+               "--heal-mode", "dora")
+    assert bad.returncode != 0 and "--heal-mode" in bad.stderr and "lora" in bad.stderr
 
 
 def test_cli_rejects_bad_input_with_a_named_parameter(tmp_path: Path, smollm2_path: Path) -> None:
