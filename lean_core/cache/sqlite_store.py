@@ -126,19 +126,39 @@ class SQLiteCacheStore(CacheStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheStoreError(f"cannot create the cache directory {self.path.parent}: {exc}") from exc
+        # SQLite answers "database is locked" at once, without its busy handler, when several
+        # connections switch a fresh file to WAL or create its schema together: retry until the
+        # busy timeout instead (the set-up is idempotent).
+        deadline = time.monotonic() + self._busy_timeout_s
+        pause = 0.002
+        while True:
+            try:
+                conn = self._open_prepared()
+                break
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if locked and time.monotonic() < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
+                    continue
+                if locked:
+                    raise CacheStoreError(f"the cache at {self.path} stayed locked: {exc}") from exc
+                raise CacheCorruptError(str(self.path), str(exc)) from exc
+            except sqlite3.DatabaseError as exc:
+                raise CacheCorruptError(str(self.path), str(exc)) from exc
+        self._conn = conn
+        return conn
+
+    def _open_prepared(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, check_same_thread=False,
+                               isolation_level=None)
         try:
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, check_same_thread=False,
-                                   isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise CacheStoreError(f"the cache at {self.path} stayed locked: {exc}") from exc
-            raise CacheCorruptError(str(self.path), str(exc)) from exc
-        except sqlite3.DatabaseError as exc:
-            raise CacheCorruptError(str(self.path), str(exc)) from exc
-        self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextlib.contextmanager

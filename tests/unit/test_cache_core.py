@@ -261,3 +261,30 @@ def test_a_miss_then_update_embeds_the_prompt_once(tmp_path: Path) -> None:
     asyncio.run(cache.alookup("another  question", namespace=A))
     asyncio.run(cache.aupdate("another question", "x", namespace=A))
     assert CountingEmbedder.calls == 2
+
+
+def test_connections_opening_a_fresh_file_together_all_succeed(tmp_path: Path) -> None:
+    """SQLite refuses a concurrent switch to WAL without waiting; the store must wait instead."""
+    import threading
+
+    errors: list[str] = []
+    for trial in range(120):
+        path = tmp_path / f"fresh-{trial}.sqlite3"
+        start = threading.Barrier(8)
+
+        def open_and_count(path: Path = path, start: threading.Barrier = start) -> None:
+            store = SQLiteCacheStore(path, max_entries=None)
+            start.wait()  # the store connects lazily: every thread opens the new file at once
+            try:
+                store.count()
+            except Exception as exc:  # recorded: an exception in a thread would not fail the test
+                errors.append(repr(exc))
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=open_and_count) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
