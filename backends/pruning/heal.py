@@ -65,7 +65,8 @@ class HealSettings:
     temperature: float = 1.0
     """Distillation temperature (the KL term is scaled by its square)."""
     train_norms: bool = True
-    """Also train the RMSNorm weights (a few thousand numbers per layer)."""
+    """Also train the RMSNorm weights (a few thousand numbers per layer). LoRA mode only: full mode
+    trains the norms with every other weight."""
     checkpoint_every: int = 25
     """Save the adapter and optimizer state every N steps (and at the end)."""
     seed: int = 0
@@ -177,7 +178,8 @@ def _lora_modules(model: torch.nn.Module) -> dict[str, LoRALinear]:
 def adapter_tensors(model: torch.nn.Module, *, train_norms: bool, mode: str = "lora") -> dict[str, torch.Tensor]:
     """The trainable state: ``lora::NAME::A``/``::B`` and, if trained, ``norm::NAME`` weights.
 
-    In ``mode="full"``: ``full::NAME`` for every trainable parameter.
+    In ``mode="full"``: ``full::NAME`` for every trainable parameter (norms included, so
+    ``train_norms`` does not apply).
     """
     tensors: dict[str, torch.Tensor] = {}
     if mode == "full":

@@ -20,6 +20,7 @@ from lean_core.pipeline.types import (
     PipelineModel,
     PipelineRequest,
     PipelineResult,
+    SaltedPrefixCacheModel,
 )
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "PipelineRequest",
     "PipelineResult",
     "PipelineSettings",
+    "SaltedPrefixCacheModel",
     "TemplateLayerSettings",
 ]

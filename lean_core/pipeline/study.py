@@ -22,7 +22,12 @@ from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.pipeline.runner import LeanPipeline
 from lean_core.pipeline.settings import PipelineSettings
-from lean_core.pipeline.types import PipelineModel, PipelineRequest, PipelineResult
+from lean_core.pipeline.types import (
+    PipelineModel,
+    PipelineRequest,
+    PipelineResult,
+    SaltedPrefixCacheModel,
+)
 from lean_core.pricing import price_usage
 from lean_core.usage import TokenUsage
 
@@ -148,9 +153,9 @@ def run_layer_study(model: PipelineModel, items: Sequence[StudyItem], *,
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
                 cache = ResponseCache(SQLiteCacheStore(path), mode=settings.cache.mode, ttl_s=settings.cache.ttl_s)
-            if hasattr(model, "cache_salt"):
+            if isinstance(model, SaltedPrefixCacheModel):
                 # A row must not reuse prompts an earlier row left in the engine's prefix cache.
-                setattr(model, "cache_salt", f"lean-study-row-{index}")  # noqa: B010
+                model.cache_salt = f"lean-study-row-{index}"
             pipeline = LeanPipeline(model, settings=settings, ledger=ledger, cache=cache)
             started = time.perf_counter()
             requests = [PipelineRequest(question=i.question, context=i.context, tenant=i.tenant) for i in items]

@@ -12,7 +12,8 @@ from lean_core.cache.types import HitKind
 from lean_core.generation import ChatMessageDict
 from lean_core.usage import TokenUsage
 
-__all__ = ["LayerStep", "ModelCall", "ModelReply", "PipelineModel", "PipelineRequest", "PipelineResult"]
+__all__ = ["LayerStep", "ModelCall", "ModelReply", "PipelineModel", "PipelineRequest", "PipelineResult",
+           "SaltedPrefixCacheModel"]
 
 StepLayer = Literal["cache", "template", "compression", "output"]
 
@@ -74,6 +75,14 @@ class PipelineModel(Protocol):
     def complete(self, call: ModelCall) -> ModelReply: ...
 
     def acomplete(self, call: ModelCall) -> Awaitable[ModelReply]: ...
+
+
+@runtime_checkable
+class SaltedPrefixCacheModel(Protocol):
+    """A pipeline model whose engine prefix cache is partitioned by a salt (the local vLLM model):
+    requests under different salts never share cached blocks."""
+
+    cache_salt: str | None
 
 
 class LayerStep(BaseModel):

@@ -197,3 +197,35 @@ def test_identical_requests_in_flight_share_one_model_call(tmp_path: Path) -> No
     assert first.cache_hit is None and other.cache_hit is None
     assert second.cache_hit == "exact" and third.cache_hit == "exact" and second.answer == first.answer
     assert "in flight" in second.steps[0].note
+
+
+class SaltedScriptedModel(ScriptedModel):
+    """A scripted model with an engine prefix cache partitioned by ``cache_salt`` (as the local vLLM one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache_salt: str | None = None
+        self.salts: list[str | None] = []
+
+    def complete(self, call: ModelCall) -> ModelReply:
+        self.salts.append(self.cache_salt)
+        return super().complete(call)
+
+
+def test_layer_study_measures_every_row_and_isolates_their_prefix_caches(tmp_path: Path) -> None:
+    from lean_core.pipeline.study import CUMULATIVE_ROWS, StudyItem, run_layer_study
+
+    model = SaltedScriptedModel()
+    items = [StudyItem(question=QUESTION, context=PASSAGES, answers=("10:00",), tenant="acme"),
+             StudyItem(question=QUESTION, context=PASSAGES, answers=("10:00",), tenant="acme")]
+    study = run_layer_study(model, items, is_correct=lambda answer, gold: any(g in answer for g in gold),
+                            cache_dir=tmp_path)
+    assert [row.name for row in study.rows] == [name for name, _ in CUMULATIVE_ROWS]
+    # Every row but the cached one calls the model for both requests; the cache serves the repeat.
+    assert [row.model_calls for row in study.rows] == [2, 2, 2, 2, 1]
+    assert study.rows[-1].cache_hits == 1 and study.rows[0].cost_reduction == 0.0
+    assert study.rows[2].input_tokens < study.rows[0].input_tokens  # compression cut the context
+    # One salt per row, so no row reuses prompts an earlier row left in the engine's prefix cache.
+    per_row = [model.salts[0:2], model.salts[2:4], model.salts[4:6], model.salts[6:8], model.salts[8:9]]
+    assert all(len(set(salts)) == 1 and salts[0] is not None for salts in per_row)
+    assert len({salts[0] for salts in per_row}) == len(CUMULATIVE_ROWS)
