@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any
 
 from lean_core.cache.store import CacheStore
@@ -129,7 +130,7 @@ class SQLiteCacheStore(CacheStore):
         # SQLite answers "database is locked" at once, without its busy handler, when several
         # connections switch a fresh file to WAL or create its schema together: retry until the
         # busy timeout instead (the set-up is idempotent).
-        deadline = time.monotonic() + self._busy_timeout_s
+        deadline = monotonic() + self._busy_timeout_s
         pause = 0.002
         while True:
             try:
@@ -137,8 +138,8 @@ class SQLiteCacheStore(CacheStore):
                 break
             except sqlite3.OperationalError as exc:
                 locked = "locked" in str(exc) or "busy" in str(exc)
-                if locked and time.monotonic() < deadline:
-                    time.sleep(pause)
+                if locked and monotonic() < deadline:
+                    sleep(pause)
                     pause = min(pause * 2, 0.1)
                     continue
                 if locked:
