@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from time import monotonic, sleep
+from time import monotonic, sleep  # by name: callers may fake this module's wall clock (`time`)
 from typing import TYPE_CHECKING, Any
 
 from lean_core.cache.store import CacheStore
