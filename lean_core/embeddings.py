@@ -9,28 +9,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from lean_core._extras import require
+from lean_core._hardware import cpu_has_native_bf16
 from lean_core.errors import InvalidParameterError
 
 __all__ = ["Embedder", "EmbeddingPrecision", "default_embedder"]
 
 EmbeddingPrecision = Literal["auto", "float32", "bfloat16"]
 _PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def _cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX).
-
-    Elsewhere bf16 is emulated and slower than float32, so "auto" keeps float32 there.
-    """
-    import torch
-
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    for name in checks:
-        probe = getattr(torch.cpu, name, None)
-        with contextlib.suppress(Exception):
-            if probe is not None and probe():
-                return True
-    return False
 
 
 class Embedder:
@@ -69,7 +54,7 @@ class Embedder:
 
                 self._model = st.SentenceTransformer(str(minilm_dir(self._path)), device="cpu")
                 self._use_bf16 = (self._precision == "bfloat16"
-                                  or (self._precision == "auto" and _cpu_has_native_bf16()))
+                                  or (self._precision == "auto" and cpu_has_native_bf16()))
             return self._model
 
     def encode(self, texts: Sequence[str]) -> Any:

@@ -33,3 +33,9 @@ def test_demo_command_runs_end_to_end(tmp_path: Path, smollm2_path: Path) -> Non
     ledger = json.loads((tmp_path / "ledger.json").read_text())
     assert {e["layer"] for e in ledger["savings"]} >= {"cache", "compression", "template", "output"}
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    # The output is the table, not vLLM's start-up log, and the engine shuts down without the
+    # "Exception ignored in AsyncLLM.__del__" traceback it printed at interpreter exit.
+    from lean_core._hardware import cpu_has_native_bf16
+
+    assert f"smollm2-135m-instruct in {'bfloat16' if cpu_has_native_bf16() else 'float32'}" in out.stdout
+    assert "Exception ignored" not in out.stderr and " INFO " not in out.stderr, out.stderr[-3000:]
