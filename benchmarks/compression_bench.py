@@ -155,7 +155,8 @@ class TruncateCompressor(Compressor):
         self._counter = counter or TokenCounter()
 
     def compress(self, context: ContextInput, *, budget: CompressionBudget,
-                 question: str | None = None) -> CompressionResult:
+                 question: str | None = None,
+                 titles: Sequence[str | None] | None = None) -> CompressionResult:
         started = time.perf_counter()
         text = join_context(context)
         model = budget.target_model

@@ -15,7 +15,11 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from lean_core.compression import CompressionBudget, CompressionResult, Compressor
-from lean_core.compression.attribute import budget_from_options, kept_per_passage
+from lean_core.compression.attribute import (
+    budget_from_options,
+    kept_per_passage,
+    titles_from_metadata,
+)
 from lean_core.compression.chain import CompressionMethod, compressor_for
 from lean_core.compression.messages import plan_messages
 from lean_core.errors import InvalidParameterError
@@ -46,6 +50,10 @@ class CompressionOptions(BaseModel):
     ledger: CostLedger | None = None
     """When given, each call records one "compression" savings event (tokens before/after). Give
     the ledger here, not to the compressor, or the savings are counted twice."""
+    title_key: str | None = "title"
+    """``Document.metadata`` key of each document's title. The compressor reads a sentence that
+    opens with a pronoun ("It was founded in...") as being about that title; never added to the
+    output. None: only a heading the text itself opens with is used."""
 
     _default_compressor: Compressor | None = PrivateAttr(None)
 
@@ -69,12 +77,13 @@ class CompressionOptions(BaseModel):
 
     def _run_jobs(self, jobs: Sequence[_Job]) -> list[CompressionResult]:
         compressor, budget = self._get_compressor(), self.budget
-        return [compressor.compress(j.context, budget=budget, question=j.question) for j in jobs]
+        return [compressor.compress(j.context, budget=budget, question=j.question, titles=j.titles) for j in jobs]
 
     async def _arun_jobs(self, jobs: Sequence[_Job]) -> list[CompressionResult]:
         compressor, budget = self._get_compressor(), self.budget
         return list(await asyncio.gather(
-            *(compressor.acompress(j.context, budget=budget, question=j.question) for j in jobs)))
+            *(compressor.acompress(j.context, budget=budget, question=j.question, titles=j.titles)
+              for j in jobs)))
 
     def _savings(self, results: Sequence[CompressionResult], tenant: str | None) -> dict[str, Any] | None:
         if self.ledger is None or not results:
@@ -98,6 +107,7 @@ class CompressionOptions(BaseModel):
 class _Job:
     context: str | list[str]
     question: str | None
+    titles: list[str | None] | None = None
 
 
 _Plan = tuple[list[_Job], Callable[[list[CompressionResult]], Any]]
@@ -179,7 +189,8 @@ class LeanCompress(CompressionOptions, RunnableSerializable[Any, Any]):
         if isinstance(context, Sequence) and all(isinstance(d, Document) for d in context):
             docs = list(context)
             passages = [d.page_content for d in docs]
-            return [_Job(passages, question)], lambda r: replaced(
+            titles = titles_from_metadata([d.metadata for d in docs], self.title_key)
+            return [_Job(passages, question, titles)], lambda r: replaced(
                 [d for d, _ in kept_documents(docs, r[0].text)])
         if isinstance(context, Sequence) and all(isinstance(p, str) for p in context):
             passages = list(context)

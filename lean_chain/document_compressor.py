@@ -9,6 +9,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 
 from lean_chain.compress import CompressionOptions, _Job, kept_documents
 from lean_core.compression import CompressionResult
+from lean_core.compression.attribute import titles_from_metadata
 from lean_core.tokens import count_tokens
 
 __all__ = ["LeanDocumentCompressor"]
@@ -47,9 +48,9 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
         await self._arecord(results, _tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
-    @staticmethod
-    def _job(documents: Sequence[Document], query: str) -> _Job:
-        return _Job([d.page_content for d in documents], query or None)
+    def _job(self, documents: Sequence[Document], query: str) -> _Job:
+        return _Job([d.page_content for d in documents], query or None,
+                    titles_from_metadata([d.metadata for d in documents], self.title_key))
 
     def _annotate(self, documents: Sequence[Document], result: CompressionResult) -> list[Document]:
         out = []

@@ -10,7 +10,11 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field, PrivateAttr, model_validator
 
 from lean_core.compression import CompressionBudget, CompressionResult, Compressor
-from lean_core.compression.attribute import budget_from_options, kept_per_passage
+from lean_core.compression.attribute import (
+    budget_from_options,
+    kept_per_passage,
+    titles_from_metadata,
+)
 from lean_core.compression.chain import CompressionMethod, compressor_for
 from lean_core.ledger import CostLedger
 from lean_index._offline import ensure_offline_tokenizer
@@ -45,6 +49,10 @@ class LeanCompressPostprocessor(BaseNodePostprocessor):
     method: CompressionMethod = "lean"
     """The compressor built when none is given: ``"lean"`` (sentence selection, fast),
     ``"llmlingua"`` (token level, slow on CPU) or ``"lean+llmlingua"`` (coarse then fine)."""
+    title_key: str | None = "title"
+    """Node metadata key of each node's document title. The compressor reads a sentence that opens
+    with a pronoun ("It was founded in...") as being about that title; never added to the output.
+    None: only a heading the text itself opens with is used."""
 
     _compressor: Compressor = PrivateAttr()
 
@@ -72,10 +80,10 @@ class LeanCompressPostprocessor(BaseNodePostprocessor):
     def _postprocess_nodes(self, nodes: list[NodeWithScore],
                            query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         ensure_offline_tokenizer()
-        ranked, passages, question = _prepare(nodes, query_bundle)
+        ranked, passages, titles, question = _prepare(nodes, query_bundle, self.title_key)
         if not ranked:
             return []
-        result = self._compressor.compress(passages, budget=self.budget, question=question)
+        result = self._compressor.compress(passages, budget=self.budget, question=question, titles=titles)
         if self.ledger is not None:
             self.ledger.record_savings(**_savings(result, self.target_model))
         return _rebuild(ranked, passages, result)
@@ -83,21 +91,22 @@ class LeanCompressPostprocessor(BaseNodePostprocessor):
     async def _apostprocess_nodes(self, nodes: list[NodeWithScore],
                                   query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         ensure_offline_tokenizer()
-        ranked, passages, question = _prepare(nodes, query_bundle)
+        ranked, passages, titles, question = _prepare(nodes, query_bundle, self.title_key)
         if not ranked:
             return []
-        result = await self._compressor.acompress(passages, budget=self.budget, question=question)
+        result = await self._compressor.acompress(passages, budget=self.budget, question=question, titles=titles)
         if self.ledger is not None:
             await self.ledger.arecord_savings(**_savings(result, self.target_model))
         return _rebuild(ranked, passages, result)
 
 
-def _prepare(nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None
-             ) -> tuple[list[NodeWithScore], list[str], str | None]:
+def _prepare(nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None, title_key: str | None
+             ) -> tuple[list[NodeWithScore], list[str], list[str | None] | None, str | None]:
     ranked = sorted(nodes, key=lambda n: -(n.score if n.score is not None else float("-inf")))
     passages = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in ranked]
+    titles = titles_from_metadata([n.node.metadata for n in ranked], title_key)
     question = query_bundle.query_str if query_bundle is not None and query_bundle.query_str else None
-    return ranked, passages, question
+    return ranked, passages, titles, question
 
 
 def _savings(result: CompressionResult, model: str) -> dict[str, Any]:

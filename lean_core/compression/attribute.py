@@ -1,17 +1,28 @@
 """Map an extractive compressor's output back to the passages (documents, nodes, messages) it came
-from, and build budgets from adapter options: shared by the LangChain and LlamaIndex adapters."""
+from, read passage titles from their metadata, and build budgets from adapter options: shared by
+the LangChain and LlamaIndex adapters."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lean_core.compression.types import CompressionBudget
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["budget_from_options", "kept_per_passage"]
+__all__ = ["budget_from_options", "kept_per_passage", "titles_from_metadata"]
 
 _WORD = re.compile(r"\w+")
+
+
+def titles_from_metadata(metadatas: Sequence[Mapping[str, Any]], key: str | None) -> list[str | None] | None:
+    """Each passage's ``metadata[key]`` where it is a non-empty str (else None); None when ``key``
+    is None or no passage has a title, so compressors keep reading headings from the text."""
+    if key is None:
+        return None
+    titles = [(value.strip() or None) if isinstance(value := m.get(key), str) else None for m in metadatas]
+    return titles if any(titles) else None
 
 
 def kept_per_passage(text: str, passages: Sequence[str]) -> list[str]:

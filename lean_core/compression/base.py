@@ -21,10 +21,17 @@ class Compressor(ABC):
 
     @abstractmethod
     def compress(self, context: ContextInput, *, budget: CompressionBudget,
-                 question: str | None = None) -> CompressionResult:
-        """Compress ``context`` to at most ``budget`` tokens of ``budget.target_model``."""
+                 question: str | None = None,
+                 titles: Sequence[str | None] | None = None) -> CompressionResult:
+        """Compress ``context`` to at most ``budget`` tokens of ``budget.target_model``.
+
+        ``titles``: one document title (or None) per passage, as retrievers keep them in metadata.
+        A compressor that reads passage headings uses them instead of guessing the heading from the
+        text; one that does not may ignore them. They are never added to the output.
+        """
 
     async def acompress(self, context: ContextInput, *, budget: CompressionBudget,
-                        question: str | None = None) -> CompressionResult:
+                        question: str | None = None,
+                        titles: Sequence[str | None] | None = None) -> CompressionResult:
         """Async :meth:`compress`; CPU-bound work runs in a worker thread."""
-        return await asyncio.to_thread(self.compress, context, budget=budget, question=question)
+        return await asyncio.to_thread(self.compress, context, budget=budget, question=question, titles=titles)

@@ -9,6 +9,7 @@ how LongLLMLingua itself is meant to be used (coarse, then fine).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 from lean_core.compression.base import Compressor, ContextInput
@@ -54,17 +55,20 @@ class CoarseToFineCompressor(Compressor):
         self.name = f"{coarse.name}+{fine.name}"
 
     def compress(self, context: ContextInput, *, budget: CompressionBudget,
-                 question: str | None = None) -> CompressionResult:
+                 question: str | None = None,
+                 titles: Sequence[str | None] | None = None) -> CompressionResult:
+        """The titles guide the coarse stage; the fine stage sees its output as one text."""
         started = time.perf_counter()
         passages = [context] if isinstance(context, str) else [p for p in context if isinstance(p, str)]
         original = self.counter.count("\n\n".join(p for p in passages if p.strip()), budget.target_model).tokens
         target = budget.tokens_for(original) if original else 0
         wide = min(original, max(target, round(target * self.coarse_factor)))
         if original <= target or not original:  # the coarse stage passes it through and says so
-            return self.coarse.compress(context, budget=budget, question=question).model_copy(
+            return self.coarse.compress(context, budget=budget, question=question, titles=titles).model_copy(
                 update={"method": self.name})
         first = self.coarse.compress(
-            context, budget=CompressionBudget(target_tokens=wide, target_model=budget.target_model), question=question)
+            context, budget=CompressionBudget(target_tokens=wide, target_model=budget.target_model), question=question,
+            titles=titles)
         second = self.fine.compress(
             first.text, budget=CompressionBudget(target_tokens=target, target_model=budget.target_model),
             question=question)

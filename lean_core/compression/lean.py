@@ -90,9 +90,12 @@ class LeanCompressor(Compressor):
         self.ledger = ledger
 
     def compress(self, context: ContextInput, *, budget: CompressionBudget,
-                 question: str | None = None) -> CompressionResult:
+                 question: str | None = None,
+                 titles: Sequence[str | None] | None = None) -> CompressionResult:
+        """``titles`` (one per passage, e.g. from document metadata) name each passage's subject
+        for pronoun-led sentences; a passage without one falls back to the heading it opens with."""
         started = time.perf_counter()
-        passages = _passages(context)
+        passages, given_titles = _passages(context, titles)
         question = question.strip() if isinstance(question, str) and question.strip() else None
         if question is None and self.require_question:
             raise MissingQuestionError()
@@ -112,6 +115,7 @@ class LeanCompressor(Compressor):
         if self.dedupe and len(passages) > 1:
             keep, removed = dedupe_passages(passages)
             passages, dropped = [passages[i] for i in keep], removed
+            given_titles = [given_titles[i] for i in keep]
         spans_per_passage = [find_protected_spans(p, kinds=self.protect_kinds, patterns=self.protect_patterns)
                              for p in passages]
         protected = sum(len(spans) for spans in spans_per_passage)
@@ -125,7 +129,8 @@ class LeanCompressor(Compressor):
         if granularity == "clause":
             units = [u for index, (passage, spans) in enumerate(zip(passages, spans_per_passage, strict=True))
                      for u in split_clauses(passage, spans, passage=index)]
-        scores = self.scorer.score(units, question=question, headings=[passage_heading(p) for p in passages])
+        headings = [title or passage_heading(p) for title, p in zip(given_titles, passages, strict=True)]
+        scores = self.scorer.score(units, question=question, headings=headings)
         # Separators mostly merge into the next token; the exact check below keeps the budget.
         costs = [self.counter.count(u.text, model).tokens for u in units]
         chosen = _greedy(scores, costs, target)
@@ -175,11 +180,23 @@ class LeanCompressor(Compressor):
         return result
 
 
-def _passages(context: ContextInput) -> list[str]:
+def _passages(context: ContextInput, titles: Sequence[str | None] | None) -> tuple[list[str], list[str | None]]:
+    """The non-empty passages and the title given for each (None where none was given)."""
     if isinstance(context, bytes | bytearray):
         raise InvalidParameterError("context", allowed="text (str) or a list of str; decode bytes first",
                                     received=f"{type(context).__name__} of {len(context)} bytes")
     items = [context] if isinstance(context, str) else list(context)
+    if titles is None:
+        given: list[str | None] = [None] * len(items)
+    else:
+        if isinstance(titles, str) or len(titles) != len(items):
+            raise InvalidParameterError(
+                "titles", allowed=f"one title (str or None) per passage: {len(items)}",
+                received=repr(titles) if isinstance(titles, str) else f"{len(titles)} titles")
+        bad = [t for t in titles if t is not None and not isinstance(t, str)]
+        if bad:
+            raise InvalidParameterError("titles", allowed="str or None per passage", received=type(bad[0]).__name__)
+        given = [(t.strip() or None) if isinstance(t, str) else None for t in titles]
     for item in items:
         if not isinstance(item, str):
             raise InvalidParameterError("context", allowed="str passages", received=type(item).__name__)
@@ -188,7 +205,8 @@ def _passages(context: ContextInput) -> list[str]:
         except UnicodeEncodeError as exc:
             raise InvalidParameterError("context", allowed="valid Unicode text (no lone surrogates)",
                                         received=f"invalid character at {exc.start}") from exc
-    return [p for p in items if p.strip()] or [""]
+    kept = [(p, t) for p, t in zip(items, given, strict=True) if p.strip()]
+    return ([p for p, _ in kept], [t for _, t in kept]) if kept else ([""], [None])
 
 
 def _greedy(scores: list[float], costs: list[int], target: int) -> set[int]:

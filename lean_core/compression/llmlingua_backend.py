@@ -301,7 +301,9 @@ class LLMLinguaCompressor(Compressor):
         return twin
 
     def compress(self, context: ContextInput, *, budget: CompressionBudget,
-                 question: str | None = None) -> CompressionResult:
+                 question: str | None = None,
+                 titles: Sequence[str | None] | None = None) -> CompressionResult:
+        """``titles`` are ignored: token-level compression reads no passage headings."""
         passages = [context] if isinstance(context, str) else [str(p) for p in context]
         passages = [p for p in passages if p.strip()]
         question = question.strip() if isinstance(question, str) and question.strip() else None

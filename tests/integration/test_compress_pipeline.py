@@ -81,3 +81,28 @@ def test_llamaindex_query_engine_with_postprocessor(smollm2_path: Path) -> None:
     (event,) = ledger.savings()
     assert event.layer == "compression" and event.input_tokens_after <= 24
     ledger.close()
+
+
+def test_metadata_titles_let_the_real_compressor_keep_a_pronoun_led_answer() -> None:
+    """'It was written by ...' names neither the song nor its singer; the retriever's title in
+    ``metadata["title"]`` (not in the text) tells the MiniLM scorer what "It" is."""
+    from langchain_core.documents import Document as LCDocument
+
+    from lean_chain import LeanDocumentCompressor
+
+    docs = [LCDocument(page_content=text, metadata={"title": title}) for title, text in [
+        ("Harbour Lights (Mara Quinn song)", "Harbour Lights is a 2014 single by Mara Quinn. "
+                                             "It was written by Tomas Vell and Ada Price. "
+                                             "It reached number four in Ireland."),
+        ("Mara Quinn", "Mara Quinn is an Irish singer. She grew up in Galway and studied music in Cork."),
+        ("Salt Road (album)", "Salt Road is the second album by the band Tidewater. It was recorded in Oslo."),
+        ("Tidewater (band)", "Tidewater are a folk band from Bergen. They have toured Europe since 2009."),
+    ]]
+    question = "Who were the writers of Mara Quinn's single Harbour Lights?"
+
+    def kept(title_key: str | None) -> str:
+        out = LeanDocumentCompressor(target_tokens=25, title_key=title_key).compress_documents(docs, question)
+        return " ".join(d.page_content for d in out)
+
+    assert "Tomas Vell" in kept("title")
+    assert "Tomas Vell" not in kept(None)  # the same text without its titles loses the answer

@@ -291,3 +291,62 @@ def test_postprocessor_ratio_budget_and_removal() -> None:
     assert LeanCompressPostprocessor(compressor=lexical()).postprocess_nodes([], query_str=QUESTION) == []
     with pytest.raises(ValueError, match="invalid ratio: expected None when target_tokens"):
         LeanCompressPostprocessor(ratio=0.5, target_tokens=5)
+
+
+# --- Document titles from metadata ------------------------------------------------------------
+
+class TitleSpy(LeanCompressor):
+    """The lexical compressor, recording the titles each call gets."""
+
+    def __init__(self) -> None:
+        super().__init__(scorer=RelevanceScorer(semantic_weight=0.0))
+        self.titles: list[list[str | None] | None] = []
+
+    def compress(self, context, *, budget, question=None, titles=None):  # type: ignore[no-untyped-def, override]
+        self.titles.append(None if titles is None else list(titles))
+        return super().compress(context, budget=budget, question=question, titles=titles)
+
+
+def _titled_docs() -> list[Document]:
+    titles = ["Paris", None, "  "]  # a missing and a blank title: the text's own heading, if any
+    return [Document(page_content=p, metadata={"title": t} if t is not None else {}, id=f"id-{i}")
+            for i, (p, t) in enumerate(zip(PASSAGES, titles, strict=True))]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_document_titles_reach_the_compressor_but_not_the_output(mode: str) -> None:
+    spy = TitleSpy()
+    compressor = LeanDocumentCompressor(compressor=spy, ratio=0.5)
+    runnable = LeanCompress(compressor=spy, ratio=0.5)
+    value = {"context": _titled_docs(), "question": QUESTION}
+    if mode == "sync":
+        docs = compressor.compress_documents(_titled_docs(), QUESTION)
+        kept = runnable.invoke(value)["context"]
+    else:
+        docs = await compressor.acompress_documents(_titled_docs(), QUESTION)
+        kept = (await runnable.ainvoke(value))["context"]
+    assert spy.titles == [["Paris", None, None]] * 2
+    assert all(d.page_content in PASSAGES[int(d.id.split("-")[1])] for d in [*docs, *kept])  # type: ignore[union-attr]
+
+
+def test_title_key_picks_the_metadata_field_or_turns_titles_off() -> None:
+    spy = TitleSpy()
+    docs = [Document(page_content=p, metadata={"name": f"Doc {i}", "title": "ignored"})
+            for i, p in enumerate(PASSAGES)]
+    LeanDocumentCompressor(compressor=spy, ratio=0.5, title_key="name").compress_documents(docs, QUESTION)
+    LeanDocumentCompressor(compressor=spy, ratio=0.5, title_key=None).compress_documents(docs, QUESTION)
+    LeanCompress(compressor=spy, ratio=0.5).invoke({"context": _docs(), "question": QUESTION})  # no titles
+    assert spy.titles == [["Doc 0", "Doc 1", "Doc 2"], None, None]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_postprocessor_passes_node_titles_in_score_order(mode: str) -> None:
+    spy = TitleSpy()
+    nodes = [NodeWithScore(node=TextNode(text=p, id_=f"n{i}", metadata={"title": f"City {i}"}), score=s)
+             for i, (p, s) in enumerate(zip(PASSAGES, [0.2, 0.9, 0.5], strict=True))]
+    post = LeanCompressPostprocessor(compressor=spy, ratio=0.5)
+    if mode == "sync":
+        post.postprocess_nodes(nodes, query_str=QUESTION)
+    else:
+        await post.apostprocess_nodes(nodes, query_str=QUESTION)
+    assert spy.titles == [["City 1", "City 2", "City 0"]]

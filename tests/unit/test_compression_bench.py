@@ -51,7 +51,8 @@ class FirstHalf(Compressor):
         self.calls = 0
 
     def compress(self, context: ContextInput, *, budget: CompressionBudget,
-                 question: str | None = None) -> CompressionResult:
+                 question: str | None = None,
+                 titles: Sequence[str | None] | None = None) -> CompressionResult:
         self.calls += 1
         text = join_context(context)
         kept = text[: len(text) // 2]

@@ -198,3 +198,54 @@ def test_pronoun_led_sentences_are_scored_with_their_passage_heading() -> None:
     resolved = rank(scorer.score(units, question=question, headings=[passage_heading(p) for p in passages]))
     assert resolved < plain
     assert resolved <= 1
+
+
+class HeadingSpy(RelevanceScorer):
+    """The lexical scorer, recording the headings each call gets."""
+
+    def __init__(self) -> None:
+        super().__init__(semantic_weight=0.0)
+        self.headings: list[list[str | None]] = []
+
+    def score(self, units, *, question=None, headings=None):  # type: ignore[no-untyped-def, override]
+        self.headings.append(list(headings or []))
+        return super().score(units, question=question, headings=headings)
+
+
+def test_given_titles_replace_guessed_headings_and_follow_dropped_passages() -> None:
+    spy = HeadingSpy()
+    passages = ["It opened in 1887. It has 12 platforms and a clock tower.",
+                "Harbour Line: It runs every 15 minutes. It stops at 9 stations.",
+                "   ",  # empty: dropped, its title with it
+                "It opened in 1887. It has 12 platforms and a clock tower.",  # duplicate: dropped
+                "The depot is closed on Sundays. It reopens on Monday at 6 am."]
+    titles = ["Central Station", None, "Empty", "Central Station", " "]
+    result = LeanCompressor(scorer=spy, token_counter=COUNTER).compress(
+        passages, budget=CompressionBudget(ratio=0.5), question="When did Central Station open?", titles=titles)
+    # A given title wins; no title falls back to the heading the text opens with; blank is none.
+    assert spy.headings == [["Central Station", "Harbour Line", None]]
+    assert "Central Station" not in result.text  # titles guide the choice, never join the output
+    assert "1887" in result.text
+
+
+def test_titles_through_coarse_to_fine_reach_the_coarse_stage() -> None:
+    from lean_core.compression import CoarseToFineCompressor
+
+    spy = HeadingSpy()
+    coarse = LeanCompressor(scorer=spy, token_counter=COUNTER)
+    passages = ["It opened in 1887. It has 12 platforms.", "It closes at midnight. It has a cafe."]
+    CoarseToFineCompressor(coarse=coarse, fine=_lexical(), token_counter=COUNTER).compress(
+        passages, budget=CompressionBudget(ratio=0.5), question="When did it open?", titles=["Central", "Depot"])
+    assert spy.headings[0] == ["Central", "Depot"]
+
+
+@pytest.mark.parametrize(("titles", "received"), [
+    (["only one"], "1 titles"),
+    ("Central Station", "'Central Station'"),
+    (["a", 3], "int"),
+])
+def test_bad_titles_are_named(titles: object, received: str) -> None:
+    with pytest.raises(InvalidParameterError, match="titles") as error:
+        _lexical().compress(["It opened in 1887.", "It closed in 1990."], budget=CompressionBudget(ratio=0.5),
+                        titles=titles)  # type: ignore[arg-type]
+    assert received in str(error.value)
