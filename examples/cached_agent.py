@@ -138,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{tenant:6}] {state['route']:11} {served:14} {time.perf_counter() - started:5.2f}s  "
               f"{question}\n{'':9}-> {state['answer']}")
 
-    stats = cache.stats
-    print(f"\nlookups {stats.lookups}, exact hits {stats.exact_hits}, semantic hits {stats.semantic_hits}, "
-          f"rejected candidates {stats.rejected_candidates}, misses {stats.misses}")
+    print(f"\n{cache.stats}")
     print(render_table(ledger.summary()))
     set_llm_cache(None)
     cache.close()

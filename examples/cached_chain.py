@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         served = "cache" if cache.stats.hits > before else "model"
         print(f"[{tenant:6}] {served:5} {time.perf_counter() - started:6.2f}s  {question}\n"
               f"         -> {str(answer.content).strip()}")
-    stats = cache.stats
-    print(f"\nlookups {stats.lookups}, exact hits {stats.exact_hits}, semantic hits {stats.semantic_hits}, "
-          f"rejected candidates {stats.rejected_candidates} {stats.rejection_reasons}, misses {stats.misses}")
+    print(f"\n{cache.stats}")
     print(render_table(ledger.summary()))
     set_llm_cache(None)
     cache.close()

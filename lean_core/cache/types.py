@@ -129,3 +129,10 @@ class CacheStats:
     @property
     def hit_rate(self) -> float:
         return self.hits / self.lookups if self.lookups else 0.0
+
+    def __str__(self) -> str:
+        """One line for logs and reports: every counter, and why candidates were rejected."""
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.rejection_reasons.items()))
+        return (f"lookups {self.lookups}, exact hits {self.exact_hits}, semantic hits {self.semantic_hits}, "
+                f"rejected candidates {self.rejected_candidates}{f' ({reasons})' if reasons else ''}, "
+                f"misses {self.misses}, writes {self.writes}")

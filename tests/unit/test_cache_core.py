@@ -288,3 +288,14 @@ def test_connections_opening_a_fresh_file_together_all_succeed(tmp_path: Path) -
         for thread in threads:
             thread.join()
     assert errors == []
+
+
+def test_stats_print_as_one_line_with_rejection_reasons() -> None:
+    from lean_core.cache.types import CacheStats
+
+    stats = CacheStats(lookups=5, exact_hits=1, semantic_hits=2, rejected_candidates=3, misses=2, writes=2,
+                       rejection_reasons={"numbers differ": 2, "roles swapped": 1})
+    assert str(stats) == ("lookups 5, exact hits 1, semantic hits 2, rejected candidates 3 "
+                          "(numbers differ: 2, roles swapped: 1), misses 2, writes 2")
+    assert str(CacheStats()) == ("lookups 0, exact hits 0, semantic hits 0, rejected candidates 0, "
+                                 "misses 0, writes 0")
