@@ -4,8 +4,10 @@ For the original (``--baseline``; default: the ``source_model`` in the first che
 ``pruning.json``, else the bundled SmolLM2) and each ``--model``:
 
 * ``params`` (tied tensors once) and ``num_layers``, MLP size and heads from the checkpoint;
-* ``perplexity`` on ``--text`` (WikiText-2 raw test), the first ``--max-windows`` non-overlapping
-  512-token windows in the model's tokenizer: the same windows for every model (same tokenizer);
+* ``perplexity`` on ``--text`` (WikiText-2 raw test), ``--max-windows`` non-overlapping 512-token
+  windows in the model's tokenizer after the first ``--skip-windows`` (default 0; e.g. 16 to score
+  on text held out from a healing run that evaluated the first 16): the same windows for every
+  model (same tokenizer);
 * ``tokens_per_s``: completion tokens per second of the local vLLM engine on the same batch of
   chat prompts, every answer exactly ``--max-tokens`` long (``ignore_eos``: equal work for every
   model), greedy, prefix caching off, one warm-up batch first. Engines run one after the other
@@ -70,6 +72,8 @@ class PruneBenchResult:
     rows: list[PruneBenchRow] = field(default_factory=list)
     baseline_runs_tokens_per_s: list[float] = field(default_factory=list)
     date: str = ""
+    skipped_windows: int = 0
+    """Windows of ``text`` left out before the ``windows`` scored."""
 
 
 def _prompts(n: int) -> list[list[dict[str, str]]]:
@@ -84,7 +88,7 @@ def _checkpoint_facts(model_dir: Path) -> tuple[dict[str, Any], dict[str, Any] |
     return config, record
 
 
-def _quality(model_dir: Path, text: Path, max_windows: int) -> tuple[int, float, int]:
+def _quality(model_dir: Path, text: Path, max_windows: int, skip_windows: int) -> tuple[int, float, int]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -92,7 +96,8 @@ def _quality(model_dir: Path, text: Path, max_windows: int) -> tuple[int, float,
     from lean_backends.pruning.perplexity import measure_perplexity
 
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    result = measure_perplexity(model, text=text, max_windows=max_windows, tokenizer_dir=model_dir)
+    result = measure_perplexity(model, text=text, max_windows=max_windows, skip_windows=skip_windows,
+                                tokenizer_dir=model_dir)
     return count_parameters(model), result.perplexity, result.windows
 
 
@@ -116,8 +121,9 @@ def _throughput(model_dir: Path, prompts: list[list[dict[str, str]]], max_tokens
 
 
 def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline: str | Path | None = None,
-                    max_windows: int = 16, prompts: int = 128, max_tokens: int = 64, out: Path | None = None,
-                    chart: Path | None = None, show_progress: bool = True) -> PruneBenchResult:
+                    max_windows: int = 16, skip_windows: int = 0, prompts: int = 128, max_tokens: int = 64,
+                    out: Path | None = None, chart: Path | None = None,
+                    show_progress: bool = True) -> PruneBenchResult:
     """Measure the original and each pruned checkpoint (see the module docstring)."""
     from rich.progress import Progress
 
@@ -139,7 +145,7 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
     on_cpu = current_platform.is_cpu()
     result = PruneBenchResult(
         benchmark="prune", vllm_version=vllm_version, text=str(text), windows=0, window_tokens=512,
-        prompts=prompts, max_tokens=max_tokens, date=time.strftime("%Y-%m-%d"),
+        prompts=prompts, max_tokens=max_tokens, date=time.strftime("%Y-%m-%d"), skipped_windows=skip_windows,
         device=f"{'cpu' if on_cpu else current_platform.get_device_name()} ({platform.processor() or platform.machine()})")
     batch = _prompts(prompts)
     order = [base_dir, *dirs]
@@ -149,7 +155,7 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
         task = progress.add_task("perplexity", total=2 * len(order) + 1)
         for d in order:
             progress.update(task, description=f"perplexity {d.name}")
-            quality[d] = _quality(d, text, max_windows)
+            quality[d] = _quality(d, text, max_windows, skip_windows)
             progress.advance(task)
         for i, d in enumerate([*order, base_dir]):
             progress.update(task, description=f"vLLM {d.name}")
@@ -207,7 +213,8 @@ def _chart(result: PruneBenchResult, path: Path) -> None:
         if "log" in title:
             ax.set_xscale("log")
     axes[0].invert_yaxis()
-    fig.suptitle(f"pruning on {result.device}: {result.windows} windows x {result.window_tokens} tokens, "
+    held_out = f" after the first {result.skipped_windows}" if result.skipped_windows else ""
+    fig.suptitle(f"pruning on {result.device}: {result.windows} windows x {result.window_tokens} tokens{held_out}, "
                  f"{result.prompts} prompts x {result.max_tokens} tokens", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -218,19 +225,21 @@ def _cmd_bench_prune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     png = Path(args.png) if args.png else out.with_suffix(".png")
     result = run_prune_bench(args.model, text=args.text, baseline=args.baseline, max_windows=args.max_windows,
-                             prompts=args.prompts, max_tokens=args.max_tokens, out=out, chart=png)
+                             skip_windows=args.skip_windows, prompts=args.prompts, max_tokens=args.max_tokens,
+                             out=out, chart=png)
     for row in [result.baseline, *result.rows]:
         if row is not None:
             print(f"{row.name}: {row.params:,} params ({row.params_ratio:.1%}), {row.num_layers} layers, "
                   f"perplexity {row.perplexity:.1f} ({row.perplexity_ratio:.2f}x), {row.tokens_per_s:,.0f} tok/s "
                   f"({row.speedup:.2f}x)")
-    print(f"{result.windows} windows of {result.window_tokens} tokens; written: {out} and {png}")
+    held_out = f" after the first {result.skipped_windows}" if result.skipped_windows else ""
+    print(f"{result.windows} windows of {result.window_tokens} tokens{held_out}; written: {out} and {png}")
     return 0
 
 
 def add_prune_bench_parser(bench_sub: Any) -> argparse.ArgumentParser:
     """Register ``prune`` under ``lean-inference bench``."""
-    from lean_core._argtypes import positive_int
+    from lean_core._argtypes import non_negative_int, positive_int
 
     parser: argparse.ArgumentParser = bench_sub.add_parser(
         "prune", help="pruned checkpoints vs the original: params, perplexity, vLLM tokens/s, speedup")
@@ -241,7 +250,9 @@ def add_prune_bench_parser(bench_sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default=None,
                         help="the unpruned checkpoint (default: source_model of pruning.json, else bundled SmolLM2)")
     parser.add_argument("--max-windows", type=positive_int, default=16,
-                        help="first N non-overlapping 512-token windows of --text (default: 16)")
+                        help="N non-overlapping 512-token windows of --text, after --skip-windows (default: 16)")
+    parser.add_argument("--skip-windows", type=non_negative_int, default=0,
+                        help="leave out the first K windows, e.g. those a healing run evaluated (default: 0)")
     parser.add_argument("--prompts", type=positive_int, default=128, help="prompts in the vLLM batch (default: 128)")
     parser.add_argument("--max-tokens", type=positive_int, default=64, help="tokens per answer (default: 64)")
     parser.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,17 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engines_stop_inside_the_run() -> Iterator[None]:
+    """Stop vLLM engines in the last test's teardown, where output is still captured. Left to the
+    atexit hook, they stop after pytest has closed the capture stream that vLLM's logger writes to,
+    and every shutdown log line ends the run as a "--- Logging error ---" block."""
+    yield
+    engines = sys.modules.get("lean_backends.vllm_engine")  # never import vLLM just to stop nothing
+    if engines is not None:
+        engines.shutdown_engines()
 
 
 @pytest.fixture(scope="session")

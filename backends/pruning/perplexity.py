@@ -3,7 +3,9 @@
 The whole file is tokenized with the model's own tokenizer and cut into consecutive windows of
 ``window`` tokens (no overlap, the tail dropped); each window is scored on its own, every token but
 the first predicted. ``max_windows`` takes the first N windows, so every model compared with the
-same tokenizer and N sees exactly the same text; the result says how many windows and tokens.
+same tokenizer and N sees exactly the same text; ``skip_windows`` leaves out the first K before that
+(to score on text held out from a run that looked at those windows). The result says which windows
+and how many tokens.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class PerplexityResult:
     perplexity: float
     windows: int
     window_tokens: int
+    skipped_windows: int
     predicted_tokens: int
     seconds: float
     text: str
@@ -41,8 +44,9 @@ def _invalid(name: str, *, allowed: str, received: Any) -> ValueError:
 
 
 def wikitext_windows(text_path: str | Path, tokenizer_dir: str | Path, *, window: int = 512,
-                     max_windows: int | None = None) -> list[list[int]]:
-    """Consecutive non-overlapping windows of token ids of ``text_path``."""
+                     max_windows: int | None = None, skip_windows: int = 0) -> list[list[int]]:
+    """Consecutive non-overlapping windows of token ids of ``text_path``: after the first
+    ``skip_windows``, at most ``max_windows`` of them."""
     from tokenizers import Tokenizer
 
     path = Path(text_path)
@@ -53,6 +57,12 @@ def wikitext_windows(text_path: str | Path, tokenizer_dir: str | Path, *, window
     tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
     ids = tokenizer.encode(path.read_text(encoding="utf-8"), add_special_tokens=False).ids
     windows = [ids[i:i + window] for i in range(0, len(ids) - window + 1, window)]
+    if isinstance(skip_windows, bool) or not isinstance(skip_windows, int) or skip_windows < 0:
+        raise _invalid("skip_windows", allowed="a whole number >= 0", received=skip_windows)
+    if skip_windows >= len(windows):
+        raise _invalid("skip_windows", allowed=f"fewer than the text's {len(windows)} windows of {window} tokens",
+                       received=skip_windows)
+    windows = windows[skip_windows:]
     if max_windows is not None:
         if max_windows < 1:
             raise _invalid("max_windows", allowed="a whole number >= 1", received=max_windows)
@@ -63,7 +73,7 @@ def wikitext_windows(text_path: str | Path, tokenizer_dir: str | Path, *, window
 
 
 def measure_perplexity(model: Any | str | Path, *, text: str | Path = DEFAULT_WIKITEXT, window: int = 512,
-               max_windows: int | None = 16, batch_size: int = 4, device: str = "cpu",
+               max_windows: int | None = 16, skip_windows: int = 0, batch_size: int = 4, device: str = "cpu",
                tokenizer_dir: str | Path | None = None, show_progress: bool = False) -> PerplexityResult:
     """Perplexity of ``model`` (a checkpoint directory or a loaded transformers causal LM)."""
     import torch
@@ -78,7 +88,8 @@ def measure_perplexity(model: Any | str | Path, *, text: str | Path = DEFAULT_WI
     if tokenizer_dir is None:
         raise _invalid("tokenizer_dir", allowed="the checkpoint directory holding tokenizer.json",
                                     received=None)
-    windows = wikitext_windows(text, tokenizer_dir, window=window, max_windows=max_windows)
+    windows = wikitext_windows(text, tokenizer_dir, window=window, max_windows=max_windows,
+                               skip_windows=skip_windows)
     started = time.perf_counter()
     total_nll, predicted = 0.0, 0
     model.eval()
@@ -91,4 +102,5 @@ def measure_perplexity(model: Any | str | Path, *, text: str | Path = DEFAULT_WI
             total_nll += float(nll)
             predicted += batch[:, 1:].numel()
     return PerplexityResult(perplexity=math.exp(total_nll / predicted), windows=len(windows), window_tokens=window,
-                            predicted_tokens=predicted, seconds=time.perf_counter() - started, text=str(text))
+                            skipped_windows=skip_windows, predicted_tokens=predicted,
+                            seconds=time.perf_counter() - started, text=str(text))

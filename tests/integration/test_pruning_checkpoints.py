@@ -178,13 +178,14 @@ def test_bench_prune_reports_side_by_side(pruned: dict[str, Path], smollm2_path:
 
     out = tmp_path / "prune.json"
     result = run_prune_bench([pruned["depth"]], text=TEXT / "wikitext-2-raw-v1.test.joined.txt",
-                             baseline=smollm2_path, max_windows=2, prompts=4, max_tokens=8, out=out,
+                             baseline=smollm2_path, max_windows=2, skip_windows=1, prompts=4, max_tokens=8, out=out,
                              chart=out.with_suffix(".png"), show_progress=False)
     data = json.loads(out.read_text())
     row = data["rows"][0]
     for key in ("params", "num_layers", "perplexity", "tokens_per_s", "speedup"):
         assert row[key] > 0, key
     assert row["num_layers"] == 28 and data["baseline"]["num_layers"] == 30 and data["windows"] == 2
+    assert data["skipped_windows"] == 1
     assert row["completion_tokens"] == 4 * 8  # every answer runs to max_tokens: equal work per model
     assert row["params"] < data["baseline"]["params"] and len(result.baseline_runs_tokens_per_s) == 2
     assert out.with_suffix(".png").stat().st_size > 0

@@ -157,8 +157,23 @@ def test_cli_help_documents_every_option() -> None:
                    "llama, mistral, qwen2, qwen3"):
         assert option in text
     bench = _cli("bench", "prune", "--help").stdout
-    for option in ("--model", "--text", "--out", "--max-windows", "--baseline"):
+    for option in ("--model", "--text", "--out", "--max-windows", "--skip-windows", "--baseline"):
         assert option in bench
+
+
+def test_perplexity_windows_skip_then_take(tmp_path: Path, smollm2_path: Path) -> None:
+    from lean_backends.pruning.perplexity import wikitext_windows
+
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(f"Line {i} of a held-out evaluation text." for i in range(200)))
+    every = wikitext_windows(text, smollm2_path, window=64)
+    assert len(every) >= 6
+    assert wikitext_windows(text, smollm2_path, window=64, skip_windows=2, max_windows=3) == every[2:5]
+    assert wikitext_windows(text, smollm2_path, window=64, skip_windows=len(every) - 1) == every[-1:]
+    for bad in (-1, len(every), 1.5, True):
+        with pytest.raises(InvalidParameterError) as caught:
+            wikitext_windows(text, smollm2_path, window=64, skip_windows=bad)  # type: ignore[arg-type]
+        assert caught.value.parameter == "skip_windows"
 
 
 def test_cli_full_weight_healing_trains_the_layers_and_keeps_the_embedding(tmp_path: Path,
