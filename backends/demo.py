@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lean_core.demo_workload import (
+    DEFAULT_PASSAGES,
+    DEFAULT_QUESTIONS,
     KnowledgeDoc,
     StreamQuestion,
     answer_is_correct,
     load_demo_kb,
     load_demo_questions,
 )
+from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.pipeline import PipelineSettings
 from lean_core.pipeline.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
@@ -80,7 +83,8 @@ def write_study_chart(study: LayerStudy, path: Path, *, title: str) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2.2), sharey=True)
     bars = left.barh(names, [r.cost_per_mtok for r in rows], color=["#999999"] + ["#4C72B0"] * (len(rows) - 1))
     for bar, row in zip(bars, rows, strict=True):
-        label = f"${row.cost_per_mtok:.2f}" + ("" if row is rows[0] else f"  ({-row.cost_reduction:+.0%})")
+        change = round(-row.cost_reduction * 100)  # whole percent, so a 0.4 % saving reads "0%", not "-0%"
+        label = f"${row.cost_per_mtok:.2f}" + ("" if row is rows[0] else f"  ({change:+d}%)" if change else "  (0%)")
         left.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
     left.set_title(f"cost per 1M baseline tokens at {study.price_model} prices", fontsize=9)
     left.invert_yaxis()
@@ -98,15 +102,25 @@ def write_study_chart(study: LayerStudy, path: Path, *, title: str) -> Path:
 
 
 def run_demo(*, out_dir: str | os.PathLike[str] = "lean-demo", kb_path: str | os.PathLike[str] | None = None,
-             questions_path: str | os.PathLike[str] | None = None, limit: int | None = None, passages: int = 4,
+             questions_path: str | os.PathLike[str] | None = None,
+             limit: int | Literal["all"] | None = None, passages: int = DEFAULT_PASSAGES,
              settings: PipelineSettings | None = None, model: str | None = None,
              dtype: Literal["auto", "float32", "bfloat16"] | None = None,
              show_progress: bool = True) -> DemoResult:
     """Run the layer study on the built-in workload and write its report under ``out_dir``.
 
+    ``limit``: ask the stream's first N questions, or ``"all"``; None asks the first
+    ``DEFAULT_QUESTIONS`` of the built-in stream and all of a ``questions_path`` file.
+    ``passages``: documents retrieved per question (>= 1).
+
     ``dtype``: the engine's weights dtype; None picks bfloat16 where the CPU computes it natively
     and the engine's own ``auto`` elsewhere (float32 on CPU, the checkpoint's on GPU).
     """
+    if isinstance(passages, bool) or not isinstance(passages, int) or passages < 1:
+        raise InvalidParameterError("passages", allowed="a whole number >= 1", received=passages)
+    whole = isinstance(limit, int) and not isinstance(limit, bool)
+    if not (limit is None or limit == "all" or (whole and limit >= 1)):
+        raise InvalidParameterError("limit", allowed="a whole number >= 1, 'all' or None", received=limit)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -115,12 +129,18 @@ def run_demo(*, out_dir: str | os.PathLike[str] = "lean-demo", kb_path: str | os
 
     # The demo's output is its progress and table; vLLM's start-up log (100+ lines, among them a
     # warning per weight cast to bfloat16) would bury them. VLLM_LOGGING_LEVEL=INFO brings it back.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    # The others silence the MiniLM load bar, torch's NUMA-binding note and a deprecation warning
+    # in vLLM's worker process; each is only a default, so a user's own setting wins.
+    for name, value in (("VLLM_LOGGING_LEVEL", "ERROR"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                        ("TORCH_CPP_LOG_LEVEL", "ERROR"), ("PYTHONWARNINGS", "ignore::FutureWarning")):
+        os.environ.setdefault(name, value)
     console = Console(quiet=not show_progress, width=max(Console().width, 150))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kb = load_demo_kb(kb_path)
-    questions = load_demo_questions(questions_path, limit=limit)
+    if limit is None:
+        limit = DEFAULT_QUESTIONS if questions_path is None else "all"
+    questions = load_demo_questions(questions_path, limit=None if limit == "all" else limit)
     model_dir = model or str(smollm2_dir(show_progress=show_progress))
     ledger_path = out / "ledger.sqlite3"
     for suffix in ("", "-wal", "-shm"):  # the demo's ledger starts fresh on every run

@@ -39,3 +39,6 @@ def test_demo_command_runs_end_to_end(tmp_path: Path, smollm2_path: Path) -> Non
 
     assert f"smollm2-135m-instruct in {'bfloat16' if cpu_has_native_bf16() else 'float32'}" in out.stdout
     assert "Exception ignored" not in out.stderr and " INFO " not in out.stderr, out.stderr[-3000:]
+    # Nor the MiniLM load bar, torch's NUMA-binding note or the worker's deprecation warnings.
+    for noise in ("Loading weights", "NUMA binding", "FutureWarning"):
+        assert noise not in out.stderr, out.stderr[-3000:]

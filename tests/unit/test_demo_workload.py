@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from lean_core.demo_workload import (
+    DEFAULT_PASSAGES,
+    DEFAULT_QUESTIONS,
     KnowledgeDoc,
     StreamQuestion,
     WorkloadFileError,
@@ -132,6 +134,38 @@ def test_the_first_24_questions_exercise_the_cache() -> None:
     hits = expected_cache_hits(head)
     assert sum(hits) >= 6
     assert any(q.kind == "repeat" and not hit for q, hit in zip(head, hits, strict=True))
+
+
+def test_the_default_demo_workload_keeps_every_kind_of_question() -> None:
+    head = load_demo_questions(limit=DEFAULT_QUESTIONS)
+    assert len(head) == DEFAULT_QUESTIONS < len(QUESTIONS)
+    kinds = Counter(q.kind for q in head)
+    assert min(kinds[k] for k in ("repeat", "paraphrase", "lookalike")) >= 5
+    assert len({q.tenant for q in head}) == 2 and sum(expected_cache_hits(head)) >= 15
+
+
+def test_demo_cli_defaults_and_limit_all() -> None:
+    from lean_core.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["demo"])
+    assert (args.limit, args.passages) == (None, DEFAULT_PASSAGES)  # run_demo picks the stream's default
+    assert parser.parse_args(["demo", "--limit", "all"]).limit == "all"
+    assert parser.parse_args(["demo", "--limit", "24"]).limit == 24
+    for bad in ("0", "some"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["demo", "--limit", bad])
+
+
+@pytest.mark.parametrize(("option", "value"), [("passages", 0), ("passages", -2), ("passages", True),
+                                               ("passages", 1.5), ("limit", 0), ("limit", "some"), ("limit", False)])
+def test_demo_rejects_bad_options_before_any_work(tmp_path: Path, option: str, value: object) -> None:
+    from lean_backends.demo import run_demo
+
+    with pytest.raises(InvalidParameterError) as caught:
+        run_demo(out_dir=tmp_path / "out", show_progress=False, **{option: value})  # type: ignore[arg-type]
+    assert caught.value.parameter == option
+    assert not (tmp_path / "out").exists()
 
 
 def test_expected_cache_hits_is_per_tenant_and_group() -> None:
