@@ -198,6 +198,6 @@ def study_table(study: LayerStudy, *, title: str) -> Any:
     for row in study.rows:
         table.add_row(row.name, f"{row.model_calls}", f"{row.cache_hits} ({row.semantic_hits} sem.)",
                       f"{row.input_tokens:,}", f"{row.output_tokens:,}", f"${row.cost_per_mtok:.2f}",
-                      f"{row.cost_reduction:.0%}", f"{row.wall_seconds:.1f}", f"{row.accuracy:.0%}",
+                      f"{round(row.cost_reduction * 100)}%", f"{row.wall_seconds:.1f}", f"{row.accuracy:.0%}",
                       f"{row.agreement:.0%}")
     return table

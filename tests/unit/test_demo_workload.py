@@ -273,3 +273,21 @@ def test_bundled_files_are_package_data() -> None:
         assert path.is_file()
         relative = path.relative_to(Path(__file__).parents[2] / "lean_core").as_posix()
         assert any(fnmatch(relative, pattern) for pattern in patterns), relative
+
+
+def test_demo_table_never_prints_minus_zero(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from lean_backends.demo import study_table, write_study_chart
+    from lean_core.pipeline.study import LayerStudy
+
+    recorded = json.loads((Path(__file__).resolve().parents[2] / "benchmarks/results/demo_rows.json").read_text())
+    study = LayerStudy.model_validate({k: v for k, v in recorded.items() if k in LayerStudy.model_fields}
+                                      | {"answers": {}})
+    rows = [study.rows[0], study.rows[1].model_copy(update={"cost_reduction": -0.004}), *study.rows[2:]]
+    study = study.model_copy(update={"rows": rows})
+    console = Console(record=True, width=200)
+    console.print(study_table(study, title="t"))
+    text = console.export_text()
+    assert "-0%" not in text and " 0% " in text.replace("│", " ")
+    assert write_study_chart(study, tmp_path / "r.png", title="t").read_bytes()[:4] == b"\x89PNG"
