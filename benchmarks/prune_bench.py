@@ -75,6 +75,11 @@ class PruneBenchResult:
     skipped_windows: int = 0
     """Windows of ``text`` left out before the ``windows`` scored."""
 
+    def windows_scored(self) -> str:
+        """Which text the perplexities are on, in words (chart title and CLI summary)."""
+        after = f" after the first {self.skipped_windows}" if self.skipped_windows else ""
+        return f"{self.windows} windows of {self.window_tokens} tokens{after}"
+
 
 def _prompts(n: int) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": f"Write a long story about {TOPICS[i % len(TOPICS)]} (number {i})."}]
@@ -213,8 +218,7 @@ def _chart(result: PruneBenchResult, path: Path) -> None:
         if "log" in title:
             ax.set_xscale("log")
     axes[0].invert_yaxis()
-    held_out = f" after the first {result.skipped_windows}" if result.skipped_windows else ""
-    fig.suptitle(f"pruning on {result.device}: {result.windows} windows x {result.window_tokens} tokens{held_out}, "
+    fig.suptitle(f"pruning on {result.device}: {result.windows_scored()}, "
                  f"{result.prompts} prompts x {result.max_tokens} tokens", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -232,8 +236,7 @@ def _cmd_bench_prune(args: argparse.Namespace) -> int:
             print(f"{row.name}: {row.params:,} params ({row.params_ratio:.1%}), {row.num_layers} layers, "
                   f"perplexity {row.perplexity:.1f} ({row.perplexity_ratio:.2f}x), {row.tokens_per_s:,.0f} tok/s "
                   f"({row.speedup:.2f}x)")
-    held_out = f" after the first {result.skipped_windows}" if result.skipped_windows else ""
-    print(f"{result.windows} windows of {result.window_tokens} tokens{held_out}; written: {out} and {png}")
+    print(f"{result.windows_scored()}; written: {out} and {png}")
     return 0
 
 

@@ -47,7 +47,6 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
         await self._arecord(results, _tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
-
     def _annotate(self, documents: Sequence[Document], result: CompressionResult) -> list[Document]:
         out = []
         for kept, original in kept_documents(documents, result.text):

@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 from lean_core._argtypes import positive_int as _positive_int
 from lean_core.errors import LeanInferenceError
@@ -71,7 +72,7 @@ def _cmd_assets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count_or_all(text: str) -> int | str:
+def _count_or_all(text: str) -> int | Literal["all"]:
     """A whole number >= 1, or ``all``."""
     if text.strip().lower() == "all":
         return "all"

@@ -49,6 +49,8 @@ def wikitext_windows(text_path: str | Path, tokenizer_dir: str | Path, *, window
     ``skip_windows``, at most ``max_windows`` of them."""
     from tokenizers import Tokenizer
 
+    if isinstance(skip_windows, bool) or not isinstance(skip_windows, int) or skip_windows < 0:
+        raise _invalid("skip_windows", allowed="a whole number >= 0", received=skip_windows)
     path = Path(text_path)
     if not path.is_file():
         raise _invalid("text", allowed="an existing text file", received=str(text_path))
@@ -57,8 +59,6 @@ def wikitext_windows(text_path: str | Path, tokenizer_dir: str | Path, *, window
     tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
     ids = tokenizer.encode(path.read_text(encoding="utf-8"), add_special_tokens=False).ids
     windows = [ids[i:i + window] for i in range(0, len(ids) - window + 1, window)]
-    if isinstance(skip_windows, bool) or not isinstance(skip_windows, int) or skip_windows < 0:
-        raise _invalid("skip_windows", allowed="a whole number >= 0", received=skip_windows)
     if skip_windows >= len(windows):
         raise _invalid("skip_windows", allowed=f"fewer than the text's {len(windows)} windows of {window} tokens",
                        received=skip_windows)
