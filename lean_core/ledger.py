@@ -250,55 +250,33 @@ class CostLedger:
         await asyncio.to_thread(self._insert, "calls", _CALL_COLUMNS, _call_row(record))
         return record
 
-    def record_savings(
-        self,
-        *,
-        layer: Layer,
-        model: str,
-        provider: str | None = None,
-        input_tokens_before: int = 0,
-        input_tokens_after: int = 0,
-        output_tokens_before: int = 0,
-        output_tokens_after: int = 0,
-        cache_hit: bool | None = None,
-        tenant: str | None = None,
-        call_id: str | None = None,
-        timestamp: datetime | None = None,
-    ) -> SavingsEvent:
-        """Store what ``layer`` saved on one request, priced at ``model``'s prices."""
-        event = self._build_savings(
-            layer=layer, model=model, provider=provider, input_tokens_before=input_tokens_before,
-            input_tokens_after=input_tokens_after, output_tokens_before=output_tokens_before,
-            output_tokens_after=output_tokens_after, cache_hit=cache_hit, tenant=tenant,
-            call_id=call_id, timestamp=timestamp,
-        )
-        self._insert("savings", _SAVINGS_COLUMNS, _savings_row(event))
-        return event
+    def record(self, event: SavingsEvent) -> SavingsEvent:
+        """Price ``event`` (what one layer saved on one request) at its model's prices and store it.
 
-    async def arecord_savings(
-        self,
-        *,
-        layer: Layer,
-        model: str,
-        provider: str | None = None,
-        input_tokens_before: int = 0,
-        input_tokens_after: int = 0,
-        output_tokens_before: int = 0,
-        output_tokens_after: int = 0,
-        cache_hit: bool | None = None,
-        tenant: str | None = None,
-        call_id: str | None = None,
-        timestamp: datetime | None = None,
-    ) -> SavingsEvent:
+        Layers build a :class:`SavingsEvent` and hand it here; the returned copy carries
+        ``cost_saved_usd`` (None when the model is unpriced).
+        """
+        priced = self._price_savings(event)
+        self._insert("savings", _SAVINGS_COLUMNS, _savings_row(priced))
+        return priced
+
+    async def arecord(self, event: SavingsEvent) -> SavingsEvent:
+        """Async :meth:`record`; the SQLite write runs in a worker thread."""
+        priced = self._price_savings(event)
+        await asyncio.to_thread(self._insert, "savings", _SAVINGS_COLUMNS, _savings_row(priced))
+        return priced
+
+    def record_savings(self, **fields: Any) -> SavingsEvent:
+        """Keyword form of :meth:`record`: ``record_savings(layer=..., model=..., ...)``.
+
+        The keywords are :class:`SavingsEvent`'s fields; prefer building the event and calling
+        :meth:`record`, which type checkers can follow.
+        """
+        return self.record(_savings_event(fields))
+
+    async def arecord_savings(self, **fields: Any) -> SavingsEvent:
         """Async :meth:`record_savings`."""
-        event = self._build_savings(
-            layer=layer, model=model, provider=provider, input_tokens_before=input_tokens_before,
-            input_tokens_after=input_tokens_after, output_tokens_before=output_tokens_before,
-            output_tokens_after=output_tokens_after, cache_hit=cache_hit, tenant=tenant,
-            call_id=call_id, timestamp=timestamp,
-        )
-        await asyncio.to_thread(self._insert, "savings", _SAVINGS_COLUMNS, _savings_row(event))
-        return event
+        return await self.arecord(_savings_event(fields))
 
     def record_output_length(self, record: OutputLengthRecord) -> OutputLengthRecord:
         """Store one answer's length and query features (the length predictor's history)."""
@@ -328,29 +306,20 @@ class CostLedger:
             tags=tuple(tags), run_id=run_id, **extra,
         )
 
-    def _build_savings(self, *, layer: Layer, model: str, provider: str | None,
-                       input_tokens_before: int, input_tokens_after: int,
-                       output_tokens_before: int, output_tokens_after: int,
-                       cache_hit: bool | None, tenant: str | None, call_id: str | None,
-                       timestamp: datetime | None) -> SavingsEvent:
-        if layer not in LAYERS:
-            raise InvalidParameterError("layer", allowed=f"one of {list(LAYERS)}", received=layer)
-        fields: dict[str, Any] = dict(
-            layer=layer, model=model, provider=provider, input_tokens_before=input_tokens_before,
-            input_tokens_after=input_tokens_after, output_tokens_before=output_tokens_before,
-            output_tokens_after=output_tokens_after, cache_hit=cache_hit, tenant=tenant, call_id=call_id,
-        )
-        if timestamp is not None:
-            fields["timestamp"] = timestamp
-        event = SavingsEvent(**fields)  # validates the counts before they are priced
-        before = self._pricer(TokenUsage(input_tokens=input_tokens_before, output_tokens=output_tokens_before),
-                              model, provider=provider, at=timestamp)
-        after = self._pricer(TokenUsage(input_tokens=input_tokens_after, output_tokens=output_tokens_after),
-                             model, provider=provider, at=timestamp)
-        if before.priced and after.priced:
-            assert before.total_cost_usd is not None and after.total_cost_usd is not None
+    def _price_savings(self, event: SavingsEvent) -> SavingsEvent:
+        if not isinstance(event, SavingsEvent):
+            raise InvalidParameterError("event", allowed="a lean_core.SavingsEvent", received=type(event).__name__)
+        stamp = event.timestamp
+        before = self._pricer(TokenUsage(input_tokens=event.input_tokens_before,
+                                         output_tokens=event.output_tokens_before),
+                              event.model, provider=event.provider, at=stamp)
+        after = self._pricer(TokenUsage(input_tokens=event.input_tokens_after,
+                                        output_tokens=event.output_tokens_after),
+                             event.model, provider=event.provider, at=stamp)
+        if before.priced and after.priced and before.total_cost_usd is not None \
+                and after.total_cost_usd is not None:
             return event.model_copy(update={"cost_saved_usd": before.total_cost_usd - after.total_cost_usd})
-        return event
+        return event.model_copy(update={"cost_saved_usd": None})
 
     def _insert(self, table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
         if self.read_only:
@@ -525,3 +494,13 @@ def _length_from_row(row: tuple[Any, ...]) -> OutputLengthRecord:
     return OutputLengthRecord(id=row[0], timestamp=datetime.fromisoformat(row[1]), model=row[2],
                               feature_version=row[3], features=tuple(json.loads(row[4])), output_tokens=row[5],
                               max_tokens=row[6], finish_reason=row[7], tenant=row[8])
+
+
+def _savings_event(fields: dict[str, Any]) -> SavingsEvent:
+    """A :class:`SavingsEvent` from ``record_savings`` keywords; a bad layer names the allowed ones."""
+    layer = fields.get("layer")
+    if layer not in LAYERS:
+        raise InvalidParameterError("layer", allowed=f"one of {list(LAYERS)}", received=layer)
+    if fields.get("timestamp") is None:
+        fields = {k: v for k, v in fields.items() if k != "timestamp"}
+    return SavingsEvent(**fields)
