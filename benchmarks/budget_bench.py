@@ -16,7 +16,6 @@ local model's answer lengths on the "fit" halves and writes the length predictor
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import platform
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.budget_data import BudgetQuery, gold_in_answer, load_budget_queries
+from lean_benchmarks.budget_data import BudgetQuery, gold_in_answer, load_budget_queries
 from lean_core.budget import (
     BudgetOptions,
     BudgetRequest,
@@ -42,7 +41,7 @@ from lean_core.budget import (
 from lean_core.budget.policy import brevity_instruction
 from lean_core.generation import ChatMessageDict, SamplingOptions
 
-__all__ = ["add_budget_parsers", "collect_lengths", "run_budget_bench"]
+__all__ = ["collect_lengths", "run_budget_bench"]
 
 POLICIES = ("generous", "policy", "brevity+policy")
 
@@ -265,27 +264,3 @@ def _plot(result: dict[str, Any], png: Path) -> None:
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
     plt.close(fig)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    result = run_budget_bench(args.data, limit=args.limit, generous_tokens=args.generous_tokens,
-                              predictor=args.predictor, out=args.out, png=args.png or Path(args.out).with_suffix(".png"))
-    for name, ds in result["datasets"].items():
-        for policy, s in ds["policies"].items():
-            print(f"{name:>16} {policy:>15}: {s['output_tokens_mean']:7.1f} tokens "
-                  f"({s['token_reduction_vs_generous']:+.0%}), truncated {s['truncation_rate']:.1%}, "
-                  f"accuracy {s['accuracy']:.1%}, retention {s['answer_retention']}")
-    print(f"wrote {args.out}")
-    return 0
-
-
-def add_budget_parsers(bench_sub: Any, positive_int: Any) -> None:
-    """Register ``bench budget`` on the CLI's benchmark sub-parsers."""
-    bench = bench_sub.add_parser("budget", help="output budgets: generous fixed vs our policy vs brevity + policy")
-    bench.add_argument("--data", action="append", required=True, help="query file (repeatable): NQ-open or GSM8K")
-    bench.add_argument("--limit", type=positive_int, default=200, help="queries per file (eval half)")
-    bench.add_argument("--generous-tokens", type=positive_int, default=512, help="the fixed budget of policy (a)")
-    bench.add_argument("--predictor", default=None, help="length predictor JSON (default: the bundled one)")
-    bench.add_argument("--out", default="benchmarks/results/budget.json", help="JSON output path")
-    bench.add_argument("--png", default=None, help="chart path (default: next to --out)")
-    bench.set_defaults(func=_cmd_bench)

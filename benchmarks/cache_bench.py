@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from benchmarks._cache_load import ScaleRow, StreamResult, percentile_ms, run_scale, run_stream
-from benchmarks._cache_methods import (
+from lean_benchmarks._cache_load import ScaleRow, StreamResult, percentile_ms, run_scale, run_stream
+from lean_benchmarks._cache_methods import (
     DEFAULT_COSINE_THRESHOLD,
     METHODS,
     CacheMethod,

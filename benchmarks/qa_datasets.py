@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmarks._bm25 import BM25
+from lean_benchmarks._bm25 import BM25
 from lean_core.compression.base import ContextInput
 from lean_core.errors import InvalidParameterError
 

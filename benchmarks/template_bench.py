@@ -28,7 +28,6 @@ fields for the deterministic tasks). Per template:
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import random
@@ -40,12 +39,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lean_core._argtypes import positive_int
 from lean_core.errors import InvalidParameterError
 from lean_core.templates import PromptSpec, format_text_template, lint_prompt, render_prompt
 from lean_core.tokens import TokenCounter
 
-__all__ = ["DEFAULT_TEMPLATES", "add_template_parser", "load_templates", "run_template_bench"]
+__all__ = ["DEFAULT_TEMPLATES", "load_templates", "run_template_bench"]
 
 DEFAULT_TEMPLATES = Path(__file__).parent / "data" / "verbose_templates.jsonl"
 DEFAULT_OUT = Path("benchmarks/results/template.json")
@@ -466,48 +464,3 @@ def _chart(result: TemplateBenchResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _cmd_bench_template(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    data = run_template_bench(templates_path=Path(args.templates), requests=args.requests, out=out,
-                              png=Path(args.png) if args.png else out.with_suffix(".png"),
-                              engine=not args.no_engine)
-    s = data["summary"]
-    for model in TOKENIZER_MODELS:
-        print(f"{model}: template tokens -{s[f'template_reduction_{model}']:.1%}, full prompts "
-              f"-{s[f'prompt_reduction_{model}']:.1%} ({s[f'templates_at_30pct_{model}']}/{data['templates']} "
-              "templates at >= 30%)")
-    if "deterministic_same_output_rate" in s:
-        print(f"deterministic tasks: same output {s['deterministic_same_output_rate']:.1%} (verbose vs verbose with "
-              f"doubled line breaks: {s['deterministic_same_output_rate_control']:.1%}) | accuracy verbose "
-              f"{s['deterministic_accuracy_verbose']:.1%}, lean {s['deterministic_accuracy_lean']:.1%}")
-    for row in data["cache"]:
-        print(f"prefix cache {row['order']}: {row['cached_share_mean']:.2f} of the stable prefix cached "
-              f"(block ceiling {row['block_ceiling_mean']:.2f}) over {row['measured_requests']} requests")
-    print(f"written: {out} and {args.png or out.with_suffix('.png')}")
-    return 0
-
-
-def add_template_parser(bench_subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``template`` under ``lean-inference bench``."""
-    parser: argparse.ArgumentParser = bench_subparsers.add_parser(
-        "template", help="verbose prompt templates vs lean templates: tokens, outputs, prefix-cache hits")
-    parser.add_argument("--templates", default=str(DEFAULT_TEMPLATES),
-                        help="JSON Lines file of verbose templates with specs and cases (default: the bundled set)")
-    parser.add_argument("--requests", type=positive_int, default=120,
-                        help="requests in the prefix-cache stream, per ordering (default: 120)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON output path (default: {DEFAULT_OUT})")
-    parser.add_argument("--png", default=None, help="chart path (default: next to --out, .png)")
-    parser.add_argument("--no-engine", action="store_true",
-                        help="tokens and lint only: skip the local vLLM engine (outputs and prefix cache)")
-    parser.set_defaults(func=_cmd_bench_template)
-    return parser
-
-
-if __name__ == "__main__":  # vLLM starts worker processes: keep the entry point guarded
-    _parser = argparse.ArgumentParser(prog="python -m benchmarks.template_bench")
-    _sub = _parser.add_subparsers(dest="benchmark", required=True)
-    add_template_parser(_sub)
-    _args = _parser.parse_args()
-    raise SystemExit(_args.func(_args))

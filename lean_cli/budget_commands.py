@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 __all__ = ["add_budget_commands"]
 
-_BUNDLED = Path(__file__).resolve().parent / "data" / "length_predictor_smollm2.json"
+# The predictor shipped inside lean_core (its default); `budget fit` rewrites it unless --out says otherwise.
+_BUNDLED = Path(str(resources.files("lean_core") / "data" / "length_predictor_smollm2.json"))
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from benchmarks.budget_bench import collect_lengths, fit_from_rows
+    from lean_benchmarks.budget_bench import collect_lengths, fit_from_rows
 
     rows = collect_lengths(args.data, limit=args.limit, max_tokens=args.max_tokens, rows_path=args.rows)
     predictor = fit_from_rows(rows, quantile=args.quantile)

@@ -78,7 +78,7 @@ def _merge(args: argparse.Namespace, model: Path) -> int:
 
 def add_prune_commands(sub: Any) -> argparse.ArgumentParser:
     """Register ``prune`` on the main CLI's sub-parsers."""
-    from lean_core._argtypes import non_negative_int, positive_float, positive_int
+    from lean_cli._argtypes import non_negative_int, positive_float, positive_int
 
     parser: argparse.ArgumentParser = sub.add_parser(
         "prune", help="prune a checkpoint (layers, MLP width, heads) into a plain checkpoint vLLM loads",

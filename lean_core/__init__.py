@@ -1,5 +1,8 @@
 """lean-inference core: framework-free primitives (tokens, prices, ledger, assets)."""
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
 from lean_core.errors import (
     InvalidParameterError,
     LeanInferenceError,
@@ -15,6 +18,11 @@ from lean_core.pricing import PriceQuote, price_usage
 from lean_core.report import LayerSavings, LedgerSummary, ModelTotals
 from lean_core.tokens import TokenCount, TokenCounter, count_tokens
 from lean_core.usage import TokenUsage, UsageSource
+
+try:
+    __version__ = _version("lean-inference")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CallRecord",

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lean_core.demo_workload import (
+from lean_benchmarks.demo.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
+from lean_benchmarks.demo.workload import (
     DEFAULT_PASSAGES,
     DEFAULT_QUESTIONS,
     KnowledgeDoc,
@@ -34,7 +35,6 @@ from lean_core.demo_workload import (
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.pipeline import PipelineSettings
-from lean_core.pipeline.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
 
 __all__ = ["DemoResult", "run_demo", "study_table", "write_study_chart"]
 

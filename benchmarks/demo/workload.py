@@ -95,12 +95,12 @@ _Row = TypeVar("_Row", KnowledgeDoc, StreamQuestion)
 
 def builtin_kb_path() -> Path:
     """The bundled knowledge base (JSON Lines, one ``KnowledgeDoc`` per line)."""
-    return Path(str(resources.files("lean_core") / "data" / "demo_kb.jsonl"))
+    return Path(str(resources.files("lean_benchmarks.demo") / "data" / "demo_kb.jsonl"))
 
 
 def builtin_questions_path() -> Path:
     """The bundled question stream (JSON Lines, one ``StreamQuestion`` per line, arrival order)."""
-    return Path(str(resources.files("lean_core") / "data" / "demo_questions.jsonl"))
+    return Path(str(resources.files("lean_benchmarks.demo") / "data" / "demo_questions.jsonl"))
 
 
 def load_demo_kb(path: str | os.PathLike[str] | None = None) -> list[KnowledgeDoc]:

@@ -50,7 +50,7 @@ _SAMPLE_QUESTION = "What is the capital of France?"
 def bench_prompts(n: int, round_index: int) -> list[str]:
     """Round ``round_index``'s ``n`` chat prompts (fresh prompts for every round)."""
     # The CPU engine bench's prompts, so numbers of both benches describe the same requests.
-    from benchmarks.engine_bench import _prompts as engine_bench_prompts
+    from lean_benchmarks.engine_bench import _prompts as engine_bench_prompts
 
     return engine_bench_prompts(n, round_index)
 

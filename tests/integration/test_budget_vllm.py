@@ -79,7 +79,7 @@ def test_lean_budget_llm_over_lean_vllm(engine) -> None:  # type: ignore[no-unty
 
 @pytest.mark.skipif(not (SHARED_DATA / "math" / "gsm8k_test.jsonl").is_file(), reason="needs ../shared/data")
 def test_budget_bench_slice(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from benchmarks.budget_bench import run_budget_bench
+    from lean_benchmarks.budget_bench import run_budget_bench
 
     out = tmp_path / "budget.json"
     result = run_budget_bench([SHARED_DATA / "queries" / "nq_open_dev.jsonl", SHARED_DATA / "math" / "gsm8k_test.jsonl"],

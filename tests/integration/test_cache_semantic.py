@@ -69,7 +69,7 @@ def test_shipped_calibration_loads_and_is_described() -> None:
 def test_calibrate_command_fits_and_writes(tmp_path: Path) -> None:
     import json
 
-    from lean_core.cli import main
+    from lean_cli import main
 
     pairs = tmp_path / "pairs.jsonl"
     rows = [("How do I bake bread?", "How can I bake bread?", 1), ("How do I bake bread?", "How do I bake a cake?", 0),

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def test_demo_command_runs_end_to_end(tmp_path: Path, smollm2_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "lean_core.cli", "demo", "--out", str(tmp_path), "--limit", "24"],
+        [sys.executable, "-m", "lean_cli", "demo", "--out", str(tmp_path), "--limit", "24"],
         capture_output=True, text=True, timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_bench_engine_command(tmp_path: Path, smollm2_path: Path) -> None:
     out = tmp_path / "engine.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "lean_core.cli", "bench", "engine", "--prompts", "6", "--max-tokens", "8",
+        [sys.executable, "-m", "lean_cli", "bench", "engine", "--prompts", "6", "--max-tokens", "8",
          "--rounds", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )

@@ -23,7 +23,7 @@ def test_converted_smollm2_is_a_plain_checkpoint(smollm2_path: Path) -> None:
 
 
 def test_smollm2_greedy_answer_with_transformers(smollm2_path: Path) -> None:
-    from lean_backends import generate_greedy
+    from lean_backends.local_generation import generate_greedy
 
     (answer,) = generate_greedy(smollm2_path, ["What is the capital of France?"], max_new_tokens=24)
     assert "Paris" in answer.text

@@ -174,7 +174,7 @@ def test_gpu_healing_script_full_mode_on_teacher_samples(pruned: dict[str, Path]
 
 
 def test_bench_prune_reports_side_by_side(pruned: dict[str, Path], smollm2_path: Path, tmp_path: Path) -> None:
-    from benchmarks.prune_bench import run_prune_bench
+    from lean_benchmarks.prune_bench import run_prune_bench
 
     out = tmp_path / "prune.json"
     result = run_prune_bench([pruned["depth"]], text=TEXT / "wikitext-2-raw-v1.test.joined.txt",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.template_bench import run_template_bench
+from lean_benchmarks.template_bench import run_template_bench
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks._bm25 import BM25
-from benchmarks.compression_bench import (
+from lean_benchmarks._bm25 import BM25
+from lean_benchmarks.compression_bench import (
     BenchRow,
     TruncateCompressor,
     build_nq_items,
@@ -22,7 +22,7 @@ from benchmarks.compression_bench import (
     normalize,
     run_compression_bench,
 )
-from lean_core.cli import main
+from lean_cli import main
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.types import CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError

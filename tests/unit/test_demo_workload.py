@@ -1,4 +1,4 @@
-"""lean_core.demo_workload: the bundled knowledge base and question stream, and answer scoring."""
+"""lean_benchmarks.demo.workload: the bundled knowledge base and question stream, and answer scoring."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lean_core.demo_workload import (
+from lean_benchmarks.demo.workload import (
     DEFAULT_PASSAGES,
     DEFAULT_QUESTIONS,
     KnowledgeDoc,
@@ -145,7 +145,7 @@ def test_the_default_demo_workload_keeps_every_kind_of_question() -> None:
 
 
 def test_demo_cli_defaults_and_limit_all() -> None:
-    from lean_core.cli import build_parser
+    from lean_cli import build_parser
 
     parser = build_parser()
     args = parser.parse_args(["demo"])
@@ -160,7 +160,7 @@ def test_demo_cli_defaults_and_limit_all() -> None:
 @pytest.mark.parametrize(("option", "value"), [("passages", 0), ("passages", -2), ("passages", True),
                                                ("passages", 1.5), ("limit", 0), ("limit", "some"), ("limit", False)])
 def test_demo_rejects_bad_options_before_any_work(tmp_path: Path, option: str, value: object) -> None:
-    from lean_backends.demo import run_demo
+    from lean_benchmarks.demo.runner import run_demo
 
     with pytest.raises(InvalidParameterError) as caught:
         run_demo(out_dir=tmp_path / "out", show_progress=False, **{option: value})  # type: ignore[arg-type]
@@ -278,8 +278,8 @@ def test_bundled_files_are_package_data() -> None:
 def test_demo_table_never_prints_minus_zero(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from lean_backends.demo import study_table, write_study_chart
-    from lean_core.pipeline.study import LayerStudy
+    from lean_benchmarks.demo.runner import study_table, write_study_chart
+    from lean_benchmarks.demo.study import LayerStudy
 
     recorded = json.loads((Path(__file__).resolve().parents[2] / "benchmarks/results/demo_rows.json").read_text())
     study = LayerStudy.model_validate({k: v for k, v in recorded.items() if k in LayerStudy.model_fields}

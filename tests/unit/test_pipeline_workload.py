@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.pipeline_bench import MAX_STREAM_PROMPT_CHARS, load_pipeline_workload
+from lean_benchmarks.pipeline_bench import MAX_STREAM_PROMPT_CHARS, load_pipeline_workload
 from lean_core.errors import InvalidParameterError
 from tests.conftest import SHARED_DATA
 

@@ -146,7 +146,7 @@ def test_bad_input_fails_before_any_model_is_loaded(tmp_path: Path, smollm2_path
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
     """The real ``lean-inference`` entry point, in a fresh interpreter."""
-    code = "import sys; from lean_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from lean_cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
 
 

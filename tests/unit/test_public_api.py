@@ -6,8 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import lean_backends
 import lean_chain
+import lean_cli
 import lean_core
 import lean_index
 
@@ -23,7 +26,10 @@ EXPECTED = {
                  "LeanDocumentCompressor", "LeanTemplate", "ChatModelPort", "lean_pipeline"},
     lean_index: {"LeanBudgetLLM", "LeanCachedLLM", "LeanCompressPostprocessor", "LeanCostHandler", "LeanTemplate",
                  "LeanVLLM", "LLMPort", "LeanPipelineQueryEngine"},
-    lean_backends: {"GreedyAnswer", "generate_greedy"},
+    lean_backends: {"EngineModel", "EngineStats", "LocalVLLMEngine", "PromptTooLongError", "RemoteEngineError",
+                    "RemoteVLLMClient", "TextBackend", "VLLMEngineSettings", "VLLMOptions", "get_engine",
+                    "resolve_model_dir", "shutdown_engines"},
+    lean_cli: {"build_parser", "main"},
 }
 
 
@@ -34,9 +40,17 @@ def test_public_names_are_pinned() -> None:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
 
+def test_moved_backend_helpers_warn_and_still_work() -> None:
+    from lean_backends import local_generation
+
+    with pytest.warns(DeprecationWarning, match="lean_backends.local_generation"):
+        helper = lean_backends.generate_greedy
+    assert helper is local_generation.generate_greedy
+
+
 def test_light_packages_do_not_import_heavy_dependencies() -> None:
     code = (
-        "import sys, json; import lean_core, lean_chain, lean_index; "
+        "import sys, json; import lean_core, lean_chain, lean_index, lean_backends, lean_cli; "
         "from lean_core import CostLedger, TokenCounter, count_tokens; "
         "from lean_chain import LeanCostCallback; from lean_index import LeanCostHandler; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "

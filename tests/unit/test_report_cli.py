@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from lean_core import CostLedger, TokenUsage
-from lean_core.cli import main
+from lean_cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -32,7 +32,7 @@ def test_report_command_prints_table_and_writes_png(tmp_path: Path) -> None:
     ledger = _recorded_ledger(tmp_path / "ledger.sqlite3")
     png = tmp_path / "chart.png"
     out = subprocess.run(
-        [sys.executable, "-m", "lean_core.cli", "report", "--ledger", str(ledger), "--png", str(png),
+        [sys.executable, "-m", "lean_cli", "report", "--ledger", str(ledger), "--png", str(png),
          "--json", str(tmp_path / "l.json"), "--csv", str(tmp_path / "l.csv")],
         capture_output=True, text=True, timeout=120,
     )
