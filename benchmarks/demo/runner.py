@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lean_benchmarks.demo.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
+from lean_benchmarks.demo.study import (
+    LayerStudy,
+    StudyItem,
+    StudyRow,
+    cumulative_settings,
+    run_layer_study,
+)
 from lean_benchmarks.demo.workload import (
     DEFAULT_PASSAGES,
     DEFAULT_QUESTIONS,
@@ -36,7 +42,11 @@ from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.pipeline import PipelineSettings
 
-__all__ = ["DemoResult", "run_demo", "study_table", "write_study_chart"]
+__all__ = ["AGREEMENT_NOTE", "DemoResult", "cost_change_label", "run_demo", "study_table", "write_study_chart"]
+
+# Requests in flight at once on the local engine; with output piped, a progress line per batch.
+_CONCURRENCY = 16
+_PIPED_BATCH = _CONCURRENCY
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,19 @@ def _fastest_dtype() -> Literal["auto", "bfloat16"]:
     return "bfloat16" if cpu_has_native_bf16() else "auto"
 
 
+def cost_change_label(row: StudyRow, *, baseline: bool = False) -> str:
+    """A row's cost against the baseline row, signed the same way in the table and the chart:
+    "-71%" is 71 % cheaper, "+4%" is 4 % dearer; whole percent, so a tiny change reads "0%"."""
+    if baseline:
+        return "baseline"
+    change = round(-row.cost_reduction * 100)
+    return f"{change:+d}%" if change else "0%"
+
+
+AGREEMENT_NOTE = ("agree: share of questions this row gets right, or wrong, exactly as the baseline does "
+                  "(same verdict on the same question)")
+
+
 def write_study_chart(study: LayerStudy, path: Path, *, title: str) -> Path:
     """Cost per million tokens and accuracy per row, side by side."""
     import matplotlib
@@ -80,22 +103,26 @@ def write_study_chart(study: LayerStudy, path: Path, *, title: str) -> Path:
 
     rows = study.rows
     names = [r.name for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 2.2), sharey=True)
-    bars = left.barh(names, [r.cost_per_mtok for r in rows], color=["#999999"] + ["#4C72B0"] * (len(rows) - 1))
-    for bar, row in zip(bars, rows, strict=True):
-        change = round(-row.cost_reduction * 100)  # whole percent, so a 0.4 % saving reads "0%", not "-0%"
-        label = f"${row.cost_per_mtok:.2f}" + ("" if row is rows[0] else f"  ({change:+d}%)" if change else "  (0%)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.5 * len(rows) + 2.6), sharey=True)
+    costs = [r.cost_per_mtok for r in rows]
+    bars = left.barh(names, costs, color=["#999999"] + ["#4C72B0"] * (len(rows) - 1))
+    for i, (bar, row) in enumerate(zip(bars, rows, strict=True)):
+        label = f" ${row.cost_per_mtok:.2f}  ({cost_change_label(row, baseline=i == 0)})"
         left.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
-    left.set_title(f"cost per 1M baseline tokens at {study.price_model} prices", fontsize=9)
+    # Room to the right of the longest bar for its label, so no label runs off the axes.
+    left.set_xlim(0, max(costs, default=1.0) * 1.45 or 1.0)
+    left.set_title(f"cost per 1M baseline tokens at {study.price_model} prices (change vs baseline)", fontsize=9)
     left.invert_yaxis()
     right.barh(names, [r.accuracy * 100 for r in rows], color="#55A868")
     for y, row in enumerate(rows):
-        right.annotate(f"{row.accuracy:.0%} (agree {row.agreement:.0%})", (row.accuracy * 100, y), va="center",
+        right.annotate(f" {row.accuracy:.0%} (agree {row.agreement:.0%})", (row.accuracy * 100, y), va="center",
                        fontsize=8)
-    right.set_xlim(0, 100)
+    right.set_xlim(0, 140)
+    right.set_xticks([0, 20, 40, 60, 80, 100])
     right.set_title("answers containing a gold answer (%)", fontsize=9)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.text(0.5, 0.01, AGREEMENT_NOTE, ha="center", va="bottom", fontsize=8, color="#444444")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -145,6 +172,8 @@ def run_demo(*, out_dir: str | os.PathLike[str] = "lean-demo", kb_path: str | os
     ledger_path = out / "ledger.sqlite3"
     for suffix in ("", "-wal", "-shm"):  # the demo's ledger starts fresh on every run
         Path(f"{ledger_path}{suffix}").unlink(missing_ok=True)
+    if not console.is_terminal:  # the spinner below draws nothing without a terminal
+        console.print(f"{len(questions)} questions: retrieving passages (MiniLM) and starting the local engine (vLLM)")
     with console.status("retrieving passages (MiniLM) and starting the local engine (vLLM)"):
         contexts = _retrieve(kb, questions, passages)
         engine_model = EngineModel.local(model_dir, dtype=dtype or _fastest_dtype())
@@ -161,12 +190,12 @@ def run_demo(*, out_dir: str | os.PathLike[str] = "lean-demo", kb_path: str | os
 
         def advance(name: str, done: int, total: int) -> None:
             progress.update(tasks[name], completed=done)
-            if done == total and not console.is_terminal:
-                # Without a terminal rich draws no live bars: say when each row is done instead.
-                console.print(f"{name}: {total} requests done")
+            if not console.is_terminal and (done % _PIPED_BATCH == 0 or done == total):
+                # Without a terminal rich draws no live bars: a line per finished batch instead.
+                console.print(f"{name}: {done}/{total} requests done")
 
         study = run_layer_study(engine_model, items, rows=rows, is_correct=answer_is_correct, ledger=ledger,
-                                cache_dir=out, progress=advance, concurrency=16)
+                                cache_dir=out, progress=advance, concurrency=_CONCURRENCY)
         ledger.export_json(out / "ledger.json")
     rows_path = out / "rows.json"
     rows_path.write_text(json.dumps({**study.model_dump(exclude={"answers"}), "engine_dtype": served_dtype,
@@ -191,13 +220,13 @@ def study_table(study: LayerStudy, *, title: str) -> Any:
     """The seeds' table as a rich Table."""
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, caption=AGREEMENT_NOTE)
     for name in ("configuration", "model calls", "cache hits", "tokens in", "tokens out", "$ / 1M tok",
-                 "reduction", "wall s", "accuracy", "agree w/ baseline"):
+                 "cost vs baseline", "wall s", "accuracy", "agree"):
         table.add_column(name, justify="left" if name == "configuration" else "right")
-    for row in study.rows:
+    for i, row in enumerate(study.rows):
         table.add_row(row.name, f"{row.model_calls}", f"{row.cache_hits} ({row.semantic_hits} sem.)",
                       f"{row.input_tokens:,}", f"{row.output_tokens:,}", f"${row.cost_per_mtok:.2f}",
-                      f"{round(row.cost_reduction * 100)}%", f"{row.wall_seconds:.1f}", f"{row.accuracy:.0%}",
+                      cost_change_label(row, baseline=i == 0), f"{row.wall_seconds:.1f}", f"{row.accuracy:.0%}",
                       f"{row.agreement:.0%}")
     return table

@@ -268,10 +268,10 @@ def test_rows_are_frozen() -> None:
 
 def test_bundled_files_are_package_data() -> None:
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["lean_core"]
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["lean_benchmarks.demo"]
     for path in (builtin_kb_path(), builtin_questions_path()):
         assert path.is_file()
-        relative = path.relative_to(Path(__file__).parents[2] / "lean_core").as_posix()
+        relative = path.relative_to(Path(__file__).parents[2] / "benchmarks" / "demo").as_posix()
         assert any(fnmatch(relative, pattern) for pattern in patterns), relative
 
 
@@ -291,3 +291,24 @@ def test_demo_table_never_prints_minus_zero(tmp_path: Path) -> None:
     text = console.export_text()
     assert "-0%" not in text and " 0% " in text.replace("│", " ")
     assert write_study_chart(study, tmp_path / "r.png", title="t").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_table_and_chart_sign_a_cost_change_the_same_way(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from lean_benchmarks.demo.runner import AGREEMENT_NOTE, cost_change_label, study_table
+    from lean_benchmarks.demo.study import LayerStudy
+
+    recorded = json.loads((Path(__file__).resolve().parents[2] / "benchmarks/results/demo_rows.json").read_text())
+    study = LayerStudy.model_validate({k: v for k, v in recorded.items() if k in LayerStudy.model_fields}
+                                      | {"answers": {}})
+    cheaper = study.rows[1].model_copy(update={"cost_reduction": 0.71})
+    dearer = study.rows[2].model_copy(update={"cost_reduction": -0.04})
+    assert cost_change_label(cheaper) == "-71%" and cost_change_label(dearer) == "+4%"
+    study = study.model_copy(update={"rows": [study.rows[0], cheaper, dearer, *study.rows[3:]]})
+    console = Console(record=True, width=250)
+    console.print(study_table(study, title="t"))
+    text = console.export_text()
+    cells = [c.strip() for c in text.replace("┃", "│").split("│")]
+    assert "-71%" in cells and "+4%" in cells and "baseline" in cells
+    assert "agree:" in AGREEMENT_NOTE and "agree:" in text
