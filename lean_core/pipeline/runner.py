@@ -12,11 +12,9 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from lean_core.budget import (
     BudgetOptions,
-    BudgetRequest,
     BudgetSession,
     EarlyStopRule,
     ModelAnswer,
@@ -29,11 +27,21 @@ from lean_core.compression.types import CompressionBudget
 from lean_core.errors import InvalidParameterError
 from lean_core.generation import ChatMessageDict
 from lean_core.ledger import CostLedger
+from lean_core.ledger_records import OutputLengthRecord, SavingsEvent
+from lean_core.pipeline._calls import (
+    budget_call,
+    fill_template,
+    merged_reply,
+    savings_event,
+    shareable,
+)
+from lean_core.pipeline._single_flight import Flight, FlightKey, SingleFlight
 from lean_core.pipeline.settings import PipelineSettings
 from lean_core.pipeline.types import (
     LayerStep,
     ModelCall,
     ModelReply,
+    PipelineCache,
     PipelineModel,
     PipelineRequest,
     PipelineResult,
@@ -63,6 +71,27 @@ class _Work:
     baseline_output: int = 0
 
 
+@dataclass(frozen=True)
+class _Answered:
+    """The model's answer to one request and its accounting, computed before any ledger or cache I/O."""
+
+    reply: ModelReply
+    reference: TokenUsage
+    baseline: TokenUsage
+    truncated: bool
+    output_event: SavingsEvent | None
+    """The output layer's savings (budget on), priced at the reference model; call id not yet set."""
+    length: OutputLengthRecord | None
+
+
+@dataclass(frozen=True)
+class _Served:
+    """An answer served without a model call (cache hit or coalesced), with its savings event."""
+
+    result: PipelineResult
+    event: SavingsEvent
+
+
 class LeanPipeline:
     """Answer requests through the enabled layers; every call lands in the ledger per layer.
 
@@ -70,8 +99,14 @@ class LeanPipeline:
         model: the model port (see :class:`PipelineModel`).
         settings: the layers' switches and options (default: all on).
         ledger: where calls and per-layer savings are recorded (optional).
-        cache: a ``ResponseCache`` to use (e.g. on PostgreSQL); default one from ``settings.cache``.
+        cache: a :class:`PipelineCache` such as ``ResponseCache`` (e.g. on PostgreSQL); default one
+            from ``settings.cache``.
         compressor: a ``Compressor`` to use; default one from ``settings.compression.method``.
+
+    With the cache on, a request identical to one still at the model (same tenant, same
+    normalised question) waits for that answer instead of a second model call ("single flight"),
+    on the sync and async paths alike, and is reported as an exact hit. If that call fails, the
+    requests waiting for it call the model themselves.
 
     Example::
 
@@ -80,11 +115,14 @@ class LeanPipeline:
     """
 
     def __init__(self, model: PipelineModel, *, settings: PipelineSettings | None = None,
-                 ledger: CostLedger | None = None, cache: Any | None = None,
+                 ledger: CostLedger | None = None, cache: PipelineCache | None = None,
                  compressor: Compressor | None = None, token_counter: TokenCounter | None = None) -> None:
         if not isinstance(model, PipelineModel):
             raise InvalidParameterError("model", allowed="a PipelineModel (model_name, complete, acomplete)",
                                         received=type(model).__name__)
+        if cache is not None and not isinstance(cache, PipelineCache):
+            raise InvalidParameterError("cache", allowed="a PipelineCache such as ResponseCache "
+                                        "(lookup, alookup, update, aupdate)", received=type(cache).__name__)
         self.model = model
         self.settings = settings or PipelineSettings()
         self.ledger = ledger
@@ -99,14 +137,14 @@ class LeanPipeline:
         s = self.settings.template
         self._spec = PromptSpec(role=s.role, task=s.task, constraints=s.constraints,
                                 context="Context:\n{context}", question="Question: {question}")
-        # Async requests waiting on an identical one already at the model (same tenant and key).
-        self._inflight: dict[tuple[str, str], asyncio.Future[PipelineResult]] = {}
+        # Requests at the model, which identical ones (same tenant and key) wait for.
+        self._flights: SingleFlight[PipelineResult] = SingleFlight()
         identity = f"{model.model_name}\n{self.settings.fingerprint()}\n{self.settings.cache.scope}"
         self._cache_identity = "lean-pipeline:" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
     # -- lazily built parts ------------------------------------------------------------------
     @property
-    def cache(self) -> Any:
+    def cache(self) -> PipelineCache:
         if self._cache is None:
             from lean_core.cache import ResponseCache, SQLiteCacheStore
 
@@ -128,64 +166,77 @@ class LeanPipeline:
     def invoke(self, request: PipelineRequest | str) -> PipelineResult:
         """Answer one request (a bare str is a question without context)."""
         work = self._start(request)
-        hit = self._lookup(work)
-        if hit is not None:
-            return hit
-        self._prepare(work)
-        answer_text, usage, finish, early, seconds = self._run_model(work)
-        return self._finish(work, answer_text, usage, finish, early, seconds)
+        served = self._lookup(work)
+        if served is not None:
+            return self._recorded(served)
+        flight: Flight[PipelineResult] | None = None
+        key = self._flight_key(work)
+        if key is not None:
+            flight, leading = self._flights.join_or_lead(key)
+            if not leading:
+                shared = self._flights.wait(flight)
+                if shared is not None:
+                    return self._recorded(self._coalesced(work, shared))
+                flight = self._flights.lead(key)
+        result: PipelineResult | None = None
+        try:
+            self._prepare(work)
+            answered = self._answered(work, self._run_model(work))
+            if self.ledger is not None:
+                call = self.ledger.record_call(model=self.model.model_name, usage=answered.reply.usage,
+                                               tenant=work.tenant, tags=("lean-pipeline",),
+                                               latency_s=time.perf_counter() - work.started)
+                for event in self._savings(work, answered, call.id):
+                    self.ledger.record(event)
+                if answered.length is not None:
+                    self.ledger.record_output_length(answered.length)
+            if self._cacheable(answered):
+                self.cache.update(work.request.question, answered.reply.text, namespace=self._namespace(work),
+                                  input_tokens=answered.reference.input_tokens,
+                                  output_tokens=answered.reference.output_tokens)
+            result = self._result(work, answered)
+            return result
+        finally:
+            self._flights.land(flight, shareable(result))
 
     async def ainvoke(self, request: PipelineRequest | str) -> PipelineResult:
-        """Async :meth:`invoke`: model, cache and ledger I/O are awaited; CPU-bound layers run in a thread.
-
-        With the cache on, a request identical to one still at the model (same tenant, same
-        normalised question) waits for that answer instead of a second model call ("single
-        flight"), and is reported as an exact hit.
-        """
+        """Async :meth:`invoke`: model, cache and ledger I/O are awaited; CPU-bound layers run in a thread."""
         work = self._start(request)
-        hit = await self._alookup(work)
-        if hit is not None:
-            return hit
-        key = (work.tenant, prompt_key(work.request.question)) if self.settings.cache.enabled else None
-        if key is not None and key in self._inflight:
-            try:
-                shared: PipelineResult | None = await asyncio.shield(self._inflight[key])
-            except (Exception, asyncio.CancelledError):  # the first caller failed: ask the model ourselves
-                shared = None
-            if shared is not None and not shared.truncated:
-                return self._coalesced(work, shared)
-        future: asyncio.Future[PipelineResult] | None = None
-        if key is not None and key not in self._inflight:
-            future = asyncio.get_running_loop().create_future()
-            self._inflight[key] = future
+        served = await self._alookup(work)
+        if served is not None:
+            return await self._arecorded(served)
+        flight: Flight[PipelineResult] | None = None
+        key = self._flight_key(work)
+        if key is not None:
+            flight, leading = self._flights.join_or_lead(key)
+            if not leading:
+                shared = await self._flights.await_(flight)
+                if shared is not None:
+                    return await self._arecorded(self._coalesced(work, shared))
+                flight = self._flights.lead(key)
+        result: PipelineResult | None = None
         try:
             await asyncio.to_thread(self._prepare, work)
-            answer_text, usage, finish, early, seconds = await self._arun_model(work)
-            result = await asyncio.to_thread(self._finish, work, answer_text, usage, finish, early, seconds)
-        except BaseException as exc:
-            if future is not None:
-                if isinstance(exc, Exception):
-                    future.set_exception(exc)
-                    future.exception()  # waiters fall back to their own call; keep the loop's log quiet
-                else:
-                    future.cancel()
-            raise
+            reply = await self._arun_model(work)
+            answered = await asyncio.to_thread(self._answered, work, reply)
+            if self.ledger is not None:
+                call = await self.ledger.arecord_call(model=self.model.model_name, usage=answered.reply.usage,
+                                                      tenant=work.tenant, tags=("lean-pipeline",),
+                                                      latency_s=time.perf_counter() - work.started)
+                for event in self._savings(work, answered, call.id):
+                    await self.ledger.arecord(event)
+                if answered.length is not None:
+                    await self.ledger.arecord_output_length(answered.length)
+            if self._cacheable(answered):
+                await self.cache.aupdate(work.request.question, answered.reply.text,
+                                         namespace=self._namespace(work),
+                                         input_tokens=answered.reference.input_tokens,
+                                         output_tokens=answered.reference.output_tokens)
+            result = self._result(work, answered)
+            return result
         finally:
-            if future is not None and key is not None and self._inflight.get(key) is future:
-                del self._inflight[key]
-        if future is not None:
-            future.set_result(result)
-        return result
-
-    def _coalesced(self, work: _Work, shared: PipelineResult) -> PipelineResult:
-        tokens_in, tokens_out = shared.reference_usage.input_tokens, shared.reference_usage.output_tokens
-        step = LayerStep(layer="cache", input_tokens_before=tokens_in, output_tokens_before=tokens_out,
-                         note="exact (joined the identical request in flight)")
-        if self.ledger is not None:
-            self.ledger.record_savings(layer="cache", model=self.settings.price_model, input_tokens_before=tokens_in,
-                                       output_tokens_before=tokens_out, cache_hit=True, tenant=work.tenant)
-        return PipelineResult(answer=shared.answer, tenant=work.tenant, cache_hit="exact", steps=(step,),
-                              latency_s=time.perf_counter() - work.started)
+            # On failure or cancellation too: the followers then call the model themselves.
+            self._flights.land(flight, shareable(result))
 
     def batch(self, requests: Sequence[PipelineRequest | str]) -> list[PipelineResult]:
         """Requests in order (a later request may hit the cache entry an earlier one wrote)."""
@@ -193,6 +244,36 @@ class LeanPipeline:
 
     async def abatch(self, requests: Sequence[PipelineRequest | str]) -> list[PipelineResult]:
         return [await self.ainvoke(r) for r in requests]
+
+    # -- served without a model call -----------------------------------------------------------
+    def _recorded(self, served: _Served) -> PipelineResult:
+        if self.ledger is not None:
+            self.ledger.record(served.event)
+        return served.result
+
+    async def _arecorded(self, served: _Served) -> PipelineResult:
+        if self.ledger is not None:
+            await self.ledger.arecord(served.event)
+        return served.result
+
+    def _hit_event(self, work: _Work, input_tokens: int, output_tokens: int) -> SavingsEvent:
+        # A hit saves the whole call: "before" is what it would have cost, "after" nothing.
+        return SavingsEvent(layer="cache", model=self.settings.price_model, input_tokens_before=input_tokens,
+                            output_tokens_before=output_tokens, cache_hit=True, tenant=work.tenant)
+
+    def _flight_key(self, work: _Work) -> FlightKey | None:
+        # Only with the cache on: coalescing serves one answer for another, as a cache hit does.
+        if not self.settings.cache.enabled:
+            return None
+        return work.tenant, prompt_key(work.request.question)
+
+    def _coalesced(self, work: _Work, shared: PipelineResult) -> _Served:
+        tokens_in, tokens_out = shared.reference_usage.input_tokens, shared.reference_usage.output_tokens
+        step = LayerStep(layer="cache", input_tokens_before=tokens_in, output_tokens_before=tokens_out,
+                         note="exact (joined the identical request in flight)")
+        result = PipelineResult(answer=shared.answer, tenant=work.tenant, cache_hit="exact", steps=(step,),
+                                latency_s=time.perf_counter() - work.started)
+        return _Served(result, self._hit_event(work, tokens_in, tokens_out))
 
     # -- stages ------------------------------------------------------------------------------
     def _start(self, request: PipelineRequest | str) -> _Work:
@@ -206,33 +287,30 @@ class LeanPipeline:
     def _namespace(self, work: _Work) -> CacheNamespace:
         return CacheNamespace(tenant=work.tenant, llm=self._cache_identity)
 
-    def _lookup(self, work: _Work) -> PipelineResult | None:
+    def _lookup(self, work: _Work) -> _Served | None:
         if not self.settings.cache.enabled:
             return None
         started = time.perf_counter()
         found = self.cache.lookup(work.request.question, namespace=self._namespace(work))
         return self._served(work, found, time.perf_counter() - started)
 
-    async def _alookup(self, work: _Work) -> PipelineResult | None:
+    async def _alookup(self, work: _Work) -> _Served | None:
         if not self.settings.cache.enabled:
             return None
         started = time.perf_counter()
         found = await self.cache.alookup(work.request.question, namespace=self._namespace(work))
         return self._served(work, found, time.perf_counter() - started)
 
-    def _served(self, work: _Work, found: CacheLookup, seconds: float) -> PipelineResult | None:
+    def _served(self, work: _Work, found: CacheLookup, seconds: float) -> _Served | None:
         entry = found.entry
         if entry is None:
             work.steps.append(LayerStep(layer="cache", seconds=seconds, note="miss"))
             return None
         step = LayerStep(layer="cache", input_tokens_before=entry.input_tokens, output_tokens_before=entry.output_tokens,
                          seconds=seconds, note=found.kind)
-        if self.ledger is not None:
-            self.ledger.record_savings(layer="cache", model=self.settings.price_model,
-                                       input_tokens_before=entry.input_tokens, output_tokens_before=entry.output_tokens,
-                                       cache_hit=True, tenant=work.tenant)
-        return PipelineResult(answer=entry.payload, tenant=work.tenant, cache_hit=found.kind, steps=(step,),
-                              latency_s=time.perf_counter() - work.started)
+        result = PipelineResult(answer=entry.payload, tenant=work.tenant, cache_hit=found.kind, steps=(step,),
+                                latency_s=time.perf_counter() - work.started)
+        return _Served(result, self._hit_event(work, entry.input_tokens, entry.output_tokens))
 
     def _count(self, text: str) -> int:
         return self.counter.count(text, self.settings.price_model).tokens
@@ -245,7 +323,7 @@ class LeanPipeline:
         # Without retrieved context an un-optimised call is the question alone.
         if not rag:
             return as_messages([("user", question)])
-        return as_messages([("user", _fill(self.settings.baseline_template, context, question))])
+        return as_messages([("user", fill_template(self.settings.baseline_template, context, question))])
 
     def _prepare(self, work: _Work) -> None:
         """Compression, template and budget: the messages and the output plan."""
@@ -285,9 +363,9 @@ class LeanPipeline:
     def _calls(self, work: _Work) -> ModelCall:
         if work.session is None:
             return ModelCall(messages=work.messages, max_tokens=self.settings.baseline_max_tokens)
-        return _budget_call(work.messages, work.session.first_request())
+        return budget_call(work.messages, work.session.first_request())
 
-    def _run_model(self, work: _Work) -> tuple[str, TokenUsage, str | None, str | None, float]:
+    def _run_model(self, work: _Work) -> ModelReply:
         started = time.perf_counter()
         call = self._calls(work)
         replies: list[ModelReply] = []
@@ -298,9 +376,9 @@ class LeanPipeline:
             if follow is None:
                 break
             call = follow
-        return _merge(replies, time.perf_counter() - started)
+        return merged_reply(replies, time.perf_counter() - started)
 
-    async def _arun_model(self, work: _Work) -> tuple[str, TokenUsage, str | None, str | None, float]:
+    async def _arun_model(self, work: _Work) -> ModelReply:
         started = time.perf_counter()
         call = self._calls(work)
         replies: list[ModelReply] = []
@@ -311,79 +389,62 @@ class LeanPipeline:
             if follow is None:
                 break
             call = follow
-        return _merge(replies, time.perf_counter() - started)
+        return merged_reply(replies, time.perf_counter() - started)
 
     def _follow_up(self, work: _Work, reply: ModelReply) -> ModelCall | None:
         if work.session is None:
             return None
         request = work.session.on_answer(ModelAnswer(text=reply.text, finish_reason=reply.finish_reason,
                                                      output_tokens=reply.usage.output_tokens))
-        return None if request is None else _budget_call(work.messages, request)
+        return None if request is None else budget_call(work.messages, request)
 
-    def _finish(self, work: _Work, text: str, usage: TokenUsage, finish: str | None, early: str | None,
-                seconds: float) -> PipelineResult:
-        s = self.settings
-        output_ref = self._count(text)
+    def _answered(self, work: _Work, reply: ModelReply) -> _Answered:
+        """Count the answer in the reference model's tokens and settle the budget's accounting
+        (CPU only: the async path runs it in a thread)."""
+        output_ref = self._count(reply.text)
         reference = TokenUsage(input_tokens=self._count_messages(work.messages), output_tokens=output_ref,
                                source="estimate")
+        finish = reply.finish_reason
         truncated = finish is not None and finish.lower() in ("length", "max_tokens")
+        output_event, length = None, None
         if work.session is not None:
             outcome = work.session.outcome
             truncated = outcome.truncated
             work.steps.append(LayerStep(layer="output", output_tokens_before=outcome.baseline_tokens,
                                         output_tokens_after=outcome.output_tokens,
                                         note=f"max_tokens={outcome.max_tokens}"))
+            if self.ledger is not None:
+                event, length = work.session.records(model=self.model.model_name, tenant=work.tenant)
+                output_event = savings_event(event, model=self.settings.price_model)
         baseline = TokenUsage(input_tokens=work.baseline_input,
                               output_tokens=work.baseline_output or output_ref, source="estimate")
-        if self.ledger is not None:
-            self._record(work, usage)
-        if s.cache.enabled and not truncated and text.strip():
-            self.cache.update(work.request.question, text, namespace=self._namespace(work),
-                              input_tokens=reference.input_tokens, output_tokens=reference.output_tokens)
-        return PipelineResult(answer=text, tenant=work.tenant, messages=work.messages, usage=usage,
-                              reference_usage=reference, baseline_reference_usage=baseline, finish_reason=finish,
-                              truncated=truncated, steps=tuple(work.steps), model_seconds=seconds,
-                              latency_s=time.perf_counter() - work.started)
+        return _Answered(reply=reply, reference=reference, baseline=baseline, truncated=truncated,
+                         output_event=output_event, length=length)
 
-    def _record(self, work: _Work, usage: TokenUsage) -> None:
-        assert self.ledger is not None
-        s = self.settings
-        call = self.ledger.record_call(model=self.model.model_name, usage=usage, tenant=work.tenant,
-                                       tags=("lean-pipeline",), latency_s=time.perf_counter() - work.started)
+    def _cacheable(self, answered: _Answered) -> bool:
+        # A cut or empty answer is not worth serving again; single flight shares by the same rule.
+        return self.settings.cache.enabled and not answered.truncated and bool(answered.reply.text.strip())
+
+    def _savings(self, work: _Work, answered: _Answered, call_id: str) -> list[SavingsEvent]:
+        """The per-layer savings of one model call, each tied to its ledger call record."""
+        price_model = self.settings.price_model
+        events: list[SavingsEvent] = []
         for step in work.steps:
             if step.layer in ("compression", "template"):
-                self.ledger.record_savings(layer=step.layer, model=s.price_model, tenant=work.tenant,
+                events.append(SavingsEvent(layer=step.layer, model=price_model, tenant=work.tenant,
                                            input_tokens_before=step.input_tokens_before,
-                                           input_tokens_after=step.input_tokens_after, call_id=call.id)
+                                           input_tokens_after=step.input_tokens_after, call_id=call_id))
             elif step.layer == "cache":
-                self.ledger.record_savings(layer="cache", model=s.price_model, tenant=work.tenant, cache_hit=False,
-                                           call_id=call.id)
-        if work.session is not None:
-            event, length = work.session.records(model=self.model.model_name, tenant=work.tenant)
-            # Priced at the reference model like the other layers (the served model may have no price).
-            self.ledger.record_savings(**{**event, "model": s.price_model, "call_id": call.id})
-            self.ledger.record_output_length(length)
+                events.append(SavingsEvent(layer="cache", model=price_model, tenant=work.tenant, cache_hit=False,
+                                           call_id=call_id))
+        if answered.output_event is not None:
+            events.append(answered.output_event.model_copy(update={"call_id": call_id}))
+        return events
 
-
-def _fill(template: str, context: str, question: str) -> str:
-    # str.replace, not str.format: contexts and questions may hold braces.
-    return template.replace("{context}", context or "(none)").replace("{question}", question)
-
-
-def _budget_call(messages: tuple[ChatMessageDict, ...], request: BudgetRequest) -> ModelCall:
-    if request.continue_from is not None:
-        messages = (*messages, {"role": "assistant", "content": request.continue_from},
-                    {"role": "user", "content": request.continue_instruction})
-    return ModelCall(messages=messages, max_tokens=request.max_tokens, stop=request.stop,
-                     early_stop=request.early_stop)
-
-
-def _merge(replies: list[ModelReply], seconds: float) -> tuple[str, TokenUsage, str | None, str | None, float]:
-    usage = TokenUsage(
-        input_tokens=sum(r.usage.input_tokens for r in replies),
-        cached_input_tokens=sum(r.usage.cached_input_tokens for r in replies),
-        output_tokens=sum(r.usage.output_tokens for r in replies),
-        reasoning_tokens=sum(r.usage.reasoning_tokens for r in replies),
-        source=replies[-1].usage.source)
-    last = replies[-1]
-    return "".join(r.text for r in replies), usage, last.finish_reason, last.early_stop, seconds
+    def _result(self, work: _Work, answered: _Answered) -> PipelineResult:
+        reply = answered.reply
+        return PipelineResult(answer=reply.text, tenant=work.tenant, messages=work.messages, usage=reply.usage,
+                              reference_usage=answered.reference, baseline_reference_usage=answered.baseline,
+                              finish_reason=reply.finish_reason, truncated=answered.truncated,
+                              steps=tuple(work.steps), model_seconds=reply.seconds or 0.0,
+                              latency_s=time.perf_counter() - work.started)

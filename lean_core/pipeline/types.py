@@ -8,12 +8,12 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lean_core.budget import EarlyStopRule
-from lean_core.cache.types import HitKind
+from lean_core.cache.types import CacheLookup, CacheNamespace, HitKind
 from lean_core.generation import ChatMessageDict
 from lean_core.usage import TokenUsage
 
-__all__ = ["LayerStep", "ModelCall", "ModelReply", "PipelineModel", "PipelineRequest", "PipelineResult",
-           "SaltedPrefixCacheModel"]
+__all__ = ["LayerStep", "ModelCall", "ModelReply", "PipelineCache", "PipelineModel", "PipelineRequest",
+           "PipelineResult", "SaltedPrefixCacheModel"]
 
 StepLayer = Literal["cache", "template", "compression", "output"]
 
@@ -62,6 +62,9 @@ class ModelReply(BaseModel):
     finish_reason: str | None
     usage: TokenUsage
     early_stop: str | None = None
+    seconds: float | None = Field(None, ge=0)
+    """Wall-clock seconds the call took, when measured. Model ports may leave it None; the
+    pipeline measures its model calls (continuations included) and fills it in."""
 
 
 @runtime_checkable
@@ -75,6 +78,26 @@ class PipelineModel(Protocol):
     def complete(self, call: ModelCall) -> ModelReply: ...
 
     def acomplete(self, call: ModelCall) -> Awaitable[ModelReply]: ...
+
+
+@runtime_checkable
+class PipelineCache(Protocol):
+    """What the pipeline needs from its response cache (:class:`~lean_core.cache.ResponseCache`
+    on SQLite or PostgreSQL satisfies it): tenant-scoped lookups and writes, each sync and async.
+
+    The pipeline reads only ``CacheLookup.entry`` and ``CacheLookup.kind`` and ignores what the
+    writes return.
+    """
+
+    def lookup(self, prompt: str, *, namespace: CacheNamespace) -> CacheLookup: ...
+
+    def alookup(self, prompt: str, *, namespace: CacheNamespace) -> Awaitable[CacheLookup]: ...
+
+    def update(self, prompt: str, payload: str, *, namespace: CacheNamespace, input_tokens: int = 0,
+               output_tokens: int = 0) -> object: ...
+
+    def aupdate(self, prompt: str, payload: str, *, namespace: CacheNamespace, input_tokens: int = 0,
+                output_tokens: int = 0) -> Awaitable[object]: ...
 
 
 @runtime_checkable

@@ -108,6 +108,8 @@ def test_continue_policy_asks_once_more(tmp_path: Path) -> None:
     result = pipeline.invoke(QUESTION)
     assert result.answer == "It opens at 10:00." and not result.truncated and len(model.calls) == 2
     assert model.calls[1].messages[-2] == {"role": "assistant", "content": "It opens"}
+    # Both calls' usage is summed into the one reply the pipeline reports, timed across both.
+    assert result.usage.output_tokens == 2 + 2 and result.finish_reason == "stop" and result.model_seconds > 0
 
 
 def test_async_matches_sync(tmp_path: Path) -> None:
@@ -213,7 +215,7 @@ class SaltedScriptedModel(ScriptedModel):
 
 
 def test_layer_study_measures_every_row_and_isolates_their_prefix_caches(tmp_path: Path) -> None:
-    from lean_core.pipeline.study import CUMULATIVE_ROWS, StudyItem, run_layer_study
+    from lean_benchmarks.demo.study import CUMULATIVE_ROWS, StudyItem, run_layer_study
 
     model = SaltedScriptedModel()
     items = [StudyItem(question=QUESTION, context=PASSAGES, answers=("10:00",), tenant="acme"),

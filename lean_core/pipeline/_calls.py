@@ -1,0 +1,63 @@
+"""The pipeline's pure helpers around the model call: building calls, merging replies, savings events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lean_core.budget import BudgetRequest
+from lean_core.generation import ChatMessageDict
+from lean_core.ledger_records import SavingsEvent
+from lean_core.pipeline.types import ModelCall, ModelReply, PipelineResult
+from lean_core.usage import TokenUsage
+
+__all__ = ["budget_call", "fill_template", "merged_reply", "savings_event", "shareable"]
+
+
+def fill_template(template: str, context: str, question: str) -> str:
+    # str.replace, not str.format: contexts and questions may hold braces.
+    return template.replace("{context}", context or "(none)").replace("{question}", question)
+
+
+def budget_call(messages: tuple[ChatMessageDict, ...], request: BudgetRequest) -> ModelCall:
+    if request.continue_from is not None:
+        messages = (*messages, {"role": "assistant", "content": request.continue_from},
+                    {"role": "user", "content": request.continue_instruction})
+    return ModelCall(messages=messages, max_tokens=request.max_tokens, stop=request.stop,
+                     early_stop=request.early_stop)
+
+
+def merged_reply(replies: list[ModelReply], seconds: float) -> ModelReply:
+    """One reply for a request's calls (a continuation adds a second): the texts joined, the
+    usages summed, the last call's finish reason, and the wall time of them all."""
+    usage = TokenUsage(
+        input_tokens=sum(r.usage.input_tokens for r in replies),
+        cached_input_tokens=sum(r.usage.cached_input_tokens for r in replies),
+        output_tokens=sum(r.usage.output_tokens for r in replies),
+        reasoning_tokens=sum(r.usage.reasoning_tokens for r in replies),
+        source=replies[-1].usage.source)
+    last = replies[-1]
+    return ModelReply(text="".join(r.text for r in replies), finish_reason=last.finish_reason, usage=usage,
+                      early_stop=last.early_stop, seconds=seconds)
+
+
+def savings_event(event: SavingsEvent | Mapping[str, Any], *, model: str) -> SavingsEvent:
+    """A layer helper's savings event, priced at ``model`` (the pipeline's reference model: the
+    served model may have no price).
+
+    Helpers return a :class:`SavingsEvent`; older ones returned ``record_savings`` keywords,
+    which are accepted too while both kinds are in the tree.
+    """
+    if isinstance(event, SavingsEvent):
+        return event.model_copy(update={"model": model})
+    if isinstance(event, Mapping):
+        return SavingsEvent(**{**event, "model": model})
+    raise TypeError(f"a savings event must be a SavingsEvent, not {type(event).__name__}")
+
+
+def shareable(result: PipelineResult | None) -> PipelineResult | None:
+    """``result`` when it may be served for an identical request (the same rule as caching it:
+    a complete, non-empty answer), else None."""
+    if result is None or result.truncated or not result.answer.strip():
+        return None
+    return result
