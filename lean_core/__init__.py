@@ -16,7 +16,7 @@ from lean_core.ledger import CostLedger, default_ledger_path
 from lean_core.ledger_records import CallRecord, Layer, SavingsEvent
 from lean_core.pricing import PriceQuote, price_usage
 from lean_core.report import LayerSavings, LedgerSummary, ModelTotals
-from lean_core.tokens import TokenCount, TokenCounter, count_tokens
+from lean_core.tokens import EstimatedTokensWarning, TokenCount, TokenCounter, count_tokens
 from lean_core.usage import TokenUsage, UsageSource
 
 try:
@@ -27,6 +27,7 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
 __all__ = [
     "CallRecord",
     "CostLedger",
+    "EstimatedTokensWarning",
     "InvalidParameterError",
     "Layer",
     "LayerSavings",

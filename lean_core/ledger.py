@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lean_core.errors import InvalidParameterError, LedgerCorruptError, LedgerPathError
-from lean_core.ledger_records import LAYERS, CallRecord, Layer, OutputLengthRecord, SavingsEvent
+from lean_core.ledger_records import LAYERS, CallRecord, OutputLengthRecord, SavingsEvent
 from lean_core.pricing import PriceQuote, price_usage
 from lean_core.usage import TokenUsage
 
@@ -377,11 +377,12 @@ class CostLedger:
 
     def summary(self, *, tenant: str | None = None, since: datetime | None = None,
                 until: datetime | None = None) -> LedgerSummary:
-        """Totals per model and per layer, baseline vs actual cost."""
+        """Totals per model and per layer, baseline vs actual cost, compared like with like
+        (unpriced calls at their savings' reference prices, or left out: see ``comparison_basis``)."""
         from lean_core.report import summarize
 
         return summarize(self.calls(tenant=tenant, since=since, until=until),
-                         self.savings(tenant=tenant, since=since, until=until))
+                         self.savings(tenant=tenant, since=since, until=until), pricer=self._pricer)
 
     # -- export ------------------------------------------------------------------------------
     def export_json(self, path: str | os.PathLike[str]) -> Path:

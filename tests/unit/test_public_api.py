@@ -16,7 +16,7 @@ import lean_index
 
 EXPECTED = {
     lean_core: {
-        "CallRecord", "CostLedger", "InvalidParameterError", "LayerSavings", "LeanInferenceError",
+        "CallRecord", "CostLedger", "EstimatedTokensWarning", "InvalidParameterError", "LayerSavings", "LeanInferenceError",
         "Layer", "LedgerCorruptError", "LedgerError", "LedgerPathError", "LedgerSummary",
         "MissingAssetError", "MissingExtraError", "ModelTotals", "PriceQuote", "SavingsEvent",
         "TokenCount", "TokenCounter", "TokenUsage", "UsageSource", "count_tokens",
