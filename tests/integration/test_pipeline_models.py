@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lean_benchmarks.demo.workload import load_demo_kb
 from lean_core import CostLedger
 from lean_core.cache import ResponseCache, SQLiteCacheStore
-from lean_benchmarks.demo.workload import load_demo_kb
 from lean_core.pipeline import LeanPipeline, PipelineRequest, PipelineSettings
 
 pytestmark = pytest.mark.integration

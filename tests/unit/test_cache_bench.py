@@ -20,10 +20,10 @@ import pytest
 import lean_benchmarks.cache_bench as cache_bench
 from lean_benchmarks._cache_load import adversarial_pairs_path, percentile_ms
 from lean_benchmarks.cache_bench import _Groups, run_cache_bench
+from lean_cli import main
 from lean_core.cache.calibrate import LabelledPair
 from lean_core.cache.pair_features import FEATURE_NAMES
 from lean_core.cache.verifier import Calibration, SemanticVerifier
-from lean_cli import main
 from lean_core.embeddings import Embedder
 from lean_core.errors import InvalidParameterError
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lean_core import CostLedger, TokenUsage
 from lean_cli import main
+from lean_core import CostLedger, TokenUsage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
