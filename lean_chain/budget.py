@@ -27,6 +27,7 @@ from lean_core.budget import (
     BudgetRequest,
     BudgetSession,
     ModelAnswer,
+    StreamCut,
     budget_parameter,
     finish_reason_of,
     with_brevity,
@@ -141,7 +142,7 @@ class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMes
         child = patch_config(config, callbacks=run_manager.get_child())
         request: BudgetRequest | None = session.first_request()
         while request is not None:
-            cut = _StreamCut(self, request)
+            cut = _ChunkStream(self, request)
             stream = self._bound(request).stream(_request_messages(messages, request), config=child)
             try:
                 for chunk in stream:
@@ -165,7 +166,7 @@ class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMes
         child = patch_config(config, callbacks=run_manager.get_child())
         request: BudgetRequest | None = session.first_request()
         while request is not None:
-            cut = _StreamCut(self, request)
+            cut = _ChunkStream(self, request)
             astream = self._bound(request).astream(_request_messages(messages, request), config=child)
             try:
                 async for chunk in astream:
@@ -206,74 +207,49 @@ class LeanBudget(BudgetOptions, RunnableSerializable[LanguageModelInput, BaseMes
         return AIMessage(content=session.text, response_metadata=metadata, usage_metadata=usage,
                          id=getattr(last, "id", None))
 
-    def _records(self, session: BudgetSession, config: RunnableConfig) -> tuple[dict[str, Any], Any]:
+    def _ledger_labels(self, config: RunnableConfig) -> dict[str, Any]:
         model, provider = self._labels()
         tenant = (config.get("metadata") or {}).get("tenant")
-        return session.records(model=model, provider=provider, tenant=tenant if isinstance(tenant, str) else None)
+        return {"model": model, "provider": provider, "tenant": tenant if isinstance(tenant, str) else None}
 
     def _after(self, session: BudgetSession, config: RunnableConfig) -> None:
-        if self.ledger is None or not session.answers:
-            return
-        savings, history = self._records(session, config)
-        self.ledger.record_savings(**savings)
-        self.ledger.record_output_length(history)
+        session.record_in(self.ledger, **self._ledger_labels(config))
 
     async def _aafter(self, session: BudgetSession, config: RunnableConfig) -> None:
-        if self.ledger is None or not session.answers:
-            return
-        savings, history = self._records(session, config)
-        await self.ledger.arecord_savings(**savings)
-        await self.ledger.arecord_output_length(history)
+        await session.arecord_in(self.ledger, **self._ledger_labels(config))
 
 
-class _StreamCut:
-    """Follows one streamed request: joins chunks, and ends the stream at the budget when the
-    model class may ignore the bound parameter (the generic fallback), counting tokens itself."""
+class _ChunkStream:
+    """LangChain chunks onto :class:`~lean_core.budget.StreamCut`: their text, metadata and usage
+    (summed here, since LangChain splits usage over chunks)."""
 
     def __init__(self, owner: LeanBudget, request: BudgetRequest) -> None:
-        self.owner = owner
-        self.request = request
-        self.enforce = not owner._param()[1]
-        self.model = owner._labels()[0]
-        self.text = ""
+        self.cut = StreamCut(max_tokens=request.max_tokens, model=owner._labels()[0], enforce=not owner._param()[1])
         self.usage: UsageMetadata | None = None
-        self.finish: str | None = None
-        self.early_stop: str | None = None
-        self.done = False
-        self.cut = False
-        self.chunk: AIMessageChunk | None = None
 
     def take(self, chunk: Any) -> AIMessageChunk | None:
         metadata = getattr(chunk, "response_metadata", {}) or {}
-        self.finish = finish_reason_of(metadata) or self.finish
-        self.early_stop = metadata.get("early_stop") or self.early_stop
         if getattr(chunk, "usage_metadata", None):
             self.usage = chunk.usage_metadata if self.usage is None else add_usage(self.usage, chunk.usage_metadata)
-        text = chunk.text
-        # Trailing whitespace joins the next word's token, so it is not counted yet.
-        if self.enforce and text and count_tokens((self.text + text).rstrip(), self.model).tokens > \
-                self.request.max_tokens:
-            self.done = self.cut = True  # the chunk that would pass the budget is not shown
-            return None
-        self.text += text
-        out = AIMessageChunk(content=text, id=getattr(chunk, "id", None))
-        return out if text else None
+        shown = self.cut.take(chunk.text, finish_reason=finish_reason_of(metadata),
+                              early_stop=metadata.get("early_stop"))
+        return None if shown is None else AIMessageChunk(content=shown, id=getattr(chunk, "id", None))
 
-    def output_tokens(self) -> int:
-        if self.usage and not self.cut:
-            return int(self.usage["output_tokens"])
-        return count_tokens(self.text, self.model).tokens
+    @property
+    def done(self) -> bool:
+        return self.cut.done
+
+    def _reported(self) -> int | None:
+        return int(self.usage["output_tokens"]) if self.usage else None
 
     def answer(self) -> ModelAnswer:
-        finish = "length" if self.cut else self.finish
-        return ModelAnswer(text=self.text, finish_reason=finish, output_tokens=self.output_tokens(),
-                           early_stop=self.early_stop)  # type: ignore[arg-type]
+        return self.cut.answer(reported_tokens=self._reported())
 
     def last_chunk(self, outcome: dict[str, Any] | None) -> AIMessageChunk:
         """The request's closing chunk: its usage (counted when the stream was cut); the last
         request's also carries the finish reason and the budget outcome."""
-        tokens = self.output_tokens()
-        usage = self.usage if self.usage and not self.cut else UsageMetadata(
+        tokens = self.cut.output_tokens(self._reported())
+        usage = self.usage if self.usage and not self.cut.cut else UsageMetadata(
             input_tokens=0, output_tokens=tokens, total_tokens=tokens)
         metadata: dict[str, Any] = {}
         if outcome is not None:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import json
 import logging
 import re
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -40,7 +38,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 from langchain_core.runnables.config import var_child_runnable_config
 
-from lean_core.cache.normalize import normalize_prompt
+from lean_core.cache.conversation_key import USER_ROLE, ConversationTurn, conversation_key
 from lean_core.cache.response_cache import CacheMode, ResponseCache, check_ttl
 from lean_core.cache.types import CacheLookup, CacheNamespace, CacheStats, check_tenant
 from lean_core.errors import InvalidParameterError
@@ -55,9 +53,6 @@ __all__ = ["LeanCache"]
 _log = logging.getLogger(__name__)
 
 _TENANT_SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("lean_cache_tenant", default=None)
-# Cache-internal prompt renderings start with this marker; user text that would start with it is
-# prefixed, so no user prompt can take the key of a rendering (see ``_CacheKey``).
-_MARK = "<|lean:"
 _PAYLOAD_VERSION = 1
 # What a cached payload may revive into: generations and message classes only (no class with
 # side effects in its constructor; see langchain_core.load's threat model). ``loads`` is this same
@@ -163,8 +158,6 @@ class LeanCache(BaseCache):
         """The tenant when none is resolved; None: such calls bypass the cache."""
         self.tenant_key: str = tenant_key
         """The metadata key that names the tenant."""
-        self._exact: ResponseCache | None = None
-        self._lock = threading.Lock()
 
     # -- tenant ---------------------------------------------------------------------------------
     @staticmethod
@@ -208,14 +201,16 @@ class LeanCache(BaseCache):
         key = self._key(prompt, llm_string)
         if key is None:
             return None
-        return _revive(key.cache.lookup(key.prompt, namespace=key.namespace, model=key.model))
+        return _revive(self.cache.lookup(key.prompt, namespace=key.namespace, model=key.model,
+                                         exact_only=key.exact_only))
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Async :meth:`lookup` (store I/O awaited; embedding runs in a worker thread)."""
         key = self._key(prompt, llm_string)
         if key is None:
             return None
-        return _revive(await key.cache.alookup(key.prompt, namespace=key.namespace, model=key.model))
+        return _revive(await self.cache.alookup(key.prompt, namespace=key.namespace, model=key.model,
+                                                exact_only=key.exact_only))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store ``return_val`` for ``prompt`` under ``llm_string`` in the caller's tenant."""
@@ -223,8 +218,8 @@ class LeanCache(BaseCache):
         key = self._key(prompt, llm_string)
         if key is None or payload is None:
             return
-        key.cache.update(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
-                         input_tokens=input_tokens, output_tokens=output_tokens)
+        self.cache.update(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
+                          input_tokens=input_tokens, output_tokens=output_tokens, exact_only=key.exact_only)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Async :meth:`update`."""
@@ -232,8 +227,8 @@ class LeanCache(BaseCache):
         key = self._key(prompt, llm_string)
         if key is None or payload is None:
             return
-        await key.cache.aupdate(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
-                                input_tokens=input_tokens, output_tokens=output_tokens)
+        await self.cache.aupdate(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
+                                 input_tokens=input_tokens, output_tokens=output_tokens, exact_only=key.exact_only)
 
     def clear(self, *, tenant: str | None = None, **kwargs: Any) -> None:
         """Delete every entry of the store (all tenants, all models), or only ``tenant``'s."""
@@ -248,17 +243,9 @@ class LeanCache(BaseCache):
     # -- extras ---------------------------------------------------------------------------------
     @property
     def stats(self) -> CacheStats:
-        """Lookups, hits, verifier rejections, misses and writes counted by :attr:`cache` (plus its
-        exact-only twin for structured conversations) since it was created."""
-        total = CacheStats()
-        for part in {id(c): c for c in (self.cache, self._exact) if c is not None}.values():
-            for item in fields(CacheStats):
-                if item.name == "rejection_reasons":
-                    for reason, count in part.stats.rejection_reasons.items():
-                        total.rejection_reasons[reason] = total.rejection_reasons.get(reason, 0) + count
-                else:
-                    setattr(total, item.name, getattr(total, item.name) + getattr(part.stats, item.name))
-        return total
+        """Lookups, hits, verifier rejections, misses and writes counted by :attr:`cache` since it
+        was created."""
+        return self.cache.stats
 
     def close(self) -> None:
         """Release the store's connections (the default SQLite store reopens on next use)."""
@@ -273,58 +260,28 @@ class LeanCache(BaseCache):
         tenant = self.resolve_tenant()
         if tenant is None:
             return None
-        model = _model_name(llm_string)
         messages = _chat_messages(prompt)
-        if messages is None:  # a completion prompt (or any other text)
-            text = f"{_MARK}text|>{prompt}" if _marked(prompt) else prompt
-            return _CacheKey(self.cache, text, CacheNamespace(tenant, llm_string), model)
-        last = messages[-1]["kwargs"]
-        content = last.get("content")
-        if (last.get("type") == "human" and set(last) <= {"content", "type"} and isinstance(content, str)
-                and not _marked(content)):
-            llm = llm_string
-            if len(messages) > 1:  # the conversation so far must match exactly: it joins the namespace
-                history = json.dumps(messages[:-1], sort_keys=True, ensure_ascii=False)
-                llm = f"{llm_string}\n{_MARK}context|>{hashlib.sha256(history.encode('utf-8')).hexdigest()}"
-            return _CacheKey(self.cache, content, CacheNamespace(tenant, llm), model)
-        # Structured conversations (tool calls, images, names...) are matched exactly, never semantically.
-        return _CacheKey(self._exact_cache(), f"{_MARK}messages|>{prompt}", CacheNamespace(tenant, llm_string),
-                         model)
-
-    def _exact_cache(self) -> ResponseCache:
-        if self.cache.mode == "exact":
-            return self.cache
-        with self._lock:
-            if self._exact is None:  # the same store, ttl and ledger; entries without vectors
-                self._exact = ResponseCache(self.cache.store, mode="exact", ttl_s=self.cache.ttl_s,
-                                            ledger=self.cache.ledger)
-            return self._exact
+        # A completion prompt is keyed as a lone user turn: its text, in the llm_string's namespace.
+        turns = [ConversationTurn(USER_ROLE, prompt)] if messages is None else [_turn(m) for m in messages]
+        key = conversation_key(turns)
+        return _CacheKey(key.prompt, key.namespace(tenant, llm_string), _model_name(llm_string), not key.semantic)
 
 
 @dataclass(frozen=True)
 class _CacheKey:
-    """Where one LangChain (prompt, llm_string) lives in the response cache.
+    """Where one LangChain (prompt, llm_string) lives in the response cache: keyed by
+    :func:`~lean_core.cache.conversation_key`, with the model name for the ledger."""
 
-    Renderings, each injective: a completion prompt is its own text; a chat conversation ending in
-    a plain-text human message is that message's text, in a namespace that also names the earlier
-    messages' digest; any other conversation is ``<|lean:messages|>`` + LangChain's serialisation,
-    matched exactly. Text that itself starts with ``<|lean:`` is not rendered as itself.
-    """
-
-    cache: ResponseCache
     prompt: str
     namespace: CacheNamespace
     model: str | None
+    exact_only: bool
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 def _no_kwargs(kwargs: Mapping[str, Any]) -> None:
     if kwargs:
         raise InvalidParameterError("clear", allowed="no keyword but tenant=", received=sorted(kwargs))
-
-
-def _marked(text: str) -> bool:
-    return normalize_prompt(text).startswith(_MARK)
 
 
 def _run_metadata() -> Mapping[str, Any] | None:
@@ -380,6 +337,17 @@ def _chat_messages(prompt: str) -> list[dict[str, Any]] | None:
                 and isinstance(item.get("id"), list) and isinstance(item.get("kwargs"), dict)):
             return None
     return data
+
+
+def _turn(message: Mapping[str, Any]) -> ConversationTurn:
+    """One serialised LangChain message as a turn: ``content`` (when a str) is its text, every
+    other constructor keyword (name, tool_call_id, tool_calls, list content...) its extras."""
+    kwargs = message["kwargs"]
+    kind = kwargs.get("type") or message["id"][-1]
+    content = kwargs.get("content")
+    text = content if isinstance(content, str) else ""
+    rest = {k: v for k, v in kwargs.items() if k != "type" and not (k == "content" and isinstance(v, str))}
+    return ConversationTurn(USER_ROLE if kind == "human" else str(kind), text, rest or None)
 
 
 def _model_name(llm_string: str) -> str | None:

@@ -2,124 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from lean_core.compression import CompressionBudget, CompressionResult, Compressor
-from lean_core.compression.attribute import (
-    budget_from_options,
-    kept_per_passage,
-    titles_from_metadata,
-)
-from lean_core.compression.chain import CompressionMethod, compressor_for
+from lean_core.compression import CompressionJob, CompressionOptions, CompressionResult
+from lean_core.compression.attribute import kept_per_passage, titles_from_metadata
 from lean_core.compression.messages import plan_messages
 from lean_core.errors import InvalidParameterError
-from lean_core.ledger import CostLedger
 
 __all__ = ["LeanCompress"]
 
 
-
-class CompressionOptions(BaseModel):
-    """Budget, compressor and ledger options shared by the LangChain compression classes."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    ratio: float | None = Field(0.5, gt=0.0, le=1.0)
-    """Keep at most this share of the compressible tokens, in (0, 1]; the default
-    budget, replaced by ``target_tokens`` when that is given (giving both is an error)."""
-    target_tokens: int | None = Field(None, ge=1)
-    """Keep at most this many compressible tokens (>= 1), counted in ``target_model``'s tokenizer."""
-    target_model: str = "gpt-4o"
-    """Model whose tokenizer counts the budget (see ``lean_core.tokens``)."""
-    method: CompressionMethod = "lean"
-    """Which compressor to build when ``compressor`` is None: ``"lean"`` (query-aware sentence
-    selection, fast), ``"llmlingua"`` (token level, slow on CPU) or ``"lean+llmlingua"`` (select
-    then compress tokens: coarse to fine)."""
-    compressor: Compressor | None = None
-    """The compressor to use; ``None`` builds the ``method``'s default on first use."""
-    ledger: CostLedger | None = None
-    """When given, each call records one "compression" savings event (tokens before/after). Give
-    the ledger here, not to the compressor, or the savings are counted twice."""
-    title_key: str | None = "title"
-    """``Document.metadata`` key of each document's title. The compressor reads a sentence that
-    opens with a pronoun ("It was founded in...") as being about that title; never added to the
-    output. None: only a heading the text itself opens with is used."""
-
-    _default_compressor: Compressor | None = PrivateAttr(None)
-
-    @model_validator(mode="after")
-    def _one_budget(self) -> Self:
-        self.budget  # noqa: B018 - validates ratio/target_tokens once, at construction
-        return self
-
-    @property
-    def budget(self) -> CompressionBudget:
-        """The budget every compressor call gets."""
-        return budget_from_options(ratio=self.ratio, target_tokens=self.target_tokens,
-                                   target_model=self.target_model, ratio_was_set="ratio" in self.model_fields_set)
-
-    def _get_compressor(self) -> Compressor:
-        if self.compressor is not None:
-            return self.compressor
-        if self._default_compressor is None:
-            self._default_compressor = compressor_for(self.method)  # no I/O: models load on first use
-        return self._default_compressor
-
-    def _documents_job(self, documents: Sequence[Document], question: str | None) -> _Job:
-        """One job for documents: their texts as passages, their metadata titles alongside."""
-        return _Job([d.page_content for d in documents], question,
-                    titles_from_metadata([d.metadata for d in documents], self.title_key))
-
-    def _run_jobs(self, jobs: Sequence[_Job]) -> list[CompressionResult]:
-        compressor, budget = self._get_compressor(), self.budget
-        return [compressor.compress(j.context, budget=budget, question=j.question, titles=j.titles) for j in jobs]
-
-    async def _arun_jobs(self, jobs: Sequence[_Job]) -> list[CompressionResult]:
-        compressor, budget = self._get_compressor(), self.budget
-        return list(await asyncio.gather(
-            *(compressor.acompress(j.context, budget=budget, question=j.question, titles=j.titles)
-              for j in jobs)))
-
-    def _savings(self, results: Sequence[CompressionResult], tenant: str | None) -> dict[str, Any] | None:
-        if self.ledger is None or not results:
-            return None
-        return dict(layer="compression", model=self.target_model, tenant=tenant,
-                    input_tokens_before=sum(r.original_tokens for r in results),
-                    input_tokens_after=sum(r.compressed_tokens for r in results))
-
-    def _record(self, results: Sequence[CompressionResult], tenant: str | None) -> None:
-        event = self._savings(results, tenant)
-        if event is not None and self.ledger is not None:
-            self.ledger.record_savings(**event)
-
-    async def _arecord(self, results: Sequence[CompressionResult], tenant: str | None) -> None:
-        event = self._savings(results, tenant)
-        if event is not None and self.ledger is not None:
-            await self.ledger.arecord_savings(**event)
+def documents_job(documents: Sequence[Document], question: str | None, title_key: str | None) -> CompressionJob:
+    """One job for documents: their texts as passages, their metadata titles alongside."""
+    return CompressionJob([d.page_content for d in documents], question,
+                          titles_from_metadata([d.metadata for d in documents], title_key))
 
 
-@dataclass(frozen=True)
-class _Job:
-    context: str | list[str]
-    question: str | None
-    titles: list[str | None] | None = None
-
-
-_Plan = tuple[list[_Job], Callable[[list[CompressionResult]], Any]]
+_Plan = tuple[list[CompressionJob], Callable[[list[CompressionResult]], Any]]
 
 
 class LeanCompress(CompressionOptions, RunnableSerializable[Any, Any]):
     """Compress whatever flows through an LCEL chain, returning the same kind of value.
+
+    The budget, compressor and ledger options are :class:`~lean_core.compression.CompressionOptions`
+    (``ratio`` or ``target_tokens``, ``target_model``, ``method``, ``protect_kinds``, ...).
 
     - ``str``: the compressed text (no question, so sentences are ranked by centrality).
     - ``dict``: the same dict with ``context_key`` compressed for ``question_key``; a str context
@@ -149,22 +62,22 @@ class LeanCompress(CompressionOptions, RunnableSerializable[Any, Any]):
 
     def _compress(self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Any:
         jobs, rebuild = self._plan(value)
-        results = self._run_jobs(jobs)
-        self._record(results, _tenant(config))
+        results = self.compress_jobs(jobs)
+        self.record_compression(results, tenant=_tenant(config))
         return rebuild(results)
 
     async def _acompress(self, value: Any, run_manager: AsyncCallbackManagerForChainRun,
                           config: RunnableConfig) -> Any:
         jobs, rebuild = self._plan(value)
-        results = await self._arun_jobs(jobs)
-        await self._arecord(results, _tenant(config))
+        results = await self.acompress_jobs(jobs)
+        await self.arecord_compression(results, tenant=_tenant(config))
         return rebuild(results)
 
     def _plan(self, value: Any) -> _Plan:
         if isinstance(value, str):
-            return [_Job(value, None)], lambda r: r[0].text
+            return [CompressionJob(value, None)], lambda r: r[0].text
         if isinstance(value, StringPromptValue):
-            return [_Job(value.text, None)], lambda r: StringPromptValue(text=r[0].text)
+            return [CompressionJob(value.text, None)], lambda r: StringPromptValue(text=r[0].text)
         if isinstance(value, ChatPromptValue):
             jobs, rebuild = _plan_messages(value.messages)
             return jobs, lambda r: ChatPromptValue(messages=rebuild(r))
@@ -190,14 +103,14 @@ class LeanCompress(CompressionOptions, RunnableSerializable[Any, Any]):
             return {**value, self.context_key: new}
 
         if isinstance(context, str):
-            return [_Job(context, question)], lambda r: replaced(r[0].text)
+            return [CompressionJob(context, question)], lambda r: replaced(r[0].text)
         if isinstance(context, Sequence) and all(isinstance(d, Document) for d in context):
             docs = list(context)
-            return [self._documents_job(docs, question)], lambda r: replaced(
+            return [documents_job(docs, question, self.title_key)], lambda r: replaced(
                 [d for d, _ in kept_documents(docs, r[0].text)])
         if isinstance(context, Sequence) and all(isinstance(p, str) for p in context):
             passages = list(context)
-            return [_Job(passages, question)], lambda r: replaced(
+            return [CompressionJob(passages, question)], lambda r: replaced(
                 [k for k in kept_per_passage(r[0].text, passages) if k])
         raise InvalidParameterError(self.context_key, allowed="str, list of str or list of Document",
                                     received=type(context).__name__)
@@ -216,7 +129,7 @@ def _plan_messages(messages: Sequence[BaseMessage]) -> _Plan:
             out[i] = messages[i].model_copy(update={"content": kept})
         return out
 
-    return [_Job(list(plan.passages), plan.question)], rebuild
+    return [CompressionJob(list(plan.passages), plan.question)], rebuild
 
 
 def _tenant(config: RunnableConfig) -> str | None:

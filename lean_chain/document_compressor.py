@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from langchain_core.callbacks import BaseCallbackManager, Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
-from lean_chain.compress import CompressionOptions, kept_documents
-from lean_core.compression import CompressionResult
+from lean_chain.compress import documents_job, kept_documents
+from lean_core.compression import CompressionOptions, CompressionResult
 from lean_core.tokens import count_tokens
 
 __all__ = ["LeanDocumentCompressor"]
 
 
 class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
-    """A document compressor for ``ContextualCompressionRetriever``.
+    """A document compressor for ``ContextualCompressionRetriever``; its options are
+    :class:`~lean_core.compression.CompressionOptions`.
 
     The documents are compressed together, as passages, for the query under one budget (a
     ``ratio`` of their total tokens or ``target_tokens``). Each returned document is a copy of an
@@ -35,16 +36,16 @@ class LeanDocumentCompressor(CompressionOptions, BaseDocumentCompressor):
                            callbacks: Callbacks | None = None) -> Sequence[Document]:
         if not documents:
             return []
-        results = self._run_jobs([self._documents_job(documents, query or None)])
-        self._record(results, _tenant_of(callbacks))
+        results = self.compress_jobs([documents_job(documents, query or None, self.title_key)])
+        self.record_compression(results, tenant=_tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
     async def acompress_documents(self, documents: Sequence[Document], query: str,
                                   callbacks: Callbacks | None = None) -> Sequence[Document]:
         if not documents:
             return []
-        results = await self._arun_jobs([self._documents_job(documents, query or None)])
-        await self._arecord(results, _tenant_of(callbacks))
+        results = await self.acompress_jobs([documents_job(documents, query or None, self.title_key)])
+        await self.arecord_compression(results, tenant=_tenant_of(callbacks))
         return self._annotate(documents, results[0])
 
     def _annotate(self, documents: Sequence[Document], result: CompressionResult) -> list[Document]:

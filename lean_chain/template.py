@@ -9,31 +9,23 @@ from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.prompts.chat import BaseChatPromptTemplate
 from langchain_core.runnables import ensure_config
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from lean_core.ledger import CostLedger
-from lean_core.templates import (
-    SECTIONS,
-    Order,
-    PromptSpec,
-    Relevance,
-    RenderedPrompt,
-    TemplateSavings,
-    check_baseline,
-    render_with_savings,
-)
+from lean_core.templates import PromptSpec, RenderedPrompt, TemplateSavings
 from lean_core.templates.errors import MissingVariableError
-from lean_core.templates.spec import spec_from
+from lean_core.templates.options import TemplateOptions
 
 __all__ = ["LeanTemplate"]
 
 
-class LeanTemplate(BaseChatPromptTemplate):
+class LeanTemplate(TemplateOptions, BaseChatPromptTemplate):
     """A chat prompt template over :class:`~lean_core.templates.PromptSpec`: a system message with
     the stable instructions (byte-identical across requests, so prompt and prefix caches hit) and a
     user message with the chosen examples, the context and the question.
 
-    Give the spec, or its sections directly; ``input_variables`` are the spec's variables. With a
+    Give the spec, or its sections directly; the other options are
+    :class:`~lean_core.templates.options.TemplateOptions`. ``input_variables`` are the spec's
+    variables. With a
     ``ledger`` and a ``baseline`` (the verbose template this one replaces, a ``str.format``
     template over the same variables), every format records one "template" savings event: the
     baseline's tokens against the lean prompt's, in ``model``'s tokenizer, tenant from the run's
@@ -48,46 +40,15 @@ class LeanTemplate(BaseChatPromptTemplate):
         chain.invoke({"policy": policy, "question": "Can I return shoes?"})
     """
 
-    spec: PromptSpec
-    """The prompt's sections."""
     input_variables: list[str] = Field(default_factory=list)
     """Derived from the spec (its variables less the partial ones); any value given is replaced."""
-    model: str = "gpt-4o"
-    """Model whose tokenizer counts tokens and the example budget (see ``lean_core.tokens``)."""
-    order: Order = "stable_first"
-    """``"stable_first"`` (cache-friendly) or ``"naive"`` (variables first, one user message)."""
-    relevance: Relevance = "lexical"
-    """How pool examples are ranked: ``"lexical"`` (BM25) or ``"embedding"`` (MiniLM, needs torch)."""
-    baseline: str | None = None
-    """The verbose template this one replaces; with ``ledger``, the savings are measured against it."""
-    ledger: CostLedger | None = Field(None, exclude=True)
-    """When given with ``baseline``, each format records one "template" savings event."""
-    allow_extra_variables: bool = True
-    """Ignore input keys the spec does not use (LCEL dicts often carry more); False raises."""
 
-    @model_validator(mode="before")
     @classmethod
-    def _sections_to_spec(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        data = dict(data)
-        sections: dict[str, Any] = {k: data.pop(k) for k in SECTIONS if k in data}
-        spec = spec_from(data.pop("spec", None), sections)
+    def _with_spec(cls, data: dict[str, Any], spec: PromptSpec) -> dict[str, Any]:
         partial = data.get("partial_variables") or {}
         # Always derived from the spec, so a copy made by ``partial()`` stays consistent.
         data["input_variables"] = [v for v in spec.variables if v not in partial]
-        data["spec"] = spec
-        return data
-
-    @model_validator(mode="after")
-    def _check_baseline(self) -> LeanTemplate:
-        check_baseline(self.baseline, self.spec)
-        return self
-
-    @classmethod
-    def from_spec(cls, spec: PromptSpec, **options: Any) -> LeanTemplate:
-        """A template over ``spec``; ``options`` are the other fields (model, ledger, ...)."""
-        return cls(spec=spec, **options)
+        return super()._with_spec(data, spec)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -107,14 +68,12 @@ class LeanTemplate(BaseChatPromptTemplate):
 
     def format_messages(self, **kwargs: Any) -> list[BaseMessage]:
         rendered, savings = self._render(kwargs)
-        if savings is not None and self.ledger is not None:
-            self.ledger.record_savings(**savings.ledger_event(tenant=_tenant()))
+        self.record_template(savings, tenant=_tenant())
         return _messages(rendered)
 
     async def aformat_messages(self, **kwargs: Any) -> list[BaseMessage]:
         rendered, savings = self._render(kwargs)
-        if savings is not None and self.ledger is not None:
-            await self.ledger.arecord_savings(**savings.ledger_event(tenant=_tenant()))
+        await self.arecord_template(savings, tenant=_tenant())
         return _messages(rendered)
 
     def render(self, **kwargs: Any) -> RenderedPrompt:
@@ -122,10 +81,7 @@ class LeanTemplate(BaseChatPromptTemplate):
         return self._render(kwargs)[0]
 
     def _render(self, kwargs: Mapping[str, Any]) -> tuple[RenderedPrompt, TemplateSavings | None]:
-        values = {k: _plain(v) for k, v in self._merge_partial_and_user_variables(**kwargs).items()}
-        return render_with_savings(self.spec, values, model=self.model, order=self.order,
-                                   relevance=self.relevance, allow_extra=self.allow_extra_variables,
-                                   baseline=self.baseline if self.ledger is not None else None)
+        return self.render_values({k: _plain(v) for k, v in self._merge_partial_and_user_variables(**kwargs).items()})
 
     def pretty_repr(self, html: bool = False) -> str:
         return "\n\n".join(f"{m.role}: {m.content}" for m in self.render(

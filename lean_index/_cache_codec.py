@@ -8,7 +8,6 @@ a string and back.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from llama_index.core.llms.llm import LLM
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 from lean_core._usage_parsing import usage_from_payload
+from lean_core.cache.conversation_key import ConversationTurn, conversation_key
 from lean_core.cache.types import HitKind
 
 __all__ = [
@@ -71,9 +71,12 @@ class CacheKey:
     """One request as the cache sees it: the text looked up and the model identity around it."""
 
     prompt: str
-    """The text that is matched exactly and, in semantic mode, by meaning."""
+    """The text that is matched exactly and, unless ``exact_only``, by meaning."""
     llm: str
-    """Everything else that shapes the answer, as canonical JSON (the namespace's ``llm``)."""
+    """Everything else that shapes the answer (the namespace's ``llm``): canonical JSON, followed
+    for a conversation by the digest of its other turns."""
+    exact_only: bool = False
+    """Only an exact match may serve it (a conversation whose final turn is not plain user text)."""
 
 
 # -- identities -------------------------------------------------------------------------------
@@ -93,38 +96,34 @@ def completion_key(identity: Mapping[str, Any], prompt: str, formatted: bool,
 
 def chat_key(identity: Mapping[str, Any], messages: Sequence[ChatMessage],
              kwargs: Mapping[str, Any]) -> CacheKey:
-    """The key of ``chat(messages, **kwargs)``. Raises :class:`Uncacheable`.
-
-    The last message's text is the looked-up prompt; the earlier messages (as a digest of their
-    canonical JSON) and the last message's role, non-text blocks and ``additional_kwargs`` join
-    the namespace. So an exact hit needs the whole conversation to match, and a semantic hit
-    only ever paraphrases the final turn of an otherwise identical conversation.
-    """
-    *history, last = messages
-    text_of_last = "\n".join(block.text for block in last.blocks if isinstance(block, TextBlock))
-    last_rest = _message_json(last, with_text=False)
-    history_json = _dumps([_message_json(message) for message in history])
-    scope = {"call": "chat", "kwargs": canonical(dict(kwargs)), "last": last_rest,
-             "history": hashlib.sha256(history_json.encode("utf-8")).hexdigest(), "turns": len(history)}
-    return CacheKey(prompt=text_of_last, llm=_dumps({"lean_cached_llm": _PAYLOAD_VERSION, **identity, **scope}))
+    """The key of ``chat(messages, **kwargs)``, by :func:`~lean_core.cache.conversation_key`: the
+    final turn's text is the looked-up prompt, the rest of the conversation joins the namespace.
+    Raises :class:`Uncacheable`."""
+    key = conversation_key([_turn(message) for message in messages])
+    scope = {"call": "chat", "kwargs": canonical(dict(kwargs))}
+    llm = _dumps({"lean_cached_llm": _PAYLOAD_VERSION, **identity, **scope})
+    return CacheKey(prompt=key.prompt, llm=key.scoped(llm), exact_only=not key.semantic)
 
 
-def _message_json(message: ChatMessage, *, with_text: bool = True) -> dict[str, Any]:
-    blocks: list[Any] = []
+def _turn(message: ChatMessage) -> ConversationTurn:
+    """A message as a turn: its text blocks joined are the text; the block layout (when it is not
+    one text block), non-text blocks and ``additional_kwargs`` are the extras."""
+    texts: list[str] = []
+    layout: list[Any] = []
     for block in message.blocks:
         if not isinstance(block, _PLAIN_BLOCKS):
             raise Uncacheable(f"message block {type(block).__name__}")
         if isinstance(block, TextBlock):
-            if with_text:
-                blocks.append(block.text)
-            else:
-                blocks.append(None)  # the position of the text, which is keyed as the prompt
+            texts.append(block.text)
+            layout.append(None)  # the position of the text, which is keyed as the turn's text
         else:
-            blocks.append(canonical(block.model_dump(mode="json")))
-    out: dict[str, Any] = {"role": message.role.value, "blocks": blocks}
+            layout.append(canonical(block.model_dump(mode="json")))
+    extras: dict[str, Any] = {}
+    if layout != [None]:
+        extras["blocks"] = layout
     if message.additional_kwargs:
-        out["additional_kwargs"] = canonical(message.additional_kwargs)
-    return out
+        extras["additional_kwargs"] = canonical(message.additional_kwargs)
+    return ConversationTurn(role=message.role.value, text="\n".join(texts), extras=extras or None)
 
 
 def _params(llm: LLM) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from lean_core.budget import (
     BudgetRequest,
     BudgetSession,
     ModelAnswer,
+    StreamCut,
     budget_parameter,
     finish_reason_of,
     with_brevity,
@@ -138,7 +139,7 @@ class LeanBudgetLLM(BudgetOptions, LLM):
             text = ""
             while request is not None:
                 target, extra = self._target(request)
-                cut = _StreamCut(self, request)
+                cut = _ResponseStream(self, request)
                 sent = _request_messages(messages, request)
                 for response in target.stream_chat(sent, **extra, **kwargs):
                     delta = cut.take(response)
@@ -148,7 +149,7 @@ class LeanBudgetLLM(BudgetOptions, LLM):
                     yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
                                        raw=response.raw)
                 request = session.on_answer(cut.answer())
-                if cut.cut and self.ledger is not None:
+                if cut.done and self.ledger is not None:
                     self.ledger.record_call(**cut.call_record(sent))
             self._after(session)
             yield self._final(session, delta="")
@@ -163,7 +164,7 @@ class LeanBudgetLLM(BudgetOptions, LLM):
             text = ""
             while request is not None:
                 target, extra = self._target(request)
-                cut = _StreamCut(self, request)
+                cut = _ResponseStream(self, request)
                 sent = _request_messages(messages, request)
                 async for response in await target.astream_chat(sent, **extra, **kwargs):
                     delta = cut.take(response)
@@ -173,7 +174,7 @@ class LeanBudgetLLM(BudgetOptions, LLM):
                     yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
                                        raw=response.raw)
                 request = session.on_answer(cut.answer())
-                if cut.cut and self.ledger is not None:
+                if cut.done and self.ledger is not None:
                     await self.ledger.arecord_call(**cut.call_record(sent))
             await self._aafter(session)
             yield self._final(session, delta="")
@@ -218,58 +219,48 @@ class LeanBudgetLLM(BudgetOptions, LLM):
                             raw=getattr(last, "raw", None), additional_kwargs=extra)
 
     def _after(self, session: BudgetSession) -> None:
-        if self.ledger is not None and session.answers:
-            savings, history = session.records(model=self._model(), provider=self.llm.class_name())
-            self.ledger.record_savings(**savings)
-            self.ledger.record_output_length(history)
+        session.record_in(self.ledger, model=self._model(), provider=self.llm.class_name())
 
     async def _aafter(self, session: BudgetSession) -> None:
-        if self.ledger is not None and session.answers:
-            savings, history = session.records(model=self._model(), provider=self.llm.class_name())
-            await self.ledger.arecord_savings(**savings)
-            await self.ledger.arecord_output_length(history)
+        await session.arecord_in(self.ledger, model=self._model(), provider=self.llm.class_name())
 
 
-class _StreamCut:
-    """Follows one streamed request; cuts it at the budget when the class may ignore it."""
+class _ResponseStream:
+    """LlamaIndex stream responses onto :class:`~lean_core.budget.StreamCut`; a cut stream's call
+    is recorded here, since the wrapped LLM never reaches its end event."""
 
     def __init__(self, owner: LeanBudgetLLM, request: BudgetRequest) -> None:
-        self.owner, self.request = owner, request
-        self.enforce = owner._enforce_cut()
-        self.text = ""
+        self.owner = owner
+        self.cut = StreamCut(max_tokens=request.max_tokens, model=owner._model(), enforce=owner._enforce_cut())
         self.raw: dict[str, Any] = {}
         self.last: ChatResponse | None = None
-        self.done = self.cut = False
+
+    @property
+    def done(self) -> bool:
+        """The stream was cut at the budget: stop reading it."""
+        return self.cut.done
 
     def take(self, response: ChatResponse) -> str:
-        delta = response.delta or ""
         self.last = response
         raw = _raw_dict(response.raw)
         if raw:
             self.raw = raw
-        # Trailing whitespace joins the next word's token, so it is not counted yet.
-        if self.enforce and delta and count_tokens((self.text + delta).rstrip(), self.owner._model()).tokens > \
-                self.request.max_tokens:
-            self.done = self.cut = True  # the piece that would pass the budget is not shown
-            return ""
-        self.text += delta
-        return delta
+        return self.cut.take(response.delta or "", finish_reason=_finish(raw) if raw else None,
+                             early_stop=raw.get("early_stop")) or ""
 
     def call_record(self, sent: Sequence[ChatMessage]) -> dict[str, Any]:
         """A cut stream never reaches the wrapped LLM's end event, so its cost handler misses it:
         the call's usage, counted (an estimate), for ``ledger.record_call``."""
         model = self.owner._model()
         prompt = count_tokens("\n".join(m.content or "" for m in sent), model).tokens
-        usage = TokenUsage(input_tokens=prompt, output_tokens=count_tokens(self.text, model).tokens, source="estimate")
+        usage = TokenUsage(input_tokens=prompt, output_tokens=self.cut.output_tokens(), source="estimate")
         return {"model": model, "usage": usage, "provider": self.owner.llm.class_name()}
 
     def answer(self) -> ModelAnswer:
-        if self.cut or self.last is None:
-            tokens = count_tokens(self.text, self.owner._model()).tokens
-        else:
-            tokens = _output_tokens(self.last, self.raw, self.owner._model(), text=self.text)
-        return ModelAnswer(text=self.text, finish_reason="length" if self.cut else _finish(self.raw),
-                           output_tokens=tokens, early_stop=self.raw.get("early_stop"), raw=self.last)
+        reported = None
+        if self.last is not None and not self.cut.cut:
+            reported = _output_tokens(self.last, self.raw, self.owner._model(), text=self.cut.text)
+        return self.cut.answer(reported_tokens=reported, raw=self.last)
 
 
 def budgeted_llm(llm: LLM, *, max_tokens: int, stop: Sequence[str] = (), early_stop: Any = None,

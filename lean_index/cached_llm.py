@@ -59,10 +59,12 @@ class LeanCachedLLM(LLM):
     its class, ``metadata``, every field that can shape an answer (temperature, max tokens,
     system prompt, ...; credentials and client plumbing are left out), the call kind
     (``complete`` or ``chat``), ``formatted`` and any extra call keyword arguments. Changing the
-    model or a sampling parameter therefore never serves an old answer. A chat is keyed by the
-    canonical JSON of its messages: the earlier turns join the namespace, and the final turn's
-    text is the prompt that is matched, so a semantic hit only rewords the last turn of an
-    otherwise identical conversation. Requests that cannot be keyed faithfully (image, audio,
+    model or a sampling parameter therefore never serves an old answer. A chat is keyed by
+    :func:`lean_core.cache.conversation_key` (the rule ``LeanCache`` uses too): the earlier turns
+    join the namespace, and the final turn's text is the prompt that is matched, so a semantic hit
+    only rewords the last turn of an otherwise identical conversation; a conversation whose final
+    turn is not plain user text (another role, non-text blocks, ``additional_kwargs``) is matched
+    exactly only. Requests that cannot be keyed faithfully (image, audio,
     video or document blocks, tool objects in the call arguments) bypass the cache, as do
     responses that would not come back identical.
 
@@ -164,26 +166,28 @@ class LeanCachedLLM(LLM):
     def _lookup(self, plan: _Plan) -> CacheLookup | None:
         if plan.key is None or plan.namespace is None:
             return None
-        return self._cache.lookup(plan.key.prompt, namespace=plan.namespace, model=plan.model)
+        return self._cache.lookup(plan.key.prompt, namespace=plan.namespace, model=plan.model,
+                                  exact_only=plan.key.exact_only)
 
     async def _alookup(self, plan: _Plan) -> CacheLookup | None:
         if plan.key is None or plan.namespace is None:
             return None
-        return await self._cache.alookup(plan.key.prompt, namespace=plan.namespace, model=plan.model)
+        return await self._cache.alookup(plan.key.prompt, namespace=plan.namespace, model=plan.model,
+                                         exact_only=plan.key.exact_only)
 
     def _store(self, plan: _Plan, entry: tuple[str, int, int] | None) -> None:
         if entry is None or plan.key is None or plan.namespace is None:
             return
         payload, tokens_in, tokens_out = entry
         self._cache.update(plan.key.prompt, payload, namespace=plan.namespace, ttl_s=self.ttl_s,
-                           input_tokens=tokens_in, output_tokens=tokens_out)
+                           input_tokens=tokens_in, output_tokens=tokens_out, exact_only=plan.key.exact_only)
 
     async def _astore(self, plan: _Plan, entry: tuple[str, int, int] | None) -> None:
         if entry is None or plan.key is None or plan.namespace is None:
             return
         payload, tokens_in, tokens_out = entry
         await self._cache.aupdate(plan.key.prompt, payload, namespace=plan.namespace, ttl_s=self.ttl_s,
-                                  input_tokens=tokens_in, output_tokens=tokens_out)
+                                  input_tokens=tokens_in, output_tokens=tokens_out, exact_only=plan.key.exact_only)
 
     # -- LlamaIndex endpoints --------------------------------------------------------------------
     @llm_completion_callback()

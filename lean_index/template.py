@@ -7,30 +7,21 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts.base import BasePromptTemplate
-from pydantic import Field, model_validator
 
-from lean_core.ledger import CostLedger
-from lean_core.templates import (
-    SECTIONS,
-    Order,
-    PromptSpec,
-    Relevance,
-    RenderedPrompt,
-    TemplateSavings,
-    check_baseline,
-    render_with_savings,
-)
-from lean_core.templates.spec import spec_from
+from lean_core.templates import PromptSpec, RenderedPrompt, TemplateSavings
+from lean_core.templates.options import TemplateOptions
 
 __all__ = ["LeanTemplate"]
 
 
-class LeanTemplate(BasePromptTemplate):  # type: ignore[no-redef]  # pydantic plugin: field "kwargs" vs **kwargs
+class LeanTemplate(TemplateOptions, BasePromptTemplate):  # type: ignore[no-redef]  # pydantic plugin: field "kwargs" vs **kwargs
     """A LlamaIndex prompt template over :class:`~lean_core.templates.PromptSpec`.
 
     ``format_messages`` gives a system message with the stable instructions (byte-identical
     across requests) and a user message with the chosen examples, context and question;
     ``format`` gives the same text without roles, stable part first, for completion models.
+    Give the spec, or its sections directly; the other options are
+    :class:`~lean_core.templates.options.TemplateOptions`.
     Name the spec's variables as the engine passes them (``{context_str}``, ``{query_str}`` for
     query engines). With a ``ledger`` and a ``baseline`` (the verbose template this one replaces),
     every format records one "template" savings event, except the prompt helper's sizing calls
@@ -43,46 +34,16 @@ class LeanTemplate(BasePromptTemplate):  # type: ignore[no-redef]  # pydantic pl
         engine = index.as_query_engine(text_qa_template=qa)
     """
 
-    spec: PromptSpec
-    """The prompt's sections."""
-    model: str = "gpt-4o"
-    """Model whose tokenizer counts tokens and the example budget (see ``lean_core.tokens``)."""
-    order: Order = "stable_first"
-    """``"stable_first"`` (cache-friendly) or ``"naive"`` (variables first, one user message)."""
-    relevance: Relevance = "lexical"
-    """How pool examples are ranked: ``"lexical"`` (BM25) or ``"embedding"`` (MiniLM, needs torch)."""
-    baseline: str | None = None
-    """The verbose template this one replaces; with ``ledger``, the savings are measured against it."""
-    ledger: CostLedger | None = Field(None, exclude=True)
-    """When given with ``baseline``, each format records one "template" savings event."""
     tenant: str | None = None
     """Tenant recorded with the savings events."""
-    allow_extra_variables: bool = True
-    """Ignore keyword arguments the spec does not use (engines pass more than a prompt needs)."""
 
-    @model_validator(mode="before")
     @classmethod
-    def _sections_to_spec(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        data = dict(data)
-        sections: dict[str, Any] = {k: data.pop(k) for k in SECTIONS if k in data}
-        spec = spec_from(data.pop("spec", None), sections)
-        data.update(spec=spec, template_vars=list(spec.variables))
+    def _with_spec(cls, data: dict[str, Any], spec: PromptSpec) -> dict[str, Any]:
+        data.update(template_vars=list(spec.variables))
         data.setdefault("metadata", {"prompt_type": "custom"})
         data.setdefault("kwargs", {})
         data.setdefault("output_parser", None)
-        return data
-
-    @model_validator(mode="after")
-    def _check_baseline(self) -> LeanTemplate:
-        check_baseline(self.baseline, self.spec)
-        return self
-
-    @classmethod
-    def from_spec(cls, spec: PromptSpec, **options: Any) -> LeanTemplate:
-        """A template over ``spec``; ``options`` are the other fields (model, ledger, ...)."""
-        return cls(spec=spec, **options)
+        return super()._with_spec(data, spec)
 
     def partial_format(self, **kwargs: Any) -> LeanTemplate:
         # A shallow copy: the ledger (a database handle) is shared, not deep-copied.
@@ -109,12 +70,9 @@ class LeanTemplate(BasePromptTemplate):  # type: ignore[no-redef]  # pydantic pl
         # (get_empty_prompt_txt / _messages): that is no request, so it records nothing.
         open_vars = [v for v in self.spec.variables if v not in self.kwargs]
         sizing = bool(open_vars) and all(kwargs.get(v) == "" for v in open_vars)
-        if savings is not None and self.ledger is not None and not sizing:
-            self.ledger.record_savings(**savings.ledger_event(tenant=self.tenant))
+        if not sizing:
+            self.record_template(savings, tenant=self.tenant)
         return rendered
 
     def _render(self, kwargs: Mapping[str, Any]) -> tuple[RenderedPrompt, TemplateSavings | None]:
-        values = self._map_all_vars({**self.kwargs, **kwargs})
-        return render_with_savings(self.spec, values, model=self.model, order=self.order,
-                                   relevance=self.relevance, allow_extra=self.allow_extra_variables,
-                                   baseline=self.baseline if self.ledger is not None else None)
+        return self.render_values(self._map_all_vars({**self.kwargs, **kwargs}))

@@ -13,6 +13,7 @@ from lean_core.budget.policy import (
 )
 from lean_core.budget.predictor import LengthPrediction, LengthPredictor, default_predictor
 from lean_core.budget.session import BudgetRequest, BudgetSession, ModelAnswer, with_brevity
+from lean_core.budget.stream_cut import StreamCut
 from lean_core.budget.truncation import OutputTruncatedError, finish_reason_of, is_truncated
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ModelAnswer",
     "OutputTruncatedError",
     "QueryFeatures",
+    "StreamCut",
     "TruncationPolicy",
     "brevity_instruction",
     "budget_parameter",

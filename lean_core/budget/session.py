@@ -14,7 +14,7 @@ parts, and produces the ledger records.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lean_core.budget.early_stop import EarlyStopReason, EarlyStopRule
 from lean_core.budget.policy import BudgetOptions, BudgetOutcome, BudgetPlan, plan_budget
@@ -24,7 +24,10 @@ from lean_core.budget.truncation import (
     is_truncated,
     outcome_records,
 )
-from lean_core.ledger_records import OutputLengthRecord
+from lean_core.ledger_records import OutputLengthRecord, SavingsEvent
+
+if TYPE_CHECKING:
+    from lean_core.ledger import CostLedger
 
 __all__ = ["BudgetRequest", "BudgetSession", "ModelAnswer", "with_brevity"]
 
@@ -101,9 +104,27 @@ class BudgetSession:
             brevity=self.plan.brevity_instruction is not None)
 
     def records(self, *, model: str, provider: str | None = None,
-                tenant: str | None = None) -> tuple[dict[str, Any], OutputLengthRecord]:
-        """The "output" savings event (``record_savings`` keywords) and the length-history row."""
+                tenant: str | None = None) -> tuple[SavingsEvent, OutputLengthRecord]:
+        """The "output" savings event and the length-history row."""
         return outcome_records(self.plan, self.outcome, model=model, provider=provider, tenant=tenant)
+
+    def record_in(self, ledger: CostLedger | None, *, model: str, provider: str | None = None,
+                  tenant: str | None = None) -> None:
+        """Write :meth:`records` to ``ledger`` (nothing without a ledger or before any answer)."""
+        if ledger is None or not self.answers:
+            return
+        savings, history = self.records(model=model, provider=provider, tenant=tenant)
+        ledger.record(savings)
+        ledger.record_output_length(history)
+
+    async def arecord_in(self, ledger: CostLedger | None, *, model: str, provider: str | None = None,
+                         tenant: str | None = None) -> None:
+        """Async :meth:`record_in`."""
+        if ledger is None or not self.answers:
+            return
+        savings, history = self.records(model=model, provider=provider, tenant=tenant)
+        await ledger.arecord(savings)
+        await ledger.arecord_output_length(history)
 
 
 def with_brevity(text: str, instruction: str | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from lean_core.budget.features import FEATURE_VERSION
 from lean_core.budget.policy import BudgetOutcome, BudgetPlan
 from lean_core.errors import LeanInferenceError
-from lean_core.ledger_records import OutputLengthRecord
+from lean_core.ledger_records import OutputLengthRecord, SavingsEvent
 
 __all__ = ["CONTINUE_INSTRUCTION", "OutputTruncatedError", "finish_reason_of", "is_truncated",
            "outcome_records"]
@@ -52,15 +52,16 @@ def finish_reason_of(metadata: Mapping[str, Any]) -> str | None:
 
 
 def outcome_records(plan: BudgetPlan, outcome: BudgetOutcome, *, model: str, provider: str | None,
-                    tenant: str | None) -> tuple[dict[str, Any], OutputLengthRecord]:
-    """The ledger's "output" savings event (as ``record_savings`` keywords) and length-history row.
+                    tenant: str | None) -> tuple[SavingsEvent, OutputLengthRecord]:
+    """The ledger's "output" savings event and length-history row.
 
     "Before" is the predicted natural length without brevity (the median of the model's answers
     to such queries); "after" is what was generated. The predictor learned from early-stopped
     answers, so "before" understates what an unbudgeted call produces: savings are conservative.
     """
-    savings = {"layer": "output", "model": model, "provider": provider, "tenant": tenant,
-               "output_tokens_before": max(plan.baseline_tokens, 0), "output_tokens_after": outcome.output_tokens}
+    savings = SavingsEvent(layer="output", model=model, provider=provider, tenant=tenant,
+                           output_tokens_before=max(plan.baseline_tokens, 0),
+                           output_tokens_after=outcome.output_tokens)
     history = OutputLengthRecord(model=model, feature_version=FEATURE_VERSION, features=plan.features,
                                  output_tokens=outcome.output_tokens, max_tokens=plan.max_tokens,
                                  finish_reason="length" if outcome.truncated else outcome.finish_reason,

@@ -1,6 +1,7 @@
 """Layer 5: exact and verified semantic response caching, namespaced by tenant and model."""
 
 from lean_core.cache.calibrate import LabelledPair, fit_calibration, is_calibration_pair, load_pairs
+from lean_core.cache.conversation_key import ConversationKey, ConversationTurn, conversation_key
 from lean_core.cache.normalize import normalize_prompt, prompt_key
 from lean_core.cache.pair_features import PairFeatures, pair_features
 from lean_core.cache.postgres_store import PostgresCacheStore
@@ -14,6 +15,7 @@ from lean_core.cache.types import (
     CacheStats,
     HitKind,
     SemanticCandidate,
+    check_tenant,
 )
 from lean_core.cache.verifier import (
     Calibration,
@@ -30,6 +32,8 @@ __all__ = [
     "CacheStats",
     "CacheStore",
     "Calibration",
+    "ConversationKey",
+    "ConversationTurn",
     "HitKind",
     "LabelledPair",
     "PairFeatures",
@@ -40,6 +44,7 @@ __all__ = [
     "SemanticVerifier",
     "Verdict",
     "check_tenant",
+    "conversation_key",
     "default_cache_path",
     "default_calibration_path",
     "fit_calibration",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lean_core.cache.normalize import normalize_prompt, prompt_key
 from lean_core.cache.types import CacheEntry, CacheLookup, CacheNamespace, CacheStats
 from lean_core.errors import InvalidParameterError
+from lean_core.ledger_records import SavingsEvent
 
 if TYPE_CHECKING:
     from lean_core.cache.store import CacheStore
@@ -95,8 +96,12 @@ class ResponseCache:
         return self._verifier
 
     # -- lookups --------------------------------------------------------------------------------
-    def lookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None) -> CacheLookup:
-        """Serve an exact or verified semantic hit from ``namespace``, or report a miss."""
+    def lookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None,
+               exact_only: bool = False) -> CacheLookup:
+        """Serve an exact or verified semantic hit from ``namespace``, or report a miss.
+
+        ``exact_only``: this prompt may only be served exactly, whatever the mode (a key that
+        :class:`~lean_core.cache.ConversationKey` marks ``semantic=False``)."""
         started = time.perf_counter()
         _check_prompt(prompt)
         now = time.time()
@@ -105,7 +110,7 @@ class ResponseCache:
         if entry is not None:
             return self._finish(CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0),
                                 started, namespace, model)
-        if self.mode == "exact":
+        if self.mode == "exact" or exact_only:
             return self._finish(CacheLookup(entry=None), started, namespace, model)
         vector = self._vector(prompt)
         found = self.store.search(namespace, vector, k=self.candidates,
@@ -115,7 +120,8 @@ class ResponseCache:
             self.store.touch(namespace, result.entry.prompt_key, now=now)
         return self._finish(result, started, namespace, model)
 
-    async def alookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None) -> CacheLookup:
+    async def alookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None,
+                      exact_only: bool = False) -> CacheLookup:
         """Async :meth:`lookup`: store I/O is awaited (native on PostgreSQL), embedding runs off the loop."""
         started = time.perf_counter()
         _check_prompt(prompt)
@@ -125,7 +131,7 @@ class ResponseCache:
         if entry is not None:
             return await self._afinish(CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0),
                                        started, namespace, model)
-        if self.mode == "exact":
+        if self.mode == "exact" or exact_only:
             return await self._afinish(CacheLookup(entry=None), started, namespace, model)
         vector = await asyncio.to_thread(self._vector, prompt)
         found = await self.store.asearch(namespace, vector, k=self.candidates,
@@ -177,21 +183,22 @@ class ResponseCache:
                           input_tokens=max(int(input_tokens), 0), output_tokens=max(int(output_tokens), 0))
 
     def update(self, prompt: str, payload: str, *, namespace: CacheNamespace, ttl_s: float | None = None,
-               input_tokens: int = 0, output_tokens: int = 0) -> CacheEntry:
-        """Store ``payload`` as the answer to ``prompt`` in ``namespace`` (replacing an exact match)."""
+               input_tokens: int = 0, output_tokens: int = 0, exact_only: bool = False) -> CacheEntry:
+        """Store ``payload`` as the answer to ``prompt`` in ``namespace`` (replacing an exact match).
+        ``exact_only``: store no vector, so only an exact lookup can serve it."""
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
-        vector = self._vector(prompt) if self.mode == "semantic" else None
+        vector = self._vector(prompt) if self.mode == "semantic" and not exact_only else None
         self.store.put(entry, vector)
         with self._stats_lock:
             self.stats.writes += 1
         return entry
 
     async def aupdate(self, prompt: str, payload: str, *, namespace: CacheNamespace, ttl_s: float | None = None,
-                      input_tokens: int = 0, output_tokens: int = 0) -> CacheEntry:
+                      input_tokens: int = 0, output_tokens: int = 0, exact_only: bool = False) -> CacheEntry:
         """Async :meth:`update`."""
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
         vector = None
-        if self.mode == "semantic":
+        if self.mode == "semantic" and not exact_only:
             vector = await asyncio.to_thread(self._vector, prompt)
         await self.store.aput(entry, vector)
         with self._stats_lock:
@@ -228,15 +235,15 @@ class ResponseCache:
             else:
                 stats.misses += 1
 
-    def _savings(self, result: CacheLookup, namespace: CacheNamespace, model: str | None) -> dict[str, Any] | None:
+    def _savings(self, result: CacheLookup, namespace: CacheNamespace, model: str | None) -> SavingsEvent | None:
+        """The "cache" event of one lookup: a hit saves the stored call's tokens, a miss nothing."""
         if self.ledger is None:
             return None
         entry = result.entry
-        saved_in = entry.input_tokens if entry else 0
-        saved_out = entry.output_tokens if entry else 0
-        return dict(layer="cache", model=model or namespace.llm[:200], input_tokens_before=saved_in,
-                    input_tokens_after=0, output_tokens_before=saved_out, output_tokens_after=0,
-                    cache_hit=result.hit, tenant=namespace.tenant)
+        return SavingsEvent(layer="cache", model=model or namespace.llm[:200],
+                            input_tokens_before=entry.input_tokens if entry else 0,
+                            output_tokens_before=entry.output_tokens if entry else 0,
+                            cache_hit=result.hit, tenant=namespace.tenant)
 
     def _finish(self, result: CacheLookup, started: float, namespace: CacheNamespace,
                 model: str | None) -> CacheLookup:
@@ -244,7 +251,7 @@ class ResponseCache:
         self._count(result)
         savings = self._savings(result, namespace, model)
         if savings is not None and self.ledger is not None:
-            self.ledger.record_savings(**savings)
+            self.ledger.record(savings)
         return result
 
     async def _afinish(self, result: CacheLookup, started: float, namespace: CacheNamespace,
@@ -253,7 +260,7 @@ class ResponseCache:
         self._count(result)
         savings = self._savings(result, namespace, model)
         if savings is not None and self.ledger is not None:
-            await self.ledger.arecord_savings(**savings)
+            await self.ledger.arecord(savings)
         return result
 
 

@@ -5,6 +5,7 @@ from lean_core.compression.chain import CoarseToFineCompressor, CompressionMetho
 from lean_core.compression.lean import LeanCompressor, MissingQuestionError
 from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
 from lean_core.compression.messages import CompressedMessages, acompress_messages, compress_messages
+from lean_core.compression.options import CompressionJob, CompressionOptions
 from lean_core.compression.protect import ProtectedSpan, find_protected_spans
 from lean_core.compression.types import CompressionBudget, CompressionResult, DroppedSegment
 
@@ -12,7 +13,9 @@ __all__ = [
     "CoarseToFineCompressor",
     "CompressedMessages",
     "CompressionBudget",
+    "CompressionJob",
     "CompressionMethod",
+    "CompressionOptions",
     "CompressionResult",
     "Compressor",
     "ContextInput",

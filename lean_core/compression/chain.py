@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.types import CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError
 from lean_core.tokens import TokenCounter
 
-__all__ = ["CoarseToFineCompressor", "CompressionMethod", "compressor_for"]
+__all__ = ["METHODS", "CoarseToFineCompressor", "CompressionMethod", "compressor_for"]
 
 CompressionMethod = Literal["lean", "llmlingua", "lean+llmlingua"]
-_METHODS = ("lean", "llmlingua", "lean+llmlingua")
+METHODS: tuple[CompressionMethod, ...] = ("lean", "llmlingua", "lean+llmlingua")
+"""Every :data:`CompressionMethod`, for validation messages."""
 
 
 class CoarseToFineCompressor(Compressor):
@@ -82,17 +83,25 @@ class CoarseToFineCompressor(Compressor):
             note="; ".join(notes) or None)
 
 
-def compressor_for(method: CompressionMethod) -> Compressor:
+def compressor_for(method: CompressionMethod, *, protect_kinds: Sequence[str] | None = None,
+                   protect_patterns: Sequence[str] = ()) -> Compressor:
     """The default compressor of a method name: ``lean`` (sentence selection, fast),
-    ``llmlingua`` (token level, slow on CPU) or ``lean+llmlingua`` (coarse then fine)."""
+    ``llmlingua`` (token level, slow on CPU) or ``lean+llmlingua`` (coarse then fine).
+
+    ``protect_kinds`` / ``protect_patterns`` configure protected spans in every stage (see
+    :func:`~lean_core.compression.protect.find_protected_spans`; None: all default kinds). No
+    I/O: the models load on the compressor's first call."""
+    if method not in METHODS:
+        raise InvalidParameterError("method", allowed=" | ".join(repr(m) for m in METHODS), received=method)
+    from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS
+
+    protect: dict[str, Any] = {"protect_kinds": DEFAULT_PROTECTED_KINDS if protect_kinds is None else protect_kinds,
+                               "protect_patterns": protect_patterns}
+    from lean_core.compression.lean import LeanCompressor
+    from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
+
     if method == "lean":
-        from lean_core.compression.lean import LeanCompressor
-
-        return LeanCompressor()
+        return LeanCompressor(**protect)
     if method == "llmlingua":
-        from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
-
-        return LLMLinguaCompressor()
-    if method == "lean+llmlingua":
-        return CoarseToFineCompressor()
-    raise InvalidParameterError("method", allowed=" | ".join(repr(m) for m in _METHODS), received=method)
+        return LLMLinguaCompressor(**protect)
+    return CoarseToFineCompressor(LeanCompressor(**protect), LLMLinguaCompressor(**protect))

@@ -21,6 +21,7 @@ from lean_core.compression.segment import Unit, passage_heading, split_clauses, 
 from lean_core.compression.select import RelevanceScorer
 from lean_core.compression.types import CompressionBudget, CompressionResult, DroppedSegment
 from lean_core.errors import InvalidParameterError
+from lean_core.ledger_records import SavingsEvent
 from lean_core.tokens import TokenCounter
 
 if TYPE_CHECKING:
@@ -175,8 +176,9 @@ class LeanCompressor(Compressor):
 
     def _done(self, result: CompressionResult, model: str) -> CompressionResult:
         if self.ledger is not None:
-            self.ledger.record_savings(layer="compression", model=model, input_tokens_before=result.original_tokens,
-                                       input_tokens_after=result.compressed_tokens)
+            self.ledger.record(SavingsEvent(layer="compression", model=model,
+                                            input_tokens_before=result.original_tokens,
+                                            input_tokens_after=result.compressed_tokens))
         return result
 
 

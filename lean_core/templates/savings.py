@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from lean_core.errors import InvalidParameterError
+from lean_core.ledger_records import SavingsEvent
 from lean_core.templates.few_shot import Relevance
 from lean_core.templates.render import Order, RenderedPrompt, format_text_template, render_prompt
 from lean_core.templates.spec import PromptSpec, template_variables
@@ -32,10 +33,10 @@ class TemplateSavings(BaseModel):
     input_tokens_before: int
     input_tokens_after: int
 
-    def ledger_event(self, *, tenant: str | None = None) -> dict[str, Any]:
-        """Keyword arguments for :meth:`CostLedger.record_savings` / ``arecord_savings``."""
-        return dict(layer="template", model=self.model, tenant=tenant,
-                    input_tokens_before=self.input_tokens_before, input_tokens_after=self.input_tokens_after)
+    def ledger_event(self, *, tenant: str | None = None) -> SavingsEvent:
+        """The "template" savings event for :meth:`CostLedger.record` / ``arecord``."""
+        return SavingsEvent(layer="template", model=self.model, tenant=tenant,
+                            input_tokens_before=self.input_tokens_before, input_tokens_after=self.input_tokens_after)
 
 
 def check_baseline(baseline: str | None, spec: PromptSpec) -> None:

@@ -246,7 +246,7 @@ def test_ledger_keeps_length_history_and_output_savings(tmp_path: Path) -> None:
     session.on_answer(ModelAnswer(text="Jane Austen.", finish_reason="stop", output_tokens=4))
     savings, history = session.records(model="gpt-4o-mini", provider="openai", tenant="acme")
     with CostLedger(path) as ledger:
-        ledger.record_savings(**savings)
+        ledger.record(savings)
         ledger.record_output_length(history)
     with CostLedger(path, read_only=True) as ledger:
         (event,) = ledger.savings()

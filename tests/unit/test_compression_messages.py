@@ -88,6 +88,6 @@ def test_method_names_build_their_compressors_and_bad_ones_are_named() -> None:
 
 def test_adapters_take_the_method_option() -> None:
     lean_chain = pytest.importorskip("lean_chain")
-    assert lean_chain.LeanCompress(method="lean+llmlingua")._get_compressor().name == "lean+llmlingua"
+    assert lean_chain.LeanCompress(method="lean+llmlingua").get_compressor().name == "lean+llmlingua"
     with pytest.raises(ValidationError, match="method"):
         lean_chain.LeanCompress(method="fast")

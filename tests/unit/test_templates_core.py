@@ -182,7 +182,8 @@ def test_savings_count_both_sides_as_chat_messages() -> None:
     counter = TokenCounter()
     before = counter.count_messages([("user", format_text_template(BASELINE, values))], MODEL).tokens
     assert savings.input_tokens_before == before and savings.input_tokens_after == rendered.total_tokens
-    assert savings.ledger_event(tenant="t")["layer"] == "template"
+    event = savings.ledger_event(tenant="t")
+    assert (event.layer, event.tenant, event.input_tokens_before) == ("template", "t", savings.input_tokens_before)
     assert template_savings(rendered, baseline=BASELINE, variables=values) == savings
     assert render_with_savings(spec, values, model=MODEL)[1] is None
 

@@ -1,0 +1,206 @@
+"""CompressionOptions: the options of every compression adapter, declared once.
+
+LangChain's ``LeanCompress`` / ``LeanDocumentCompressor`` and LlamaIndex's
+``LeanCompressPostprocessor`` inherit this model (as they inherit ``BudgetOptions`` for output
+budgets), so each option is declared, documented and validated here, and the compressor is built
+from it in one place: lazily, on first use, so constructing an adapter does no I/O.
+
+    options = CompressionOptions(target_tokens=400, method="lean")
+    results = options.compress_jobs([CompressionJob(passages, question="Who founded it?")])
+    options.record_compression(results, tenant="acme")      # one "compression" savings event
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from lean_core.compression.attribute import budget_from_options
+from lean_core.compression.base import Compressor, ContextInput
+from lean_core.compression.chain import METHODS, CompressionMethod, compressor_for
+from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS
+from lean_core.compression.types import CompressionBudget, CompressionResult
+from lean_core.errors import InvalidParameterError
+from lean_core.ledger import CostLedger
+from lean_core.ledger_records import SavingsEvent
+
+__all__ = ["CompressionJob", "CompressionOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompressionJob:
+    """One compressor call: a context (text or passages), the question it must answer, and one
+    title (or None) per passage, as retrievers keep them in metadata."""
+
+    context: ContextInput
+    question: str | None = None
+    titles: Sequence[str | None] | None = None
+
+
+class CompressionOptions(BaseModel):
+    """Budget, compressor and ledger options of every compression adapter.
+
+    Validation happens at construction and names the parameter, what it accepts and what it got
+    (:class:`~lean_core.errors.InvalidParameterError`; pydantic reports it inside its
+    ``ValidationError``, which is a ``ValueError`` too).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    ratio: float | None = 0.5
+    """Keep at most this share of the compressible tokens, a float in (0, 1] (0.33 = "3x
+    compression"). The default budget; ``target_tokens`` replaces it (giving both is an error)."""
+    target_tokens: int | None = None
+    """Keep at most this many compressible tokens in all (an int >= 1), counted in
+    ``target_model``'s tokenizer; None: the ``ratio`` budget."""
+    target_model: str = "gpt-4o"
+    """Model whose tokenizer counts the budget and the ledger's tokens (see ``lean_core.tokens``)."""
+    method: CompressionMethod = "lean"
+    """Which compressor to build when ``compressor`` is None: ``"lean"`` (query-aware sentence
+    selection, fast), ``"llmlingua"`` (token level, slow on CPU) or ``"lean+llmlingua"`` (select,
+    then compress tokens: coarse to fine)."""
+    protect_kinds: tuple[str, ...] = DEFAULT_PROTECTED_KINDS
+    """Kinds of protected spans (kept byte for byte or not at all) for the ``method``'s compressor:
+    a subset of ``lean_core.compression.protect.DEFAULT_PROTECTED_KINDS`` (all by default).
+    Ignored when ``compressor`` is given (configure that compressor instead)."""
+    protect_patterns: tuple[str, ...] = ()
+    """Extra regular expressions whose matches are protected spans too (kind ``"user"``).
+    Ignored when ``compressor`` is given."""
+    compressor: Compressor | None = Field(None, exclude=True)
+    """The compressor to use; None builds the ``method``'s default on first use (models load
+    then, not at construction)."""
+    ledger: CostLedger | None = Field(None, exclude=True)
+    """When given, each call records one "compression" savings event (tokens before/after, in
+    ``target_model`` tokens). Give the ledger here, not to the compressor, or the savings are
+    counted twice."""
+    title_key: str | None = "title"
+    """Metadata key of each document's (node's) title. The compressor reads a sentence that opens
+    with a pronoun ("It was founded in...") as being about that title; never added to the output.
+    None: only a heading the text itself opens with is used."""
+
+    _default_compressor: Compressor | None = PrivateAttr(None)
+
+    # -- validation (each raises InvalidParameterError naming the parameter) --------------------
+    @field_validator("ratio", mode="before")
+    @classmethod
+    def _check_ratio(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0.0 < value <= 1.0):
+            raise InvalidParameterError("ratio", allowed="a float in (0, 1] or None", received=value)
+        return value
+
+    @field_validator("target_tokens", mode="before")
+    @classmethod
+    def _check_target_tokens(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidParameterError("target_tokens", allowed="an int >= 1 or None", received=value)
+        return value
+
+    @field_validator("target_model", mode="before")
+    @classmethod
+    def _check_target_model(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidParameterError("target_model", allowed="a non-empty model name", received=value)
+        return value
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _check_method(cls, value: Any) -> Any:
+        if value not in METHODS:
+            raise InvalidParameterError("method", allowed=" | ".join(repr(m) for m in METHODS), received=value)
+        return value
+
+    @field_validator("protect_kinds", mode="before")
+    @classmethod
+    def _check_protect_kinds(cls, value: Any) -> Any:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise InvalidParameterError("protect_kinds", allowed=f"a sequence of {list(DEFAULT_PROTECTED_KINDS)}",
+                                        received=value)
+        unknown = sorted(str(k) for k in value if k not in DEFAULT_PROTECTED_KINDS)
+        if unknown:
+            raise InvalidParameterError("protect_kinds", allowed=f"a subset of {list(DEFAULT_PROTECTED_KINDS)}",
+                                        received=unknown)
+        return tuple(value)
+
+    @field_validator("protect_patterns", mode="before")
+    @classmethod
+    def _check_protect_patterns(cls, value: Any) -> Any:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise InvalidParameterError("protect_patterns", allowed="a sequence of regular expressions (str)",
+                                        received=value)
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise InvalidParameterError("protect_patterns", allowed="valid regular expressions (str)",
+                                            received=pattern) from exc
+        return tuple(value)
+
+    @field_validator("compressor", mode="before")
+    @classmethod
+    def _check_compressor(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, Compressor):
+            raise InvalidParameterError("compressor", allowed="a lean_core.compression.Compressor or None",
+                                        received=type(value).__name__)
+        return value
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Self:
+        self.budget  # noqa: B018 - validates ratio/target_tokens together, once, at construction
+        return self
+
+    # -- the compressor and its budget ----------------------------------------------------------
+    @property
+    def budget(self) -> CompressionBudget:
+        """The budget every compressor call gets."""
+        return budget_from_options(ratio=self.ratio, target_tokens=self.target_tokens,
+                                   target_model=self.target_model, ratio_was_set="ratio" in self.model_fields_set)
+
+    def get_compressor(self) -> Compressor:
+        """``compressor``, or the ``method``'s default, built on first use (no I/O: its models
+        load on its first call)."""
+        if self.compressor is not None:
+            return self.compressor
+        if self._default_compressor is None:
+            self._default_compressor = compressor_for(self.method, protect_kinds=self.protect_kinds,
+                                                      protect_patterns=self.protect_patterns)
+        return self._default_compressor
+
+    def compress_jobs(self, jobs: Sequence[CompressionJob]) -> list[CompressionResult]:
+        """Each job compressed under :attr:`budget`, in order."""
+        compressor, budget = self.get_compressor(), self.budget
+        return [compressor.compress(j.context, budget=budget, question=j.question, titles=j.titles) for j in jobs]
+
+    async def acompress_jobs(self, jobs: Sequence[CompressionJob]) -> list[CompressionResult]:
+        """Async :meth:`compress_jobs`; the jobs run concurrently."""
+        compressor, budget = self.get_compressor(), self.budget
+        return list(await asyncio.gather(
+            *(compressor.acompress(j.context, budget=budget, question=j.question, titles=j.titles) for j in jobs)))
+
+    # -- the ledger -----------------------------------------------------------------------------
+    def savings_event(self, results: Sequence[CompressionResult], *, tenant: str | None = None) -> SavingsEvent | None:
+        """One "compression" event for the results of one adapter call (their tokens summed), or
+        None when there is no ledger or nothing was compressed."""
+        if self.ledger is None or not results:
+            return None
+        return SavingsEvent(layer="compression", model=self.target_model, tenant=tenant,
+                            input_tokens_before=sum(r.original_tokens for r in results),
+                            input_tokens_after=sum(r.compressed_tokens for r in results))
+
+    def record_compression(self, results: Sequence[CompressionResult], *, tenant: str | None = None) -> None:
+        """Record :meth:`savings_event` in the ledger (nothing without one)."""
+        event = self.savings_event(results, tenant=tenant)
+        if event is not None and self.ledger is not None:
+            self.ledger.record(event)
+
+    async def arecord_compression(self, results: Sequence[CompressionResult], *, tenant: str | None = None) -> None:
+        """Async :meth:`record_compression`."""
+        event = self.savings_event(results, tenant=tenant)
+        if event is not None and self.ledger is not None:
+            await self.ledger.arecord(event)
+
