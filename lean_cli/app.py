@@ -33,24 +33,28 @@ _DESCRIPTION = ("Cut what LLM inference costs (tokens, dollars, GPU time) withou
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    """A read-only report: damaged rows are skipped and counted (in the table and the JSON export);
+    a file that cannot be read at all is a LedgerCorruptError, printed as one line by ``main``."""
     from lean_core.ledger import CostLedger, default_ledger_path
     from lean_core.report import render_table, write_chart
 
-    path = Path(args.ledger) if args.ledger else default_ledger_path()
-    with CostLedger(path, read_only=True) as ledger:
-        summary = ledger.summary(tenant=args.tenant)
+    # An empty --ledger is refused by CostLedger, not silently replaced by the default ledger.
+    source = args.ledger if args.ledger is not None else default_ledger_path()
+    path = Path(source)
+    with CostLedger(source, read_only=True) as ledger:
+        summary = ledger.summary(tenant=args.tenant, skip_bad_rows=True)
         print(render_table(summary, title=f"cost ledger {path}"))
         png = Path(args.png) if args.png else path.with_suffix(".png")
         try:
             write_chart(summary, png)
+            print(f"chart written to {png}")
+            if args.json:
+                print(f"JSON written to {ledger.export_json(args.json, skip_bad_rows=True)}")
+            if args.csv:
+                print(f"CSV written to {ledger.export_csv(args.csv)}")
         except OSError as exc:
-            print(f"could not write the chart to {png}: {exc}", file=sys.stderr)
+            print(f"lean-inference report: could not write an output file: {exc}", file=sys.stderr)
             return 1
-        print(f"chart written to {png}")
-        if args.json:
-            print(f"JSON written to {ledger.export_json(args.json)}")
-        if args.csv:
-            print(f"CSV written to {ledger.export_csv(args.csv)}")
     return 0
 
 

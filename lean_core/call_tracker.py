@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lean_core._usage_parsing import usage_from_payload
+from lean_core._validation import check_tags, check_text
+from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.ledger_records import CallRecord
 from lean_core.pricing import provider_id_for
@@ -42,6 +44,12 @@ class CallTracker:
 
     def __init__(self, ledger: CostLedger, *, token_counter: TokenCounter | None = None,
                  default_tenant: str | None = None) -> None:
+        if not isinstance(ledger, CostLedger):
+            raise InvalidParameterError("ledger", allowed="a lean_core.CostLedger", received=type(ledger).__name__)
+        if token_counter is not None and not isinstance(token_counter, TokenCounter):
+            raise InvalidParameterError("token_counter", allowed="a lean_core.TokenCounter or None",
+                                        received=type(token_counter).__name__)
+        check_text("default_tenant", default_tenant, optional=True)
         self.ledger = ledger
         self.default_tenant = default_tenant
         self._counter = token_counter or TokenCounter()
@@ -51,10 +59,20 @@ class CallTracker:
     def start(self, run_id: str, *, model: str | None, provider: str | None,
               prompt_texts: Sequence[str] = (), tenant: str | None = None,
               tags: Iterable[str] = ()) -> None:
-        """A call began. ``prompt_texts`` are only used if the provider reports no usage."""
+        """A call began. ``prompt_texts`` are only used if the provider reports no usage.
+
+        Bad arguments raise InvalidParameterError here, at the start, not when the call ends."""
+        check_text("run_id", run_id, optional=False)
+        check_text("tenant", tenant, optional=True)
+        for name, value in (("model", model), ("provider", provider)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidParameterError(name, allowed="a str or None", received=value)
+        if isinstance(prompt_texts, str) or not all(isinstance(t, str) for t in prompt_texts):
+            raise InvalidParameterError("prompt_texts", allowed="a sequence of str (not a single str)",
+                                        received=prompt_texts)
         pending = _Pending(model=model or "unknown", provider=provider_id_for(provider),
                            tenant=tenant if tenant is not None else self.default_tenant,
-                           tags=tuple(tags), prompt_texts=list(prompt_texts))
+                           tags=check_tags("tags", tags), prompt_texts=list(prompt_texts))
         with self._lock:
             self._pending[run_id] = pending
 

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import ConfigDict, Field, StrictInt, model_validator
 
+from lean_core._validation import ParameterCheckedModel
+from lean_core.errors import InvalidParameterError
 from lean_core.usage import TokenUsage
 
 __all__ = ["LAYERS", "CallRecord", "Layer", "OutputLengthRecord", "SavingsEvent"]
@@ -27,8 +29,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class CallRecord(BaseModel):
-    """One LLM call as the ledger stores it."""
+class CallRecord(ParameterCheckedModel):
+    """One LLM call as the ledger stores it (a bad field raises InvalidParameterError naming it)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -37,7 +39,7 @@ class CallRecord(BaseModel):
     model: str = Field(min_length=1)
     provider: str | None = None
     usage: TokenUsage
-    latency_s: float | None = Field(None, ge=0)
+    latency_s: float | None = Field(None, ge=0, allow_inf_nan=False)
     """Wall-clock seconds from request to last token, when known."""
     priced: bool = False
     input_cost_usd: Decimal | None = None
@@ -53,13 +55,13 @@ class CallRecord(BaseModel):
     @model_validator(mode="after")
     def _priced_has_cost(self) -> CallRecord:
         if self.priced and self.cost_usd is None:
-            raise ValueError("a priced call record needs cost_usd")
+            raise InvalidParameterError("cost_usd", allowed="a Decimal for a priced call", received=None)
         if not self.priced and self.cost_usd is not None:
-            raise ValueError("an unpriced call record must not carry a cost")
+            raise InvalidParameterError("cost_usd", allowed="None for an unpriced call", received=self.cost_usd)
         return self
 
 
-class SavingsEvent(BaseModel):
+class SavingsEvent(ParameterCheckedModel):
     """What one layer saved (or, for a cache miss, failed to save) on one request.
 
     Token counts are in the target model's tokens. A cache hit saves the whole call:
@@ -94,7 +96,7 @@ class SavingsEvent(BaseModel):
         return self.output_tokens_before - self.output_tokens_after
 
 
-class OutputLengthRecord(BaseModel):
+class OutputLengthRecord(ParameterCheckedModel):
     """One answer's real length with the features of its query (never the query's text): the
     history the length predictor is refreshed from (``LengthPredictor.refreshed``)."""
 

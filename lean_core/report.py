@@ -113,6 +113,9 @@ class LedgerSummary(BaseModel):
     """Priced savings events left out of the saved total with those calls."""
     left_out_saved_usd: Decimal = Decimal(0)
     """What the left-out events would have saved at their own prices."""
+    skipped_rows: int = 0
+    """Damaged ledger rows (calls and savings events) left out of every total: unreadable values
+    such as non-UTF-8 text or a bad decimal, timestamp or JSON. 0 for a sound ledger."""
 
     @property
     def cost_reduction(self) -> float | None:
@@ -123,11 +126,12 @@ class LedgerSummary(BaseModel):
 
 
 def summarize(calls: Sequence[CallRecord], savings: Sequence[SavingsEvent], *,
-              pricer: Pricer = price_usage) -> LedgerSummary:
+              pricer: Pricer = price_usage, skipped_rows: int = 0) -> LedgerSummary:
     """Aggregate call records and savings events into a :class:`LedgerSummary`.
 
     ``pricer`` prices unpriced calls at their savings' reference model (default: genai-prices,
-    as :class:`~lean_core.ledger.CostLedger` does).
+    as :class:`~lean_core.ledger.CostLedger` does); ``skipped_rows`` is how many damaged ledger
+    rows the caller left out (carried to :attr:`LedgerSummary.skipped_rows`).
     """
     comparison = compare(calls, savings, pricer=pricer)
     groups: dict[tuple[str, str | None], list[ComparedCall]] = {}
@@ -175,6 +179,7 @@ def summarize(calls: Sequence[CallRecord], savings: Sequence[SavingsEvent], *,
         left_out_calls=sum(1 for c in comparison.calls if c.cost_usd is None),
         left_out_events=sum(layer.left_out_events for layer in by_layer),
         left_out_saved_usd=sum((layer.left_out_cost_usd for layer in by_layer), Decimal(0)),
+        skipped_rows=skipped_rows,
     )
 
 
@@ -301,6 +306,8 @@ def render_table(summary: LedgerSummary, *, title: str = "lean-inference cost le
         console.print(layers)
     if summary.comparison_basis == "none":
         console.print(f"calls {summary.calls:,} | " + _basis_lines(summary)[0])
+        if summary.skipped_rows:
+            console.print(_skipped_line(summary))
         return buffer.getvalue()
     reduction = cost_chart_data(summary).cost_reduction
     console.print(
@@ -311,7 +318,14 @@ def render_table(summary: LedgerSummary, *, title: str = "lean-inference cost le
     )
     for line in _basis_lines(summary):
         console.print(line)
+    if summary.skipped_rows:
+        console.print(_skipped_line(summary))
     return buffer.getvalue()
+
+
+def _skipped_line(summary: LedgerSummary) -> str:
+    return (f"skipped: {_plural(summary.skipped_rows, 'damaged ledger row')}, unreadable and left out of "
+            "every total above")
 
 
 def write_chart(summary: LedgerSummary, path: str | os.PathLike[str]) -> Path:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
+
+from lean_core._validation import ParameterCheckedModel, check_count
+from lean_core.errors import InvalidParameterError
 
 __all__ = ["TokenUsage", "UsageSource"]
 
@@ -14,10 +17,15 @@ tokenizer (exact for what was sent, but not reported by the provider), or an est
 different tokenizer (approximate, marked so in every report)."""
 
 
-class TokenUsage(BaseModel):
+class TokenUsage(ParameterCheckedModel):
     """Token counts of one call, following the LangChain ``usage_metadata`` convention:
     ``input_tokens`` includes cached and cache-written tokens, ``output_tokens`` includes
-    reasoning tokens."""
+    reasoning tokens.
+
+    A bad count (negative, bool, float, str) or a part larger than its total raises
+    :class:`~lean_core.errors.InvalidParameterError` naming the field; so does
+    ``model_copy(update=...)``, which validates here (pydantic's own skips validation).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,19 +42,31 @@ class TokenUsage(BaseModel):
     source: UsageSource = "provider"
     """Where the counts come from; anything but ``"provider"`` is reported as not provider-exact."""
 
+    @field_validator("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+                     "reasoning_tokens", mode="before")
+    @classmethod
+    def _count(cls, value: Any, info: ValidationInfo) -> int:
+        return check_count(info.field_name or "token count", value)
+
     @model_validator(mode="after")
     def _parts_within_totals(self) -> TokenUsage:
         if self.cached_input_tokens + self.cache_write_tokens > self.input_tokens:
-            raise ValueError(
-                "cached_input_tokens + cache_write_tokens must be <= input_tokens, received "
-                f"{self.cached_input_tokens} + {self.cache_write_tokens} > {self.input_tokens}"
+            raise InvalidParameterError(
+                "cached_input_tokens", allowed="cached_input_tokens + cache_write_tokens <= input_tokens",
+                received=f"{self.cached_input_tokens} + {self.cache_write_tokens} > {self.input_tokens}",
             )
         if self.reasoning_tokens > self.output_tokens:
-            raise ValueError(
-                "reasoning_tokens must be <= output_tokens, received "
-                f"{self.reasoning_tokens} > {self.output_tokens}"
+            raise InvalidParameterError(
+                "reasoning_tokens", allowed="reasoning_tokens <= output_tokens",
+                received=f"{self.reasoning_tokens} > {self.output_tokens}",
             )
         return self
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> TokenUsage:
+        """A copy with ``update`` applied and validated (a negative count is refused, not stored)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return TokenUsage(**{**self.model_dump(), **dict(update)})
 
     @property
     def estimated(self) -> bool:

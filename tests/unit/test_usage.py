@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from lean_core import TokenUsage
 from lean_core._usage_parsing import usage_from_payload
+from lean_core.errors import InvalidParameterError
 
 
 @pytest.mark.parametrize(
@@ -13,9 +13,9 @@ from lean_core._usage_parsing import usage_from_payload
      ("input_tokens", True), ("reasoning_tokens", -2), ("cached_input_tokens", 2.0)],
 )
 def test_bad_counts_are_rejected_with_the_field_named(field: str, value: object) -> None:
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InvalidParameterError) as info:
         TokenUsage(**{field: value})
-    assert field in str(info.value)
+    assert info.value.parameter == field and field in str(info.value)
     assert isinstance(info.value, ValueError)
 
 
