@@ -4,23 +4,26 @@ MiniLM puts "Are cats afraid of tigers?" and "Are tigers afraid of cats?" at cos
 "capital of France" next to "capital of Germany". The features here see what embeddings blur:
 numbers, names, negation, swapped roles and unmatched content words. Some of them are hard
 vetoes (a cache must never serve an answer about another number or another named entity); the
-rest feed the calibrated verifier.
+rest feed the calibrated verifier. Both texts are folded first (NFKC, one apostrophe, one dash),
+and the near-miss checks of :mod:`~lean_core.cache._vetoes` (opposite words, times, reordered
+numbers, currencies, C/C++/C#, reversed "A-B" pairs) add vetoes that are not model features.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
+
+from lean_core.cache import _vetoes
+from lean_core.cache.normalize import fold_for_matching
 
 __all__ = ["FEATURE_NAMES", "PairFeatures", "pair_features"]
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|\d+(?:[.,:/]\d+)*", re.UNICODE)
 _NUMBER = re.compile(r"^\d+(?:[.,:/]\d+)*$")
-_NUMBER_WORDS = frozenset(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
-    "billion trillion first second third fourth fifth sixth seventh eighth ninth tenth half twice once".split())
-_NEGATIONS = frozenset("not no never nor none nobody nothing nowhere neither without cannot n't".split())
+_LETTERS = re.compile(r"[^\W\d_]+")
+_NEGATIONS = _vetoes.NEGATION_WORDS
 _WH = frozenset("what why how when where who whom whose which".split())
 _STOPWORDS = frozenset("""
 a an the and or but if of at by for with about against between into through during before after above below to
@@ -30,7 +33,7 @@ yours he him his she her hers it its they them their what which who whom this th
 were be been being have has had having do does did doing would could might must shall may get got also ever
 much many way ways one best good better someone something anyone anything people thing things make
 """.split()) | _WH
-_CONTRACTIONS = (("can't", "can not"), ("won't", "will not"), ("n't", " not"), ("’", "'"))
+_CONTRACTIONS = (("can't", "can not"), ("won't", "will not"), ("n't", " not"))  # on folded text: one apostrophe
 
 FEATURE_NAMES = (
     "similarity", "similarity_sq", "content_jaccard", "unmatched_max", "unmatched_min", "unmatched_share",
@@ -55,6 +58,9 @@ class PairFeatures:
     negation_mismatch: bool
     role_swap: bool
     order_discord: float
+    near_miss: str | None = None
+    """A near-miss found by :func:`lean_core.cache._vetoes.near_miss` ("direction differs", "times
+    differ", ...); a veto, not a model feature."""
 
     @property
     def vector(self) -> list[float]:
@@ -75,7 +81,7 @@ class PairFeatures:
             return "negation differs"
         if self.role_swap:
             return "roles swapped"
-        return None
+        return self.near_miss
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,9 @@ class _Parsed:
     content: tuple[str, ...]
     numbers: frozenset[str]
     entities: frozenset[str]
-    negated: bool
     wh: frozenset[str]
+    text: str
+    """The folded text the rest was read from."""
 
 
 def _stem(word: str) -> str:
@@ -97,12 +104,13 @@ def _stem(word: str) -> str:
 
 
 def _parse(text: str) -> _Parsed:
+    text = fold_for_matching(text)
     lowered = text.lower()
     for old, new in _CONTRACTIONS:
         lowered = lowered.replace(old, new)
     raw = _WORD.findall(text)
     words = tuple(_WORD.findall(lowered))
-    numbers = frozenset(w.replace(",", "") for w in words if _NUMBER.match(w) or w in _NUMBER_WORDS)
+    numbers = frozenset(_vetoes.numbers(lowered))
     entities: set[str] = set()
     for position, token in enumerate(raw):
         # Capitalised mid-sentence words and acronyms; the first word and "I" are capitalised anyway.
@@ -114,7 +122,7 @@ def _parse(text: str) -> _Parsed:
     content = tuple(_stem(w) for w in words if w not in _STOPWORDS and w not in _NEGATIONS and not _NUMBER.match(w))
     return _Parsed(words=words, content=content, numbers=numbers,
                    entities=frozenset(_stem(e) for e in entities) - _STOPWORDS,
-                   negated=any(w in _NEGATIONS for w in words), wh=frozenset(w for w in words if w in _WH))
+                   wh=frozenset(w for w in words if w in _WH), text=text)
 
 
 def _order(a: _Parsed, b: _Parsed) -> tuple[bool, float]:
@@ -149,14 +157,28 @@ def _order(a: _Parsed, b: _Parsed) -> tuple[bool, float]:
     return swapped, discordant / pairs if pairs else 0.0
 
 
+def _known(parsed: _Parsed) -> set[str]:
+    """What an entity of the other prompt may match: a word, two adjacent words joined ("Python3"
+    against "Python 3", "WiFi" against "Wi Fi"), or the letters of a word with digits ("Windows"
+    against "Windows10")."""
+    words = parsed.words
+    known = set(words) | set(parsed.content) | {x + y for x, y in itertools.pairwise(words)}
+    for word in words:
+        if not word.isalpha() and not word.isdigit():
+            parts = _LETTERS.findall(word)
+            known.update(parts)
+            known.update(_stem(p) for p in parts)
+    return known
+
+
 def pair_features(query: str, cached: str, similarity: float) -> PairFeatures:
     """Features of (new prompt, cached prompt) given their embedding cosine."""
     a, b = _parse(query), _parse(cached)
     set_a, set_b = set(a.content), set(b.content)
     union = set_a | set_b
     only_a, only_b = len(set_a - set_b), len(set_b - set_a)
-    entity_mismatch = bool({e for e in a.entities if e not in set(b.words) | set_b}
-                           | {e for e in b.entities if e not in set(a.words) | set_a})
+    known_a, known_b = _known(a), _known(b)
+    entity_mismatch = bool({e for e in a.entities if e not in known_b} | {e for e in b.entities if e not in known_a})
     swapped, discord = _order(a, b)
     length_a, length_b = max(len(a.words), 1), max(len(b.words), 1)
     return PairFeatures(
@@ -169,7 +191,8 @@ def pair_features(query: str, cached: str, similarity: float) -> PairFeatures:
         wh_mismatch=a.wh != b.wh,
         number_mismatch=a.numbers != b.numbers,
         entity_mismatch=entity_mismatch,
-        negation_mismatch=a.negated != b.negated,
+        negation_mismatch=_vetoes.negation_differs(a.words, b.words),
         role_swap=swapped,
         order_discord=discord,
+        near_miss=_vetoes.near_miss(a.text, b.text, a.words, b.words),
     )

@@ -2,8 +2,10 @@
 
 The decision is a logistic model over :mod:`~lean_core.cache.pair_features` (similarity plus what
 embeddings blur), with a threshold chosen for a target precision on labelled pairs, and hard
-vetoes that no score overrides: different numbers, different named entities, negation, swapped
-roles. The calibration for the bundled MiniLM ships with the package (``lean_core/data``); users
+vetoes that no score overrides: different numbers (signs included), different named entities,
+negation (any apostrophe, "non-"/"un-"/"in-" prefixes), swapped roles, and the near-miss checks of
+:mod:`~lean_core.cache._vetoes` (opposite directions and antonyms, times of day, reordered numbers,
+currencies, C/C++/C#, reversed "A-B" pairs). The calibration for the bundled MiniLM ships with the package (``lean_core/data``); users
 recalibrate on their own pairs with ``lean-inference cache calibrate``.
 """
 
