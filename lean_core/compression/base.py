@@ -20,7 +20,7 @@ class Compressor(ABC):
     name: str = "compressor"
 
     @abstractmethod
-    def compress(self, context: ContextInput, *, budget: CompressionBudget,
+    def compress(self, context: ContextInput, *, budget: CompressionBudget | float,
                  question: str | None = None,
                  titles: Sequence[str | None] | None = None) -> CompressionResult:
         """Compress ``context`` to at most ``budget`` tokens of ``budget.target_model``.
@@ -28,9 +28,11 @@ class Compressor(ABC):
         ``titles``: one document title (or None) per passage, as retrievers keep them in metadata.
         A compressor that reads passage headings uses them instead of guessing the heading from the
         text; one that does not may ignore them. They are never added to the output.
+        ``budget`` may be a bare float in (0, 1]: ``CompressionBudget(ratio=budget)``.
+        Bad arguments raise :class:`~lean_core.errors.InvalidParameterError` naming the parameter.
         """
 
-    async def acompress(self, context: ContextInput, *, budget: CompressionBudget,
+    async def acompress(self, context: ContextInput, *, budget: CompressionBudget | float,
                         question: str | None = None,
                         titles: Sequence[str | None] | None = None) -> CompressionResult:
         """Async :meth:`compress`; CPU-bound work runs in a worker thread."""

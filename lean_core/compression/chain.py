@@ -12,6 +12,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from lean_core.compression._checks import (
+    check_context,
+    check_instance,
+    check_protection,
+    check_question,
+    check_titles,
+)
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.types import CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError
@@ -43,6 +50,9 @@ class CoarseToFineCompressor(Compressor):
         if isinstance(coarse_factor, bool) or not isinstance(coarse_factor, int | float) \
                 or not 1.0 <= coarse_factor <= 10.0:
             raise InvalidParameterError("coarse_factor", allowed="a number in [1, 10]", received=coarse_factor)
+        check_instance("coarse", coarse, Compressor, "a Compressor")
+        check_instance("fine", fine, Compressor, "a Compressor")
+        check_instance("token_counter", token_counter, TokenCounter, "a TokenCounter")
         if coarse is None:
             from lean_core.compression.lean import LeanCompressor
 
@@ -55,12 +65,15 @@ class CoarseToFineCompressor(Compressor):
         self.counter = token_counter or TokenCounter()
         self.name = f"{coarse.name}+{fine.name}"
 
-    def compress(self, context: ContextInput, *, budget: CompressionBudget,
+    def compress(self, context: ContextInput, *, budget: CompressionBudget | float,
                  question: str | None = None,
                  titles: Sequence[str | None] | None = None) -> CompressionResult:
         """The titles guide the coarse stage; the fine stage sees its output as one text."""
         started = time.perf_counter()
-        passages = [context] if isinstance(context, str) else [p for p in context if isinstance(p, str)]
+        budget = CompressionBudget.of(budget)
+        passages = check_context(context)
+        check_titles(titles, len(passages))
+        question = check_question(question)
         original = self.counter.count("\n\n".join(p for p in passages if p.strip()), budget.target_model).tokens
         target = budget.tokens_for(original) if original else 0
         wide = min(original, max(target, round(target * self.coarse_factor)))
@@ -95,8 +108,9 @@ def compressor_for(method: CompressionMethod, *, protect_kinds: Sequence[str] | 
         raise InvalidParameterError("method", allowed=" | ".join(repr(m) for m in METHODS), received=method)
     from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS
 
-    protect: dict[str, Any] = {"protect_kinds": DEFAULT_PROTECTED_KINDS if protect_kinds is None else protect_kinds,
-                               "protect_patterns": protect_patterns}
+    kinds = DEFAULT_PROTECTED_KINDS if protect_kinds is None else protect_kinds
+    check_protection(kinds, protect_patterns)  # named errors here, before any compressor is built
+    protect: dict[str, Any] = {"protect_kinds": tuple(kinds), "protect_patterns": tuple(protect_patterns)}
     from lean_core.compression.lean import LeanCompressor
     from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
 

@@ -1,9 +1,11 @@
-"""LeanCompressor: the default compressor — normalise, then keep the most relevant sentences.
+"""LeanCompressor: the default compressor — keep the most relevant sentences under a budget.
 
-Coarse to fine in one pass: whitespace and duplicate passages go first (lossless), then sentences
-are ranked for the question (see RelevanceScorer: each sentence carries its passage's strength)
-and kept greedily until the budget, counted in the target model's tokens, is full. Sentences are
-kept verbatim, so protected spans are never altered; a finer token-level stage (llmlingua) can be
+Coarse to fine in one pass: duplicate passages go first, protected spans are found on the
+*original* passages, sentences are cut as slices of them (never through a span) and ranked for
+the question (see RelevanceScorer: each sentence carries its passage's strength), then kept
+greedily until the budget, counted in the target model's tokens, is full. Whitespace clean-up
+(``normalize``) only shortens whitespace runs between spans, so every protected span in the
+output is a byte-identical slice of the input; a finer token-level stage (llmlingua) can be
 chained after it.
 """
 
@@ -11,11 +13,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import pairwise
 from typing import TYPE_CHECKING, Literal
 
+from lean_core.compression._checks import (
+    check_bool,
+    check_context,
+    check_instance,
+    check_protection,
+    check_question,
+    check_titles,
+)
 from lean_core.compression.base import Compressor, ContextInput
-from lean_core.compression.normalize import dedupe_passages, normalize_whitespace
+from lean_core.compression.normalize import compact_slice, dedupe_passages
 from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS, find_protected_spans
 from lean_core.compression.segment import Unit, passage_heading, split_clauses, split_sentences
 from lean_core.compression.select import RelevanceScorer
@@ -54,7 +65,10 @@ class LeanCompressor(Compressor):
             the budget holds at least six average sentences, clauses otherwise).
         require_question: raise :class:`MissingQuestionError` without a question (otherwise a
             question-free context falls back to centrality and says so in the result's note).
-        protect_kinds / protect_patterns: what counts as protected (kept verbatim, never split).
+        normalize: shorten whitespace runs outside protected spans (to their first character, or
+            a blank line) in the kept text; spans are always copied byte for byte.
+        protect_kinds / protect_patterns: what counts as protected (kept byte for byte or not at
+            all, never split): a subset of ``DEFAULT_PROTECTED_KINDS`` and extra regexes.
         ledger: when given, each compression is recorded as a "compression" savings event.
     """
 
@@ -76,28 +90,34 @@ class LeanCompressor(Compressor):
     ) -> None:
         if order not in ("original", "relevance", "edges"):
             raise InvalidParameterError("order", allowed="'original', 'relevance' or 'edges'", received=order)
-        self.scorer = scorer or RelevanceScorer()
-        self.counter = token_counter or TokenCounter()
-        self.order: Order = order
         if granularity not in ("auto", "clause", "sentence"):
             raise InvalidParameterError("granularity", allowed="'auto', 'clause' or 'sentence'",
                                         received=granularity)
-        self.granularity: Granularity = granularity
-        self.require_question = require_question
-        self.normalize = normalize
-        self.dedupe = dedupe
-        self.protect_kinds = tuple(protect_kinds)
+        check_instance("scorer", scorer, RelevanceScorer, "a RelevanceScorer")
+        check_instance("token_counter", token_counter, TokenCounter, "a TokenCounter")
+        if ledger is not None and not callable(getattr(ledger, "record", None)):
+            raise InvalidParameterError("ledger", allowed="a CostLedger or None", received=type(ledger).__name__)
+        self.protect_kinds, self._patterns = check_protection(protect_kinds, protect_patterns)
         self.protect_patterns = tuple(protect_patterns)
+        self.scorer = scorer or RelevanceScorer()
+        self.counter = token_counter or TokenCounter()
+        self.order: Order = order
+        self.granularity: Granularity = granularity
+        self.require_question = check_bool("require_question", require_question)
+        self.normalize = check_bool("normalize", normalize)
+        self.dedupe = check_bool("dedupe", dedupe)
         self.ledger = ledger
 
-    def compress(self, context: ContextInput, *, budget: CompressionBudget,
+    def compress(self, context: ContextInput, *, budget: CompressionBudget | float,
                  question: str | None = None,
                  titles: Sequence[str | None] | None = None) -> CompressionResult:
         """``titles`` (one per passage, e.g. from document metadata) name each passage's subject
-        for pronoun-led sentences; a passage without one falls back to the heading it opens with."""
+        for pronoun-led sentences; a passage without one falls back to the heading it opens with.
+        ``budget``: a :class:`CompressionBudget`, or a float in (0, 1] read as its ``ratio``."""
         started = time.perf_counter()
+        budget = CompressionBudget.of(budget)
         passages, given_titles = _passages(context, titles)
-        question = question.strip() if isinstance(question, str) and question.strip() else None
+        question = check_question(question)
         if question is None and self.require_question:
             raise MissingQuestionError()
         model = budget.target_model
@@ -111,13 +131,13 @@ class LeanCompressor(Compressor):
                                                 budget_met=True, seconds=time.perf_counter() - started,
                                                 note="input already within budget", **base), model)
         dropped: list[DroppedSegment] = []
-        if self.normalize:
-            passages = [normalize_whitespace(p) for p in passages]
         if self.dedupe and len(passages) > 1:
             keep, removed = dedupe_passages(passages)
             passages, dropped = [passages[i] for i in keep], removed
             given_titles = [given_titles[i] for i in keep]
-        spans_per_passage = [find_protected_spans(p, kinds=self.protect_kinds, patterns=self.protect_patterns)
+        # Spans are found on the original passages, before any clean-up: units are slices of the
+        # originals, and whitespace clean-up only ever touches the gaps between spans.
+        spans_per_passage = [find_protected_spans(p, kinds=self.protect_kinds, patterns=self._patterns)
                              for p in passages]
         protected = sum(len(spans) for spans in spans_per_passage)
         units: list[Unit] = []
@@ -130,6 +150,9 @@ class LeanCompressor(Compressor):
         if granularity == "clause":
             units = [u for index, (passage, spans) in enumerate(zip(passages, spans_per_passage, strict=True))
                      for u in split_clauses(passage, spans, passage=index)]
+        if self.normalize:
+            units = [replace(u, text=compact_slice(passages[u.passage], u.start, u.end,
+                                                   spans_per_passage[u.passage])) for u in units]
         headings = [title or passage_heading(p) for title, p in zip(given_titles, passages, strict=True)]
         scores = self.scorer.score(units, question=question, headings=headings)
         # Separators mostly merge into the next token; the exact check below keeps the budget.
@@ -163,7 +186,8 @@ class LeanCompressor(Compressor):
                 a, b = units[prev], units[cur]
                 # Adjacent pieces of one sentence keep their own separator (", " or "; ").
                 adjacent = cur == prev + 1 and a.sentence == b.sentence and a.sentence >= 0
-                parts.append(passages[a.passage][a.end:b.start] if adjacent else " ")
+                gap = passages[a.passage][a.end:b.start]
+                parts.append((compact_slice(gap, 0, len(gap), ()) if self.normalize else gap) if adjacent else " ")
                 parts.append(b.text)
             return "".join(parts)
 
@@ -184,29 +208,8 @@ class LeanCompressor(Compressor):
 
 def _passages(context: ContextInput, titles: Sequence[str | None] | None) -> tuple[list[str], list[str | None]]:
     """The non-empty passages and the title given for each (None where none was given)."""
-    if isinstance(context, bytes | bytearray):
-        raise InvalidParameterError("context", allowed="text (str) or a list of str; decode bytes first",
-                                    received=f"{type(context).__name__} of {len(context)} bytes")
-    items = [context] if isinstance(context, str) else list(context)
-    if titles is None:
-        given: list[str | None] = [None] * len(items)
-    else:
-        if isinstance(titles, str) or len(titles) != len(items):
-            raise InvalidParameterError(
-                "titles", allowed=f"one title (str or None) per passage: {len(items)}",
-                received=repr(titles) if isinstance(titles, str) else f"{len(titles)} titles")
-        bad = [t for t in titles if t is not None and not isinstance(t, str)]
-        if bad:
-            raise InvalidParameterError("titles", allowed="str or None per passage", received=type(bad[0]).__name__)
-        given = [(t.strip() or None) if isinstance(t, str) else None for t in titles]
-    for item in items:
-        if not isinstance(item, str):
-            raise InvalidParameterError("context", allowed="str passages", received=type(item).__name__)
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidParameterError("context", allowed="valid Unicode text (no lone surrogates)",
-                                        received=f"invalid character at {exc.start}") from exc
+    items = check_context(context)
+    given = check_titles(titles, len(items))
     kept = [(p, t) for p, t in zip(items, given, strict=True) if p.strip()]
     return ([p for p, _ in kept], [t for _, t in kept]) if kept else ([""], [None])
 

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lean_core._extras import require
-from lean_core.compression._llmlingua_spans import locate_spans, pick_standin, tag_passage
+from lean_core.compression._checks import (
+    check_bool,
+    check_context,
+    check_instance,
+    check_protection,
+    check_question,
+    check_titles,
+)
+from lean_core.compression._llmlingua_spans import pick_ascii_markers, restore_spans, tag_passage
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.protect import (
     DEFAULT_PROTECTED_KINDS,
@@ -240,9 +248,11 @@ class LLMLinguaCompressor(Compressor):
             (0, 1.5]. With its last-window overshoot corrected, llmlingua tends to land 5-15%
             under what it is asked; above 1 uses more of the budget at the risk of a retry.
         token_counter: counts the budget in ``budget.target_model``'s tokenizer.
-        protect_kinds / protect_patterns: protected spans (see ``find_protected_spans``), passed
-            to llmlingua as ``compress=False`` segments and never cut by the final trim, so they
-            come out byte for byte or not at all. Not in ``raw`` mode. LLMLingua-2 checkpoints
+        protect_kinds / protect_patterns: protected spans (see ``find_protected_spans``), found
+            on the original text and passed to llmlingua as marked ``compress=False`` segments;
+            what llmlingua returns for each is replaced by the original span (or removed if it is
+            not that span), and the final trim never cuts one, so they come out byte for byte or
+            not at all. Not in ``raw`` mode. LLMLingua-2 checkpoints
             ignore such segments (upstream #114): with one, pass ``protect_kinds=()`` to accept that.
     """
 
@@ -275,6 +285,10 @@ class LLMLinguaCompressor(Compressor):
         _check_range("max_attempts", max_attempts, 1, 5, "an int in [1, 5]", integer=True)
         _check_range("first_attempt_share", first_attempt_share, 0.0, 1.5, "a float in (0, 1.5]",
                      low_open=True)
+        check_bool("raw", raw)
+        check_bool("contrastive", contrastive)
+        check_instance("token_counter", token_counter, TokenCounter, "a TokenCounter")
+        kinds, self._patterns = check_protection(protect_kinds, protect_patterns)
         self.model_path = model_path
         self.device = device
         self.raw = raw
@@ -285,9 +299,8 @@ class LLMLinguaCompressor(Compressor):
         self.max_attempts = int(max_attempts)
         self.first_attempt_share = float(first_attempt_share)
         self.counter = token_counter or TokenCounter()
-        self.protect_kinds = tuple(protect_kinds)
+        self.protect_kinds = kinds
         self.protect_patterns = tuple(protect_patterns)
-        find_protected_spans("", kinds=self.protect_kinds, patterns=self.protect_patterns)  # validates
         self._scorer = _Scorer(model_path, device)
 
     def load(self) -> None:
@@ -300,13 +313,15 @@ class LLMLinguaCompressor(Compressor):
         twin.raw = True
         return twin
 
-    def compress(self, context: ContextInput, *, budget: CompressionBudget,
+    def compress(self, context: ContextInput, *, budget: CompressionBudget | float,
                  question: str | None = None,
                  titles: Sequence[str | None] | None = None) -> CompressionResult:
-        """``titles`` are ignored: token-level compression reads no passage headings."""
-        passages = [context] if isinstance(context, str) else [str(p) for p in context]
+        """``titles`` are checked but not used: token-level compression reads no passage headings."""
+        budget = CompressionBudget.of(budget)
+        passages = check_context(context)
+        check_titles(titles, len(passages))
         passages = [p for p in passages if p.strip()]
-        question = question.strip() if isinstance(question, str) and question.strip() else None
+        question = check_question(question)
         model = budget.target_model
         original_text = "\n\n".join(passages)
         original = self.counter.count(original_text, model)
@@ -323,18 +338,16 @@ class LLMLinguaCompressor(Compressor):
             raise InvalidParameterError(
                 "protect_kinds", allowed="() with an LLMLingua-2 checkpoint (it ignores compress=False "
                 "segments, upstream #114, so spans cannot be protected)", received=self.protect_kinds)
-        spans = ([find_protected_spans(p, kinds=self.protect_kinds, patterns=self.protect_patterns)
+        spans = ([find_protected_spans(p, kinds=self.protect_kinds, patterns=self._patterns)
                   for p in passages] if protect else [[] for _ in passages])
         base["protected_spans"] = sum(len(s) for s in spans)
         with self._scorer.lock:
             started = time.perf_counter()
             if self.raw:
-                text = self._run(passages, question, rate=budget.ratio, target=budget.target_tokens)
+                text, _ = self._run(passages, question, rate=budget.ratio, target=budget.target_tokens)
                 compressed, note = self.counter.count(text, model).tokens, "raw llmlingua: budget not enforced"
             else:
-                span_texts = [span.text(p) for p, found in zip(passages, spans, strict=True) for span in found]
-                text, compressed, attempts, trimmed = self._fit(passages, question, target, model,
-                                                                spans=spans, span_texts=span_texts)
+                text, compressed, attempts, trimmed = self._fit(passages, question, target, model, spans=spans)
                 note = f"{attempts} llmlingua run(s)"
                 if trimmed:
                     note += f"; {trimmed} tokens trimmed from the end to fit"
@@ -345,7 +358,7 @@ class LLMLinguaCompressor(Compressor):
         )
 
     def _fit(self, passages: list[str], question: str | None, target: int, model: str, *,
-             spans: Sequence[Sequence[ProtectedSpan]], span_texts: Sequence[str]) -> tuple[str, int, int, int]:
+             spans: Sequence[Sequence[ProtectedSpan]]) -> tuple[str, int, int, int]:
         """Compress with tighter llmlingua targets until the result fits; trim if it never does.
 
         Returns (text, tokens in the target model, llmlingua runs, tokens trimmed)."""
@@ -355,20 +368,22 @@ class LLMLinguaCompressor(Compressor):
         scale = self._scorer.own_count(joined) / max(1, count(joined))
         aim = target * self.first_attempt_share
         text, tokens = joined, count(joined)
+        located: list[tuple[int, int]] = []
         for attempt in range(1, self.max_attempts + 1):
-            text = self._run(passages, question, rate=None, target=max(1, round(aim * scale)), spans=spans)
+            text, located = self._run(passages, question, rate=None, target=max(1, round(aim * scale)), spans=spans)
             tokens = count(text)
             if tokens <= target:
                 return text, tokens, attempt, 0
             aim *= 0.95 * target / tokens
-        trimmed = _trim_to(text, target, count, keep_whole=locate_spans(text, span_texts))
+        trimmed = _trim_to(text, target, count, keep_whole=located)
         kept = count(trimmed)
         return trimmed, kept, self.max_attempts, tokens - kept
 
-    def _run(self, passages: list[str], question: str | None, *, rate: float | None,
-             target: int | None, spans: Sequence[Sequence[ProtectedSpan]] = ()) -> str:
+    def _run(self, passages: list[str], question: str | None, *, rate: float | None, target: int | None,
+             spans: Sequence[Sequence[ProtectedSpan]] = ()) -> tuple[str, list[tuple[int, int]]]:
         """One llmlingua call; ``rate`` or ``target`` (in llmlingua's own count); passages with
-        protected ``spans`` go in as structured segments."""
+        protected ``spans`` go in as structured segments. Returns the text and where the
+        protected spans in it are (each restored from the original text)."""
         kwargs: dict[str, Any] = {"rate": rate if rate is not None else 0.5,
                                   "target_token": target if target is not None else -1,
                                   "use_context_level_filter": len(passages) > 1}
@@ -388,14 +403,16 @@ class LLMLinguaCompressor(Compressor):
         compressor.fit_tail = not self.raw
         if not any(spans):
             text = str(compressor.compress_prompt(list(passages), **kwargs)["compressed_prompt"])
-            return text.strip() if self.raw else _drop_broken_characters(text, passages)
-        standin = pick_standin(passages)
-        if standin is None:
-            raise InvalidParameterError("context", allowed="text without all of U+E000..U+E0FF (private use)",
-                                        received="a context using every stand-in character")
-        tagged = [tag_passage(p, found, standin) for p, found in zip(passages, spans, strict=True)]
+            return (text.strip() if self.raw else _drop_broken_characters(text, passages).strip()), []
+        markers = pick_ascii_markers(passages)
+        if markers is None:
+            raise InvalidParameterError("context", allowed="text leaving one of U+E000..U+E0FF (private use) and "
+                                        "two ASCII control characters unused", received="a context using them all")
+        tagged = [tag_passage(p, found, markers) for p, found in zip(passages, spans, strict=True)]
         result = compressor.structured_compress_prompt(tagged, **kwargs)
-        return _drop_broken_characters(str(result["compressed_prompt"]).replace(standin, "<"), passages)
+        span_texts = [span.text(p) for p, found in zip(passages, spans, strict=True) for span in found]
+        return restore_spans(_drop_broken_characters(str(result["compressed_prompt"]), passages), span_texts,
+                             markers)
 
 
 def _drop_broken_characters(text: str, passages: Sequence[str]) -> str:
@@ -403,7 +420,7 @@ def _drop_broken_characters(text: str, passages: Sequence[str]) -> str:
     remove those (unless the input had them) rather than hand the model mojibake."""
     if "\ufffd" in text and not any("\ufffd" in p for p in passages):
         text = text.replace("\ufffd", "")
-    return text.strip()
+    return text
 
 
 def _question_note(question: str | None, token_classifier: bool) -> str:

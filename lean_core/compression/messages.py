@@ -78,9 +78,18 @@ def _rebuilt(messages: list[Mapping[str, Any]], plan: MessagePlan,
     return CompressedMessages(messages=out, result=result)
 
 
+def _checked_call(compressor: object, budget: object) -> CompressionBudget:
+    if not isinstance(compressor, Compressor):
+        raise InvalidParameterError("compressor", allowed="a lean_core.compression.Compressor",
+                                    received=type(compressor).__name__)
+    return CompressionBudget.of(budget)
+
+
 def compress_messages(messages: Sequence[Mapping[str, Any]], *, compressor: Compressor,
-                      budget: CompressionBudget) -> CompressedMessages:
-    """Compress OpenAI-style ``{"role", "content", ...}`` messages; other keys are kept as given."""
+                      budget: CompressionBudget | float) -> CompressedMessages:
+    """Compress OpenAI-style ``{"role", "content", ...}`` messages; other keys are kept as given.
+    ``budget``: a CompressionBudget, or a float in (0, 1] read as its ratio."""
+    budget = _checked_call(compressor, budget)
     checked = _checked(messages)
     plan = plan_messages([m["role"] for m in checked], [m.get("content") for m in checked])
     result = (compressor.compress(list(plan.passages), budget=budget, question=plan.question)
@@ -89,8 +98,9 @@ def compress_messages(messages: Sequence[Mapping[str, Any]], *, compressor: Comp
 
 
 async def acompress_messages(messages: Sequence[Mapping[str, Any]], *, compressor: Compressor,
-                             budget: CompressionBudget) -> CompressedMessages:
+                             budget: CompressionBudget | float) -> CompressedMessages:
     """Async :func:`compress_messages`."""
+    budget = _checked_call(compressor, budget)
     checked = _checked(messages)
     plan = plan_messages([m["role"] for m in checked], [m.get("content") for m in checked])
     result = (await compressor.acompress(list(plan.passages), budget=budget, question=plan.question)

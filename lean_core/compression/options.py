@@ -13,13 +13,21 @@ from it in one place: lazily, on first use, so constructing an adapter does no I
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from lean_core.compression._checks import check_protection, raise_parameter_error
 from lean_core.compression.attribute import budget_from_options
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.chain import METHODS, CompressionMethod, compressor_for
@@ -45,12 +53,27 @@ class CompressionJob:
 class CompressionOptions(BaseModel):
     """Budget, compressor and ledger options of every compression adapter.
 
-    Validation happens at construction and names the parameter, what it accepts and what it got
-    (:class:`~lean_core.errors.InvalidParameterError`; pydantic reports it inside its
-    ``ValidationError``, which is a ``ValueError`` too).
+    Validation happens at construction and raises
+    :class:`~lean_core.errors.InvalidParameterError` (a ``ValueError``) naming the parameter, what
+    it accepts and what it got, for this model and every adapter built on it; a misspelt keyword
+    (``ration=0.3``) is refused, not ignored.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        # Adapters mix this model with framework bases whose config ignores unknown keywords
+        # (LangChain's Runnable); a typo would silently leave the default budget in place.
+        known = {name for name, field in type(self).model_fields.items()} | {
+            field.alias for field in type(self).model_fields.values() if field.alias}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParameterError(unknown[0], allowed=f"an option of {type(self).__name__}: "
+                                        f"{', '.join(sorted(known))}", received=data[unknown[0]])
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise_parameter_error(exc)
 
     ratio: float | None = 0.5
     """Keep at most this share of the compressible tokens, a float in (0, 1] (0.33 = "3x
@@ -118,28 +141,20 @@ class CompressionOptions(BaseModel):
     @field_validator("protect_kinds", mode="before")
     @classmethod
     def _check_protect_kinds(cls, value: Any) -> Any:
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise InvalidParameterError("protect_kinds", allowed=f"a sequence of {list(DEFAULT_PROTECTED_KINDS)}",
-                                        received=value)
-        unknown = sorted(str(k) for k in value if k not in DEFAULT_PROTECTED_KINDS)
-        if unknown:
-            raise InvalidParameterError("protect_kinds", allowed=f"a subset of {list(DEFAULT_PROTECTED_KINDS)}",
-                                        received=unknown)
-        return tuple(value)
+        return check_protection(value, ())[0]
 
     @field_validator("protect_patterns", mode="before")
     @classmethod
     def _check_protect_patterns(cls, value: Any) -> Any:
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise InvalidParameterError("protect_patterns", allowed="a sequence of regular expressions (str)",
-                                        received=value)
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except (re.error, TypeError) as exc:
-                raise InvalidParameterError("protect_patterns", allowed="valid regular expressions (str)",
-                                            received=pattern) from exc
+        check_protection((), value)
         return tuple(value)
+
+    @field_validator("title_key", mode="before")
+    @classmethod
+    def _check_title_key(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise InvalidParameterError("title_key", allowed="a metadata key (non-empty str) or None", received=value)
+        return value
 
     @field_validator("compressor", mode="before")
     @classmethod

@@ -34,9 +34,11 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         r"#\w+|\b[A-Za-z_][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b|\b[a-z]+(?:[A-Z][a-z0-9]+)+\b"
         r"|\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\(?\)?|\b(?=\w*\d)(?=\w*[A-Za-z])\w{2,}\b|\b[A-Z]{2,}[A-Z0-9_]*\b"
     ),
-    # money, percentages, dates, times, versions, plain numbers with separators
+    # money, percentages, dates, times, versions, plain numbers with separators. The currency sign
+    # takes the one space after it whatever that space is (NBSP, tab, thin space): "$\u00a0950" is
+    # one span, kept byte for byte, never "$" and "950" with a space between to normalise.
     "number": re.compile(
-        r"(?:[$€£¥]\s?)?[-+]?\d[\d,._:/-]*\d%?|(?:[$€£¥]\s?)?[-+]?\d%?"
+        r"(?:[$€£¥][^\S\n]?)?[-+]?\d(?:[\d,._:/-]*\d)?%?(?:[^\S\n]?[$€£¥](?![^\S\n]?\d))?"
     ),
 }
 DEFAULT_PROTECTED_KINDS: tuple[str, ...] = ("code_block", "inline_code", "json", "url", "email", "quoted",

@@ -47,7 +47,8 @@ def _after_abbreviation(text: str, end: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """A sentence (or protected block) of one passage, as a slice of that passage."""
+    """A sentence (or protected block) of one passage: ``start``/``end`` locate it in that passage;
+    ``text`` is that slice (a compressor may shorten whitespace outside protected spans in it)."""
 
     passage: int
     index: int
@@ -72,13 +73,24 @@ def split_sentences(text: str, spans: Sequence[ProtectedSpan], *, passage: int =
             continue
         cuts.append((match.start(), match.end()))
     units: list[Unit] = []
-    start = 0
+    start, first_span = 0, 0
     for end, next_start in [*cuts, (len(text), len(text))]:
         piece = text[start:end]
+        while first_span < len(spans) and spans[first_span].end <= start:
+            first_span += 1
         if piece.strip():
-            lead = len(piece) - len(piece.lstrip())
-            trail = len(piece.rstrip())
-            units.append(Unit(passage, len(units), start + lead, start + trail, piece.strip()))
+            inside = []
+            k = first_span
+            while k < len(spans) and spans[k].start < end:
+                inside.append(spans[k])
+                k += 1
+            # Surrounding whitespace goes, except where a span owns it (an unterminated code block
+            # ends with the text's trailing whitespace): a unit never cuts into a span.
+            first = start + len(piece) - len(piece.lstrip())
+            last = start + len(piece.rstrip())
+            if inside:
+                first, last = min(first, inside[0].start), max(last, inside[-1].end)
+            units.append(Unit(passage, len(units), first, last, text[first:last]))
         start = next_start
     return units
 

@@ -2,34 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from lean_core.errors import InvalidParameterError
 
 __all__ = ["CompressionBudget", "CompressionResult", "DroppedSegment"]
+
+_RATIO = "a float in (0, 1] (0.33 = keep a third)"
 
 
 class CompressionBudget(BaseModel):
     """How small the output must be: a ratio of the input, or an absolute token target.
 
     Tokens are counted in the *target* model's tokenizer (``target_model``), since that is what
-    the compressed prompt will cost.
+    the compressed prompt will cost. Bad values raise
+    :class:`~lean_core.errors.InvalidParameterError` naming the field. Every compressor also takes
+    a bare float as ``budget``: ``budget=0.3`` means ``CompressionBudget(ratio=0.3)`` (counted in
+    gpt-4o tokens), as LangChain options take a number where a number is the whole intent.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ratio: float | None = Field(None, gt=0.0, le=1.0)
+    ratio: float | None = None
     """Keep at most this share of the input tokens, in (0, 1] (0.33 = "3x compression")."""
-    target_tokens: StrictInt | None = Field(None, ge=1)
-    """Keep at most this many tokens (>= 1)."""
+    target_tokens: int | None = None
+    """Keep at most this many tokens (an int >= 1)."""
     target_model: str = "gpt-4o"
     """Model whose tokenizer counts the budget (see lean_core.tokens)."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            from lean_core.compression._checks import raise_parameter_error
+
+            raise_parameter_error(exc)
+
+    @field_validator("ratio", mode="before")
+    @classmethod
+    def _check_ratio(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0.0 < value <= 1.0):
+            raise InvalidParameterError("ratio", allowed=f"{_RATIO} or None", received=value)
+        return value
+
+    @field_validator("target_tokens", mode="before")
+    @classmethod
+    def _check_target_tokens(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidParameterError("target_tokens", allowed="an int >= 1 or None", received=value)
+        return value
+
+    @field_validator("target_model", mode="before")
+    @classmethod
+    def _check_target_model(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidParameterError("target_model", allowed="a non-empty model name (str)", received=value)
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CompressionBudget:
         if (self.ratio is None) == (self.target_tokens is None):
-            raise ValueError("give exactly one of ratio (0, 1] or target_tokens (>= 1)")
+            raise InvalidParameterError(
+                "ratio", allowed="exactly one of ratio (0, 1] or target_tokens (>= 1)",
+                received=f"ratio={self.ratio!r}, target_tokens={self.target_tokens!r}")
         return self
+
+    @classmethod
+    def of(cls, budget: object, *, parameter: str = "budget") -> CompressionBudget:
+        """``budget`` as a CompressionBudget: one as it is, a float in (0, 1] as its ratio."""
+        if isinstance(budget, CompressionBudget):
+            return budget
+        if isinstance(budget, float) and 0.0 < budget <= 1.0:
+            return cls(ratio=budget)
+        # An int is refused rather than guessed: budget=1 could mean "all of it" or "one token".
+        raise InvalidParameterError(
+            parameter, allowed=f"a CompressionBudget, or {_RATIO} meaning CompressionBudget(ratio=...); "
+            "a token target is CompressionBudget(target_tokens=N)",
+            received=budget if isinstance(budget, int | float | str | None) else type(budget).__name__)
 
     def tokens_for(self, original_tokens: int) -> int:
         """The token target for an input of ``original_tokens`` tokens (never more than the input)."""
