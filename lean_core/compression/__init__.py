@@ -3,6 +3,7 @@
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.chain import CoarseToFineCompressor, CompressionMethod, compressor_for
 from lean_core.compression.lean import LeanCompressor, MissingQuestionError
+from lean_core.compression.llmlingua2_backend import LLMLingua2Compressor
 from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
 from lean_core.compression.messages import CompressedMessages, acompress_messages, compress_messages
 from lean_core.compression.options import CompressionJob, CompressionOptions
@@ -20,6 +21,7 @@ __all__ = [
     "Compressor",
     "ContextInput",
     "DroppedSegment",
+    "LLMLingua2Compressor",
     "LLMLinguaCompressor",
     "LeanCompressor",
     "MissingQuestionError",

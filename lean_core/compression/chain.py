@@ -8,6 +8,7 @@ how LongLLMLingua itself is meant to be used (coarse, then fine).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -26,8 +27,8 @@ from lean_core.tokens import TokenCounter
 
 __all__ = ["METHODS", "CoarseToFineCompressor", "CompressionMethod", "compressor_for"]
 
-CompressionMethod = Literal["lean", "llmlingua", "lean+llmlingua"]
-METHODS: tuple[CompressionMethod, ...] = ("lean", "llmlingua", "lean+llmlingua")
+CompressionMethod = Literal["lean", "llmlingua", "lean+llmlingua", "llmlingua2"]
+METHODS: tuple[CompressionMethod, ...] = ("lean", "llmlingua", "lean+llmlingua", "llmlingua2")
 """Every :data:`CompressionMethod`, for validation messages."""
 
 
@@ -97,9 +98,12 @@ class CoarseToFineCompressor(Compressor):
 
 
 def compressor_for(method: CompressionMethod, *, protect_kinds: Sequence[str] | None = None,
-                   protect_patterns: Sequence[str] = ()) -> Compressor:
+                   protect_patterns: Sequence[str] = (), model_path: str | os.PathLike[str] | None = None,
+                   ) -> Compressor:
     """The default compressor of a method name: ``lean`` (sentence selection, fast),
-    ``llmlingua`` (token level, slow on CPU) or ``lean+llmlingua`` (coarse then fine).
+    ``llmlingua`` (token level, slow on CPU), ``lean+llmlingua`` (coarse then fine) or
+    ``llmlingua2`` (sentence selection, then LLMLingua-2 token classification from the local
+    checkpoint ``model_path``, which that method requires).
 
     ``protect_kinds`` / ``protect_patterns`` configure protected spans in every stage (see
     :func:`~lean_core.compression.protect.find_protected_spans`; None: all default kinds). No
@@ -114,6 +118,13 @@ def compressor_for(method: CompressionMethod, *, protect_kinds: Sequence[str] | 
     from lean_core.compression.lean import LeanCompressor
     from lean_core.compression.llmlingua_backend import LLMLinguaCompressor
 
+    if method == "llmlingua2":
+        if model_path is None:
+            raise InvalidParameterError("model_path", allowed="an LLMLingua-2 checkpoint directory "
+                                        "(method='llmlingua2' has no bundled model)", received=None)
+        from lean_core.compression.llmlingua2_backend import LLMLingua2Compressor
+
+        return LLMLingua2Compressor(model_path, **protect)
     if method == "lean":
         return LeanCompressor(**protect)
     if method == "llmlingua":

@@ -85,8 +85,12 @@ class CompressionOptions(BaseModel):
     """Model whose tokenizer counts the budget and the ledger's tokens (see ``lean_core.tokens``)."""
     method: CompressionMethod = "lean"
     """Which compressor to build when ``compressor`` is None: ``"lean"`` (query-aware sentence
-    selection, fast), ``"llmlingua"`` (token level, slow on CPU) or ``"lean+llmlingua"`` (select,
-    then compress tokens: coarse to fine)."""
+    selection, fast), ``"llmlingua"`` (token level, slow on CPU), ``"lean+llmlingua"`` (select,
+    then compress tokens: coarse to fine) or ``"llmlingua2"`` (select, then LLMLingua-2 token
+    classification; needs ``model_path``)."""
+    model_path: str | None = None
+    """The ``method``'s checkpoint: for ``"llmlingua2"`` (required there) a local LLMLingua-2
+    token-classification directory. Ignored by the other methods and when ``compressor`` is given."""
     protect_kinds: tuple[str, ...] = DEFAULT_PROTECTED_KINDS
     """Kinds of protected spans (kept byte for byte or not at all) for the ``method``'s compressor:
     a subset of ``lean_core.compression.protect.DEFAULT_PROTECTED_KINDS`` (all by default).
@@ -169,6 +173,13 @@ class CompressionOptions(BaseModel):
         self.budget  # noqa: B018 - validates ratio/target_tokens together, once, at construction
         return self
 
+    @model_validator(mode="after")
+    def _llmlingua2_needs_model_path(self) -> Self:
+        if self.method == "llmlingua2" and self.model_path is None and self.compressor is None:
+            raise InvalidParameterError("model_path", allowed="a local LLMLingua-2 checkpoint directory "
+                                        "when method='llmlingua2'", received=None)
+        return self
+
     # -- the compressor and its budget ----------------------------------------------------------
     @property
     def budget(self) -> CompressionBudget:
@@ -183,7 +194,8 @@ class CompressionOptions(BaseModel):
             return self.compressor
         if self._default_compressor is None:
             self._default_compressor = compressor_for(self.method, protect_kinds=self.protect_kinds,
-                                                      protect_patterns=self.protect_patterns)
+                                                      protect_patterns=self.protect_patterns,
+                                                      model_path=self.model_path)
         return self._default_compressor
 
     def compress_jobs(self, jobs: Sequence[CompressionJob]) -> list[CompressionResult]:

@@ -218,3 +218,15 @@ def test_validation_names_the_parameter(kwargs: dict[str, Any], parameter: str) 
     with pytest.raises(InvalidParameterError) as error:
         LLMLingua2Compressor(**kwargs)
     assert error.value.parameter == parameter
+
+
+def test_the_method_name_builds_it_and_needs_a_model_path(tmp_path: Path) -> None:
+    from lean_core.compression import CompressionOptions, LLMLingua2Compressor, compressor_for
+    from lean_core.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="model_path"):
+        CompressionOptions(method="llmlingua2")
+    with pytest.raises(InvalidParameterError, match="model_path"):
+        compressor_for("llmlingua2")
+    options = CompressionOptions(method="llmlingua2", model_path=str(tmp_path))
+    assert isinstance(options.get_compressor(), LLMLingua2Compressor)  # no I/O until the first call
