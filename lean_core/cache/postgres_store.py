@@ -7,7 +7,8 @@ Layout (``{t}`` is the ``table`` option):
 
 * ``{t}``: the entries and their embeddings; UNIQUE (tenant, llm_hash, prompt_key); btree on
   (tenant, llm_hash); HNSW on ``embedding vector_cosine_ops``.
-* ``{t}_lru``: (id, last_access), one row per entry (ON DELETE CASCADE). ``last_access`` lives
+* ``{t}_lru``: (id, tenant, last_access), one row per entry (ON DELETE CASCADE), indexed on
+  (tenant, last_access, id) for least-recently-used eviction within a tenant. ``last_access`` lives
   apart because every hit rewrites it: a row update that changes an indexed column is not HOT, so
   keeping it in ``{t}`` would cost an HNSW insert (a graph search; the index grows for hot entries)
   plus one per btree on every cache hit (measured: 0.45 ms per touch at 5k rows, vs 0.06 ms here).
@@ -15,6 +16,12 @@ Layout (``{t}`` is the ``table`` option):
   purge locks this row first, which serialises writers the way SQLite's ``BEGIN IMMEDIATE`` does:
   eviction then sees every committed entry and never evicts more than ``count - max_entries``,
   and lock order is the same everywhere (no deadlocks between our own writers).
+* ``{t}_tenants``: (tenant, entries), kept exact by the same triggers: fair eviction (see
+  :class:`PostgresCacheStore`) takes from the largest tenant. A table made by an earlier version
+  (without it) is migrated on first connection, under a table lock.
+
+Text that PostgreSQL cannot hold (NUL, lone surrogates) is stored escaped and read back exactly;
+rows written before escaping existed read unchanged.
 
 Search runs the filtered ``ORDER BY embedding <=> query LIMIT k`` with pgvector 0.8's iterative
 HNSW scan (``strict_order``); the planner searches small namespaces exactly through the
@@ -33,12 +40,33 @@ import asyncio
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lean_core._extras import require
 from lean_core.cache._postgres_conn import AsyncPool, SyncPool, describe_dsn, died, redact
+from lean_core.cache._store_codec import StoredEntry, decode_text, encode_text, stored_entry
+from lean_core.cache._store_eviction import (
+    CountersDisagree,
+    LargestTenants,
+    Step,
+    fair_eviction,
+    run_eviction,
+)
+from lean_core.cache._store_options import (
+    check_count,
+    check_flag,
+    check_optional_count,
+    check_per_tenant,
+)
+from lean_core.cache._store_postgres_sql import (
+    PROBE,
+    SCHEMA_LOCK_KEY,
+    SEARCH_SETTINGS,
+    Sql,
+    ddl,
+    pgvector_version,
+)
 from lean_core.cache.store import CacheStore
 from lean_core.cache.types import CacheEntry, CacheNamespace, SemanticCandidate
 from lean_core.errors import CacheStoreError, InvalidParameterError
@@ -53,127 +81,7 @@ _T = TypeVar("_T")
 # 48 characters leave room for the derived names ("{t}_lru_last_access") within PostgreSQL's 63.
 _TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _TABLE_ALLOWED = "a lowercase SQL identifier: a letter or _ then letters, digits or _, at most 48 characters"
-# Any fixed key: schema creation (CREATE EXTENSION included) is serialised per database.
-_SCHEMA_LOCK_KEY = 0x6C65616E_63616368
-_COLUMNS = "tenant, llm_hash, prompt_key, prompt, payload, created_at, expires_at, input_tokens, output_tokens"
 _FEATURE = "PostgresCacheStore"
-
-_DDL = """
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE TABLE IF NOT EXISTS {t} (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant text NOT NULL,
-    llm_hash text NOT NULL,
-    prompt_key text NOT NULL,
-    prompt text NOT NULL,
-    payload text NOT NULL,
-    embedding vector({dim}),
-    created_at double precision NOT NULL,
-    expires_at double precision,
-    input_tokens integer NOT NULL DEFAULT 0,
-    output_tokens integer NOT NULL DEFAULT 0,
-    UNIQUE (tenant, llm_hash, prompt_key)
-);
-CREATE INDEX IF NOT EXISTS {t}_namespace ON {t} (tenant, llm_hash);
-CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops);
-CREATE TABLE IF NOT EXISTS {t}_totals (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    entries bigint NOT NULL
-);
-INSERT INTO {t}_totals (singleton, entries) SELECT true, count(*) FROM {t} ON CONFLICT DO NOTHING;
-CREATE OR REPLACE FUNCTION {t}_count() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        UPDATE {t}_totals SET entries = 0;
-        RETURN NULL;
-    END IF;
-    SELECT count(*) INTO n FROM changed;
-    IF n > 0 THEN
-        UPDATE {t}_totals SET entries = entries + CASE WHEN TG_OP = 'INSERT' THEN n ELSE -n END;
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE OR REPLACE TRIGGER {t}_counted_insert AFTER INSERT ON {t}
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION {t}_count();
-CREATE OR REPLACE TRIGGER {t}_counted_delete AFTER DELETE ON {t}
-    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION {t}_count();
-CREATE OR REPLACE TRIGGER {t}_counted_truncate AFTER TRUNCATE ON {t}
-    FOR EACH STATEMENT EXECUTE FUNCTION {t}_count();
-CREATE TABLE IF NOT EXISTS {t}_lru (
-    id bigint PRIMARY KEY REFERENCES {t} (id) ON DELETE CASCADE,
-    last_access double precision NOT NULL
-);
-CREATE INDEX IF NOT EXISTS {t}_lru_last_access ON {t}_lru (last_access, id);
-"""
-# {t}_lru is created last, so its existence means the whole schema is there.
-_PROBE = """
-SELECT to_regclass(%(lru)s) IS NOT NULL,
-       (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
-       (SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) AND attname = 'embedding')
-"""
-
-
-@dataclass(frozen=True)
-class _Sql:
-    """The statements of one table (identifiers validated, so formatting them in is safe)."""
-
-    lock_totals: str
-    totals: str
-    put: str
-    evict: str
-    get: str
-    touch: str
-    search: str
-    count_tenant: str
-    delete: str
-    purge: str
-
-    @classmethod
-    def build(cls, t: str, *, iterative_scan: bool) -> _Sql:
-        # Without iterative scans (pgvector < 0.8) a filtered HNSW scan can return fewer than k rows,
-        # so "+ 0" keeps the planner off the HNSW index: exact search within the namespace.
-        order = "embedding <=> %(query)b" if iterative_scan else "(embedding <=> %(query)b) + 0"
-        return cls(
-            lock_totals=f"SELECT entries FROM {t}_totals FOR UPDATE",
-            totals=f"SELECT entries FROM {t}_totals",
-            put=f"""
-                WITH written AS (
-                    INSERT INTO {t} (tenant, llm_hash, prompt_key, prompt, payload, embedding, created_at,
-                                     expires_at, input_tokens, output_tokens)
-                    VALUES (%(tenant)s, %(llm_hash)s, %(prompt_key)s, %(prompt)s, %(payload)s, %(embedding)b,
-                            %(created_at)s, %(expires_at)s, %(input_tokens)s, %(output_tokens)s)
-                    ON CONFLICT (tenant, llm_hash, prompt_key) DO UPDATE SET
-                        prompt = EXCLUDED.prompt, payload = EXCLUDED.payload, embedding = EXCLUDED.embedding,
-                        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
-                        input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens
-                    RETURNING id)
-                INSERT INTO {t}_lru (id, last_access) SELECT id, %(created_at)s FROM written
-                ON CONFLICT (id) DO UPDATE SET last_access = EXCLUDED.last_access""",
-            evict=f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t}_lru ORDER BY last_access, id LIMIT %(n)s)",
-            get=f"""
-                UPDATE {t}_lru AS lru SET last_access = %(now)s FROM {t} AS e
-                WHERE lru.id = e.id AND e.tenant = %(tenant)s AND e.llm_hash = %(llm_hash)s
-                  AND e.prompt_key = %(prompt_key)s AND (e.expires_at IS NULL OR e.expires_at > %(now)s)
-                RETURNING {", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))}""",
-            touch=f"""
-                UPDATE {t}_lru SET last_access = %(now)s WHERE id = (
-                    SELECT id FROM {t} WHERE tenant = %(tenant)s AND llm_hash = %(llm_hash)s
-                      AND prompt_key = %(prompt_key)s)""",
-            search=f"""
-                SELECT * FROM (
-                    SELECT {_COLUMNS}, 1 - (embedding <=> %(query)b) AS similarity FROM {t}
-                    WHERE tenant = %(tenant)s AND llm_hash = %(llm_hash)s AND embedding IS NOT NULL
-                      AND (expires_at IS NULL OR expires_at > %(now)s)
-                    ORDER BY {order} LIMIT %(k)s
-                ) AS nearest WHERE similarity >= %(min_similarity)s ORDER BY similarity DESC""",
-            count_tenant=f"SELECT count(*) FROM {t} WHERE tenant = %(tenant)s",
-            delete=f"DELETE FROM {t} WHERE {{where}}",
-            purge=f"DELETE FROM {t} WHERE expires_at IS NOT NULL AND expires_at <= %(now)s",
-        )
-
 
 class PostgresCacheStore(CacheStore):
     """Entries in a PostgreSQL table; nearest-neighbour search by pgvector (HNSW, cosine).
@@ -184,35 +92,42 @@ class PostgresCacheStore(CacheStore):
     """
 
     def __init__(self, dsn: str, *, table: str = "lean_cache_entries", dimensions: int = 384,
-                 max_entries: int | None = 100_000, pool_size: int = 4, connect_timeout_s: int = 10,
-                 durable_writes: bool = False) -> None:
+                 max_entries: int | None = 100_000, max_entries_per_tenant: int | None = None, pool_size: int = 4,
+                 connect_timeout_s: int = 10, durable_writes: bool = False) -> None:
         """
         Args:
             dsn: a libpq connection string or URI (``postgresql://user:password@host:5432/db``).
-            table: the entries table; ``{table}_lru`` and ``{table}_totals`` are created beside it.
-            dimensions: the embedding size, fixed by the table once created.
-            max_entries: least recently used entries are evicted beyond this; None: unbounded.
-            pool_size: connections kept for sync calls, and as many per event loop for async ones.
-            connect_timeout_s: seconds to wait for the server when connecting (libpq, at least 2).
-            durable_writes: wait for each write to reach the server's disk. Off by default: a cache
-                holds nothing that cannot be recomputed, and ``synchronous_commit = off`` can only
-                lose the last fraction of a second of writes in a server crash, never corrupt.
+            table: the entries table, a lowercase SQL identifier of at most 48 characters;
+                ``{table}_lru``, ``{table}_totals`` and ``{table}_tenants`` are created beside it.
+            dimensions: the embedding size, an int in [1, 16000], fixed by the table once created.
+            max_entries: entries the table holds at most, an int >= 1 (default 100,000), or None for
+                no global bound. When a write takes the table past it, the tenant holding the most
+                entries loses its least recently used ones (ties: the writing tenant, then the
+                first by name in byte order) until the table is back within the bound. Only a
+                largest tenant is evicted, so a tenant holding at most ``max_entries / tenants
+                present`` entries keeps every one of them however much other tenants write.
+            max_entries_per_tenant: entries one tenant holds at most, an int in [1, max_entries],
+                or None (default): a tenant may use the whole table while nobody else needs the
+                room. A write past it evicts the writing tenant's own least recently used entries.
+            pool_size: connections kept for sync calls, and as many per event loop for async ones
+                (an int >= 1).
+            connect_timeout_s: whole seconds to wait for the server when connecting (an int >= 2,
+                libpq's minimum).
+            durable_writes: wait for each write to reach the server's disk (a bool). Off by default:
+                a cache holds nothing that cannot be recomputed, and ``synchronous_commit = off``
+                can only lose the last fraction of a second of writes in a server crash, never corrupt.
         """
         if not isinstance(dsn, str) or not dsn:
             raise InvalidParameterError("dsn", allowed="a non-empty libpq connection string or URI",
                                         received=type(dsn).__name__)
         if not isinstance(table, str) or not _TABLE_RE.fullmatch(table):
             raise InvalidParameterError("table", allowed=_TABLE_ALLOWED, received=table)
-        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= 16_000:
-            raise InvalidParameterError("dimensions", allowed="an int in [1, 16000]", received=dimensions)
-        if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
-                                        or max_entries < 1):
-            raise InvalidParameterError("max_entries", allowed="an int >= 1 or None", received=max_entries)
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidParameterError("pool_size", allowed="an int >= 1", received=pool_size)
-        if isinstance(connect_timeout_s, bool) or not isinstance(connect_timeout_s, int) or connect_timeout_s < 2:
-            raise InvalidParameterError("connect_timeout_s", allowed="an int >= 2 (seconds)",
-                                        received=connect_timeout_s)
+        dimensions = check_count("dimensions", dimensions, maximum=16_000)
+        max_entries = check_optional_count("max_entries", max_entries)
+        self.max_entries_per_tenant = check_per_tenant(max_entries_per_tenant, max_entries)
+        pool_size = check_count("pool_size", pool_size)
+        connect_timeout_s = check_count("connect_timeout_s", connect_timeout_s, minimum=2)
+        durable_writes = check_flag("durable_writes", durable_writes)
         self.table = table
         self.dimensions = dimensions
         self.max_entries = max_entries
@@ -221,7 +136,7 @@ class PostgresCacheStore(CacheStore):
         self._connect_timeout_s = connect_timeout_s
         self._durable = durable_writes
         self._lock = threading.Lock()
-        self._schema: _Sql | None = None  # the statements, once the schema is known
+        self._schema: Sql | None = None  # the statements, once the schema is known
         self._pid = os.getpid()
         self._sync_pool: SyncPool | None = None
         self._async_pools: dict[asyncio.AbstractEventLoop, AsyncPool] = {}
@@ -231,16 +146,18 @@ class PostgresCacheStore(CacheStore):
 
     # -- CacheStore (sync) ----------------------------------------------------------------------
     def put(self, entry: CacheEntry, vector: np.ndarray | None) -> None:
-        params = _put_params(entry, None if vector is None else self._vector(vector))
+        stored = stored_entry(entry)
+        params = _put_params(stored, None if vector is None else self._vector(vector))
 
-        def op(conn: Any, sql: _Sql) -> None:
+        def op(conn: Any, sql: Sql) -> None:
             with conn.transaction():
                 conn.execute(sql.lock_totals)
                 conn.execute(sql.put, params)
-                if self.max_entries is not None:
-                    (total,) = conn.execute(sql.totals).fetchone()
-                    if total > self.max_entries:
-                        conn.execute(sql.evict, {"n": total - self.max_entries})
+                if self._bounded:
+                    total, mine = conn.execute(sql.sizes, {"tenant": stored.tenant}).fetchone()
+                    run_eviction(self._eviction(stored.tenant, total, mine),
+                                 lambda writer: _pairs(conn.execute(sql.largest, {"writer": writer}).fetchall()),
+                                 lambda tenant, n: int(conn.execute(sql.evict, {"tenant": tenant, "n": n}).rowcount))
 
         self._run(op)
 
@@ -255,9 +172,9 @@ class PostgresCacheStore(CacheStore):
         if params is None:
             return []
 
-        def op(conn: Any, sql: _Sql) -> list[Any]:
+        def op(conn: Any, sql: Sql) -> list[Any]:
             with conn.transaction():
-                conn.execute(_SEARCH_SETTINGS, params)
+                conn.execute(SEARCH_SETTINGS, params)
                 return list(conn.execute(sql.search, params).fetchall())
 
         return _candidates(self._run(op))
@@ -270,7 +187,7 @@ class PostgresCacheStore(CacheStore):
                    prompt_key: str | None = None) -> int:
         where, params = _invalidate_where(tenant, namespace, prompt_key)
 
-        def op(conn: Any, sql: _Sql) -> int:
+        def op(conn: Any, sql: Sql) -> int:
             with conn.transaction():
                 conn.execute(sql.lock_totals)
                 return int(conn.execute(sql.delete.format(where=where), params).rowcount)
@@ -280,10 +197,11 @@ class PostgresCacheStore(CacheStore):
     def count(self, *, tenant: str | None = None) -> int:
         if tenant is None:
             return int(self._run(lambda conn, sql: conn.execute(sql.totals).fetchone()[0]))
-        return int(self._run(lambda conn, sql: conn.execute(sql.count_tenant, {"tenant": tenant}).fetchone()[0]))
+        params = {"tenant": _encoded("tenant", tenant)}
+        return int(self._run(lambda conn, sql: conn.execute(sql.count_tenant, params).fetchone()[0]))
 
     def purge_expired(self, *, now: float) -> int:
-        def op(conn: Any, sql: _Sql) -> int:
+        def op(conn: Any, sql: Sql) -> int:
             with conn.transaction():
                 conn.execute(sql.lock_totals)
                 return int(conn.execute(sql.purge, {"now": now}).rowcount)
@@ -302,23 +220,30 @@ class PostgresCacheStore(CacheStore):
 
     # -- CacheStore (async, on psycopg's AsyncConnection) ------------------------------------
     async def aput(self, entry: CacheEntry, vector: np.ndarray | None) -> None:
-        params = _put_params(entry, None if vector is None else self._vector(vector))
+        stored = stored_entry(entry)
+        params = _put_params(stored, None if vector is None else self._vector(vector))
 
-        async def op(conn: Any, sql: _Sql) -> None:
+        async def op(conn: Any, sql: Sql) -> None:
             async with conn.transaction():
                 await conn.execute(sql.lock_totals)
                 await conn.execute(sql.put, params)
-                if self.max_entries is not None:
-                    (total,) = await (await conn.execute(sql.totals)).fetchone()
-                    if total > self.max_entries:
-                        await conn.execute(sql.evict, {"n": total - self.max_entries})
+                if not self._bounded:
+                    return
+                total, mine = await (await conn.execute(sql.sizes, {"tenant": stored.tenant})).fetchone()
+                plan = self._eviction(stored.tenant, total, mine)
+                answer: object = None
+                while (step := _next(plan, answer)) is not None:  # run_eviction's loop, awaited
+                    if isinstance(step, LargestTenants):
+                        answer = _pairs(await (await conn.execute(sql.largest, {"writer": step.writer})).fetchall())
+                    else:
+                        answer = int((await conn.execute(sql.evict, {"tenant": step.tenant, "n": step.n})).rowcount)
 
         await self._arun(op)
 
     async def aget(self, namespace: CacheNamespace, prompt_key: str, *, now: float) -> CacheEntry | None:
         params = _key_params(namespace, prompt_key, now)
 
-        async def op(conn: Any, sql: _Sql) -> Any:
+        async def op(conn: Any, sql: Sql) -> Any:
             return await (await conn.execute(sql.get, params)).fetchone()
 
         row = await self._arun(op)
@@ -330,9 +255,9 @@ class PostgresCacheStore(CacheStore):
         if params is None:
             return []
 
-        async def op(conn: Any, sql: _Sql) -> list[Any]:
+        async def op(conn: Any, sql: Sql) -> list[Any]:
             async with conn.transaction():
-                await conn.execute(_SEARCH_SETTINGS, params)
+                await conn.execute(SEARCH_SETTINGS, params)
                 return list(await (await conn.execute(sql.search, params)).fetchall())
 
         return _candidates(await self._arun(op))
@@ -340,7 +265,7 @@ class PostgresCacheStore(CacheStore):
     async def atouch(self, namespace: CacheNamespace, prompt_key: str, *, now: float) -> None:
         params = _key_params(namespace, prompt_key, now)
 
-        async def op(conn: Any, sql: _Sql) -> None:
+        async def op(conn: Any, sql: Sql) -> None:
             await conn.execute(sql.touch, params)
 
         await self._arun(op)
@@ -349,7 +274,7 @@ class PostgresCacheStore(CacheStore):
                           prompt_key: str | None = None) -> int:
         where, params = _invalidate_where(tenant, namespace, prompt_key)
 
-        async def op(conn: Any, sql: _Sql) -> int:
+        async def op(conn: Any, sql: Sql) -> int:
             async with conn.transaction():
                 await conn.execute(sql.lock_totals)
                 return int((await conn.execute(sql.delete.format(where=where), params)).rowcount)
@@ -364,6 +289,16 @@ class PostgresCacheStore(CacheStore):
         self.close()
 
     # -- shared helpers -------------------------------------------------------------------------
+    @property
+    def _bounded(self) -> bool:
+        return self.max_entries is not None or self.max_entries_per_tenant is not None
+
+    def _eviction(self, writer: str, total: object, mine: object) -> Generator[Step, object, None]:
+        if not isinstance(total, int) or not isinstance(mine, int):
+            raise CountersDisagree(f"the counters read {total!r} entries, {mine!r} of the writing tenant")
+        return fair_eviction(writer=writer, writer_entries=mine, total=total, max_entries=self.max_entries,
+                             max_entries_per_tenant=self.max_entries_per_tenant)
+
     def _vector(self, vector: Any) -> Any:
         import numpy as np
 
@@ -383,7 +318,7 @@ class PostgresCacheStore(CacheStore):
         if k == 0:
             return None
         # ef_search bounds the first batch of an HNSW scan; iterative scanning continues past it.
-        return {"query": query, "tenant": namespace.tenant, "llm_hash": namespace.llm_hash, "now": now, "k": k,
+        return {"query": query, **_namespace_params(namespace), "now": now, "k": k,
                 "min_similarity": float(min_similarity), "ef_search": str(min(1000, max(40, k)))}
 
     def _modules(self) -> tuple[Any, Any]:
@@ -399,23 +334,23 @@ class PostgresCacheStore(CacheStore):
         detail = redact(str(exc).strip(), self._dsn)
         return CacheStoreError(f"PostgreSQL cache store at {describe_dsn(self._dsn)}, table {self.table}: {detail}")
 
-    def _check_schema(self, row: tuple[Any, ...]) -> _Sql:
+    def _check_schema(self, row: tuple[Any, ...]) -> Sql:
         _, version, typmod = row
         if typmod is not None and typmod > 0 and typmod != self.dimensions:
             raise InvalidParameterError("dimensions", allowed=f"{typmod} (the existing table {self.table}'s)",
                                         received=self.dimensions)
-        return _Sql.build(self.table, iterative_scan=_version(version) >= (0, 8))
+        return Sql.build(self.table, iterative_scan=pgvector_version(version) >= (0, 8))
 
-    def _sql(self) -> _Sql:
+    def _sql(self) -> Sql:
         if self._schema is None:  # the first connection sets it before it is lent
             raise CacheStoreError(f"PostgreSQL cache store table {self.table}: schema not initialised")
         return self._schema
 
     def _ddl(self) -> str:
-        return _DDL.format(t=self.table, dim=self.dimensions)
+        return ddl(self.table, self.dimensions)
 
     def _probe_params(self) -> dict[str, str]:
-        return {"lru": f"{self.table}_lru", "table": self.table}
+        return {"tenants": f"{self.table}_tenants", "table": self.table}
 
     def _forked(self) -> None:
         # A child process must not use (or close) the parent's sockets: drop them unclosed.
@@ -434,13 +369,13 @@ class PostgresCacheStore(CacheStore):
             if not self._durable:
                 conn.execute("SET synchronous_commit = off")
             if self._schema is None:
-                row = conn.execute(_PROBE, self._probe_params()).fetchone()
+                row = conn.execute(PROBE, self._probe_params()).fetchone()
                 if not row[0]:
                     with conn.transaction():
-                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-                        if not conn.execute(_PROBE, self._probe_params()).fetchone()[0]:  # not made meanwhile
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                        if not conn.execute(PROBE, self._probe_params()).fetchone()[0]:  # not made meanwhile
                             conn.execute(self._ddl())
-                    row = conn.execute(_PROBE, self._probe_params()).fetchone()
+                    row = conn.execute(PROBE, self._probe_params()).fetchone()
                 self._schema = self._check_schema(row)
             pgvector.register_vector(conn)
         except BaseException:
@@ -448,7 +383,7 @@ class PostgresCacheStore(CacheStore):
             raise
         return conn
 
-    def _run(self, op: Callable[[Any, _Sql], _T]) -> _T:
+    def _run(self, op: Callable[[Any, Sql], _T]) -> _T:
         psycopg, _ = self._modules()
         with self._lock:
             self._forked()
@@ -462,6 +397,8 @@ class PostgresCacheStore(CacheStore):
                 except psycopg.Error as exc:
                     if attempt == 0 and died(conn, exc, psycopg):
                         continue
+                    raise self._use_error(exc) from exc
+                except CountersDisagree as exc:
                     raise self._use_error(exc) from exc
         raise AssertionError("unreachable")
 
@@ -477,13 +414,13 @@ class PostgresCacheStore(CacheStore):
             if not self._durable:
                 await conn.execute("SET synchronous_commit = off")
             if self._schema is None:
-                row = await (await conn.execute(_PROBE, self._probe_params())).fetchone()
+                row = await (await conn.execute(PROBE, self._probe_params())).fetchone()
                 if not row[0]:
                     async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-                        if not (await (await conn.execute(_PROBE, self._probe_params())).fetchone())[0]:
+                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                        if not (await (await conn.execute(PROBE, self._probe_params())).fetchone())[0]:
                             await conn.execute(self._ddl())
-                    row = await (await conn.execute(_PROBE, self._probe_params())).fetchone()
+                    row = await (await conn.execute(PROBE, self._probe_params())).fetchone()
                 self._schema = self._check_schema(row)
             await pgvector.register_vector_async(conn)
         except BaseException:
@@ -491,7 +428,7 @@ class PostgresCacheStore(CacheStore):
             raise
         return conn
 
-    async def _arun(self, op: Callable[[Any, _Sql], Awaitable[_T]]) -> _T:
+    async def _arun(self, op: Callable[[Any, Sql], Awaitable[_T]]) -> _T:
         psycopg, _ = self._modules()
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -509,31 +446,35 @@ class PostgresCacheStore(CacheStore):
                     if attempt == 0 and died(conn, exc, psycopg):
                         continue
                     raise self._use_error(exc) from exc
+                except CountersDisagree as exc:
+                    raise self._use_error(exc) from exc
         raise AssertionError("unreachable")
-
-
-# set_config(..., true) is SET LOCAL: it ends with the search's transaction. strict_order makes a
-# filtered HNSW scan keep going until k rows of *this* namespace are found, in exact distance order
-# (relaxed_order would need a re-sort and k is small). A forced custom plan lets the planner see
-# each namespace's real size: small ones are searched exactly via the (tenant, llm_hash) btree.
-_SEARCH_SETTINGS = ("SELECT set_config('hnsw.iterative_scan', 'strict_order', true),"
-                    " set_config('hnsw.ef_search', %(ef_search)s, true),"
-                    " set_config('plan_cache_mode', 'force_custom_plan', true)")
 
 
 def _candidates(rows: list[Any]) -> list[SemanticCandidate]:
     return [SemanticCandidate(entry=_entry(row[:-1]), similarity=float(row[-1])) for row in rows]
 
 
-def _put_params(entry: CacheEntry, vector: Any) -> dict[str, Any]:
-    return {"tenant": entry.tenant, "llm_hash": entry.llm_hash, "prompt_key": entry.prompt_key,
-            "prompt": entry.prompt, "payload": entry.payload, "embedding": vector, "created_at": entry.created_at,
-            "expires_at": entry.expires_at, "input_tokens": entry.input_tokens,
-            "output_tokens": entry.output_tokens}
+def _put_params(stored: StoredEntry, vector: Any) -> dict[str, Any]:
+    return {"tenant": stored.tenant, "llm_hash": stored.llm_hash, "prompt_key": stored.prompt_key,
+            "prompt": stored.prompt, "payload": stored.payload, "embedding": vector, "created_at": stored.created_at,
+            "expires_at": stored.expires_at, "input_tokens": stored.input_tokens,
+            "output_tokens": stored.output_tokens}
+
+
+def _encoded(parameter: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidParameterError(parameter, allowed="a str", received=value)
+    return encode_text(value)
+
+
+def _namespace_params(namespace: CacheNamespace) -> dict[str, Any]:
+    """The stored (escaped) form of a namespace, as query parameters."""
+    return {"tenant": encode_text(namespace.tenant), "llm_hash": encode_text(namespace.llm_hash)}
 
 
 def _key_params(namespace: CacheNamespace, prompt_key: str, now: float) -> dict[str, Any]:
-    return {"tenant": namespace.tenant, "llm_hash": namespace.llm_hash, "prompt_key": prompt_key, "now": now}
+    return {**_namespace_params(namespace), "prompt_key": _encoded("prompt_key", prompt_key), "now": now}
 
 
 def _invalidate_where(tenant: str | None, namespace: CacheNamespace | None,
@@ -541,26 +482,31 @@ def _invalidate_where(tenant: str | None, namespace: CacheNamespace | None,
     if prompt_key is not None and namespace is None:
         raise InvalidParameterError("prompt_key", allowed="a key together with its namespace", received=prompt_key)
     if namespace is not None:
-        params: dict[str, Any] = {"tenant": namespace.tenant, "llm_hash": namespace.llm_hash}
+        params = _namespace_params(namespace)
         if prompt_key is None:
             return "tenant = %(tenant)s AND llm_hash = %(llm_hash)s", params
         return ("tenant = %(tenant)s AND llm_hash = %(llm_hash)s AND prompt_key = %(prompt_key)s",
-                {**params, "prompt_key": prompt_key})
+                {**params, "prompt_key": _encoded("prompt_key", prompt_key)})
     if tenant is not None:
-        return "tenant = %(tenant)s", {"tenant": tenant}
+        return "tenant = %(tenant)s", {"tenant": _encoded("tenant", tenant)}
     return "true", {}
+
+
+def _pairs(rows: list[Any]) -> list[tuple[str, int]]:
+    return [(str(tenant), int(n)) for tenant, n in rows]
+
+
+def _next(plan: Generator[Step, object, None], answer: object) -> Step | None:
+    try:
+        return plan.send(answer)
+    except StopIteration:
+        return None
 
 
 def _entry(row: tuple[Any, ...]) -> CacheEntry:
     tenant, llm_hash, prompt_key, prompt, payload, created_at, expires_at, input_tokens, output_tokens = row
-    return CacheEntry(tenant=tenant, llm_hash=llm_hash, prompt_key=prompt_key, prompt=prompt, payload=payload,
-                      created_at=created_at, expires_at=expires_at, input_tokens=input_tokens,
-                      output_tokens=output_tokens)
-
-
-def _version(text: str | None) -> tuple[int, ...]:
-    parts = []
-    for part in (text or "0").split("."):
-        digits = re.match(r"\d+", part)
-        parts.append(int(digits.group()) if digits else 0)
-    return tuple(parts)
+    # strict=False: a row written before escaping existed may start with the mark by chance.
+    return CacheEntry(tenant=decode_text(tenant, strict=False), llm_hash=decode_text(llm_hash, strict=False),
+                      prompt_key=decode_text(prompt_key, strict=False), prompt=decode_text(prompt, strict=False),
+                      payload=decode_text(payload, strict=False), created_at=created_at, expires_at=expires_at,
+                      input_tokens=input_tokens, output_tokens=output_tokens)

@@ -27,11 +27,18 @@ class CacheStore(ABC):
     """
 
     max_entries: int | None
-    """The size bound; the least recently used entries are evicted beyond it. None: unbounded."""
+    """The store-wide size bound, or None. Beyond it the tenant holding the most entries loses its
+    least recently used ones (ties: the writing tenant, then the first by name), so one tenant's
+    writes never evict a tenant holding at most ``max_entries / tenants present`` entries."""
+    max_entries_per_tenant: int | None = None
+    """The size bound of one tenant, or None; beyond it the writing tenant loses its own least
+    recently used entries."""
 
     @abstractmethod
     def put(self, entry: CacheEntry, vector: np.ndarray | None) -> None:
-        """Insert or replace the entry with the same (namespace, prompt_key); evict beyond ``max_entries``."""
+        """Insert or replace the entry with the same (namespace, prompt_key), then evict fairly
+        beyond ``max_entries_per_tenant`` and ``max_entries``. Any str is stored exactly; an entry
+        beyond the store's limits raises :class:`~lean_core.cache.types.UnstorableEntryError`."""
 
     @abstractmethod
     def get(self, namespace: CacheNamespace, prompt_key: str, *, now: float) -> CacheEntry | None:

@@ -7,12 +7,30 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lean_core.errors import InvalidParameterError
+from lean_core.errors import CacheStoreError, InvalidParameterError
 
-__all__ = ["CacheEntry", "CacheLookup", "CacheNamespace", "CacheStats", "HitKind", "SemanticCandidate", "check_tenant"]
+__all__ = [
+    "CacheEntry",
+    "CacheLookup",
+    "CacheNamespace",
+    "CacheStats",
+    "HitKind",
+    "SemanticCandidate",
+    "UnstorableEntryError",
+    "check_tenant",
+]
 
 HitKind = Literal["exact", "semantic"]
 _MAX_TENANT_CHARS = 256
+
+
+class UnstorableEntryError(CacheStoreError, ValueError):
+    """An entry a store cannot hold: a text field longer than 64 Mi characters as stored, or a token
+    count above 2**31 - 1. Nothing was written; callers treat the answer as "not cached".
+
+    Any str is storable otherwise (NUL and lone surrogates included): the stores escape what their
+    database cannot hold and read it back exactly.
+    """
 
 
 def check_tenant(tenant: object, *, parameter: str = "tenant") -> str:
@@ -121,6 +139,14 @@ class CacheStats:
     misses: int = 0
     writes: int = 0
     rejection_reasons: dict[str, int] = field(default_factory=dict)
+    no_tenant: int = 0
+    """Lookups neither served nor followed by a write because no tenant could be resolved (also
+    counted in ``lookups`` and ``misses``): the cache fails closed rather than share a namespace."""
+    lookup_errors: int = 0
+    """Lookups in which the store, the embedder or encoding failed; each was answered as a miss."""
+    store_errors: int = 0
+    """Writes that failed (store, embedder, encoding, or an entry the store cannot hold); the answer
+    still reached the caller, it was only not cached."""
 
     @property
     def hits(self) -> int:
@@ -135,4 +161,10 @@ class CacheStats:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.rejection_reasons.items()))
         return (f"lookups {self.lookups}, exact hits {self.exact_hits}, semantic hits {self.semantic_hits}, "
                 f"rejected candidates {self.rejected_candidates}{f' ({reasons})' if reasons else ''}, "
-                f"misses {self.misses}, writes {self.writes}")
+                f"misses {self.misses}, writes {self.writes}{self._troubles()}")
+
+    def _troubles(self) -> str:
+        # Only when something went wrong, so the usual line stays short.
+        parts = [f"{label} {n}" for label, n in (("no tenant", self.no_tenant), ("lookup errors", self.lookup_errors),
+                                                  ("store errors", self.store_errors)) if n]
+        return "".join(f", {part}" for part in parts)
