@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from lean_backends.text_backend import TextBackend
+from lean_core.cache.tenancy import current_prefix_salt
 from lean_core.generation import SamplingOptions
 from lean_core.pipeline.types import ModelCall, ModelReply
 
@@ -14,7 +15,14 @@ __all__ = ["EngineModel"]
 
 class EngineModel:
     """Adapts a :class:`TextBackend` (``LocalVLLMEngine`` or ``RemoteVLLMClient``) to the pipeline's
-    model port. Greedy by default; ``cache_salt`` isolates vLLM prefix caches per tenant group."""
+    model port. Greedy by default.
+
+    **Prefix-cache salt.** Inside a :class:`~lean_core.pipeline.LeanPipeline` every call is salted
+    by its request (:func:`lean_core.cache.prefix_salt_scope`): a tenant's requests share the salt
+    of the tenant; a request without a tenant gets a salt of its own, so its prefix blocks are
+    never shared with another request. ``cache_salt`` adds a fixed partition on top (e.g. one per
+    experiment): the salt sent is ``"<cache_salt>/<request salt>"``. Called outside a pipeline, the
+    salt is ``cache_salt`` alone (None: the engine's unsalted partition)."""
 
     def __init__(self, engine: TextBackend, *, temperature: float = 0.0, cache_salt: str | None = None) -> None:
         self.engine = engine
@@ -47,12 +55,19 @@ class EngineModel:
         return SamplingOptions(max_tokens=call.max_tokens, temperature=self.temperature, stop=call.stop,
                                early_stop=early)
 
+    def salt(self) -> str | None:
+        """The prefix-cache salt of a call made here and now (see the class docstring)."""
+        scoped = current_prefix_salt()
+        if scoped is None or self.cache_salt is None:
+            return self.cache_salt if scoped is None else scoped
+        return f"{self.cache_salt}/{scoped}"
+
     def complete(self, call: ModelCall) -> ModelReply:
-        result = self.engine.generate(list(call.messages), self._options(call), cache_salt=self.cache_salt)
+        result = self.engine.generate(list(call.messages), self._options(call), cache_salt=self.salt())
         return _reply(result)
 
     async def acomplete(self, call: ModelCall) -> ModelReply:
-        result = await self.engine.agenerate(list(call.messages), self._options(call), cache_salt=self.cache_salt)
+        result = await self.engine.agenerate(list(call.messages), self._options(call), cache_salt=self.salt())
         return _reply(result)
 
 

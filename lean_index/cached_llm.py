@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from llama_index.core.llms.llm import LLM
 from pydantic import Field, PrivateAttr, SerializeAsAny
 
 from lean_core.cache.response_cache import CacheMode, ResponseCache, check_ttl
+from lean_core.cache.tenancy import current_tenant
 from lean_core.cache.types import CacheLookup, CacheNamespace, check_tenant
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
@@ -41,6 +42,7 @@ class _Plan:
 
     key: codec.CacheKey | None
     namespace: CacheNamespace | None
+    """None with a key: no tenant resolved, so the call is neither served nor stored (counted)."""
     kwargs: dict[str, Any]
     """What is forwarded to the wrapped LLM (``tenant`` removed)."""
     model: str
@@ -68,8 +70,17 @@ class LeanCachedLLM(LLM):
     video or document blocks, tool objects in the call arguments) bypass the cache, as do
     responses that would not come back identical.
 
-    Per call, ``tenant=`` overrides the ``tenant`` field (it is not forwarded). Constructing the
-    wrapper does no I/O: the default cache opens its SQLite file on the first lookup.
+    **Tenant**, first match wins: ``tenant=`` on the call (not forwarded to the wrapped LLM);
+    :func:`lean_core.cache.tenant_scope` active in the current context (it reaches LlamaIndex
+    workflow steps, asyncio tasks and ``asyncio.to_thread``; threads you start yourself need
+    ``contextvars.copy_context().run``); the ``tenant`` field. With none of them the call
+    **fails closed**: the wrapped LLM answers it and nothing is served or stored (counted in
+    ``cache.stats.no_tenant``). Set the field to share one namespace across such calls on purpose.
+
+    The cache never breaks a call: a store, embedding or encoding failure is a miss on lookup and
+    a skipped write on store (counted in ``cache.stats``, logged once per kind); the wrapped LLM's
+    answer always reaches the caller. Constructing the wrapper does no I/O: the default cache opens
+    its SQLite file on the first lookup.
 
     Example::
 
@@ -81,9 +92,11 @@ class LeanCachedLLM(LLM):
 
     llm: SerializeAsAny[LLM]
     """The LLM that answers cache misses (any LlamaIndex LLM)."""
-    tenant: str = "default"
-    """Whose cache entries are read and written: a non-empty str of at most 256 characters.
-    Entries are never served across tenants. ``tenant=`` on a call overrides it."""
+    tenant: str | None = None
+    """Whose cache entries are read and written when neither the call (``tenant=``) nor a
+    :func:`~lean_core.cache.tenant_scope` names one: a non-empty str of at most 256 characters.
+    None (the default since issue 22; it was ``"default"``): such calls are not cached. Entries
+    are never served across tenants."""
     mode: CacheMode = "semantic"
     """``"semantic"``: exact matches, then reworded prompts that the calibrated verifier accepts;
     ``"exact"``: only prompts equal after whitespace/Unicode normalisation. Taken from ``cache``
@@ -136,53 +149,75 @@ class LeanCachedLLM(LLM):
                 "wrapped_class_name": codec.class_name_of(self.llm)}
 
     # -- planning (no I/O) ---------------------------------------------------------------------
-    def _tenant(self, kwargs: dict[str, Any]) -> str:
+    def _tenant(self, kwargs: dict[str, Any]) -> str | None:
         tenant = kwargs.pop("tenant", None)
-        tenant = self.tenant if tenant is None else tenant
-        check_tenant(tenant)
-        return str(tenant)
+        if tenant is None:
+            tenant = current_tenant()
+        if tenant is None:
+            tenant = self.tenant
+        return None if tenant is None else check_tenant(tenant)
 
     def _plan_complete(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> _Plan:
         if not isinstance(prompt, str):
             raise InvalidParameterError("prompt", allowed="a str", received=type(prompt).__name__)
         tenant = self._tenant(kwargs)
         identity = codec.llm_identity(self.llm)
-        try:
-            key = codec.completion_key(identity, prompt, formatted, kwargs)
-        except codec.Uncacheable:
-            key = None
+        key = self._keyed(lambda: codec.completion_key(identity, prompt, formatted, kwargs))
         return _plan(key, tenant, kwargs, identity)
 
     def _plan_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> _Plan:
         tenant = self._tenant(kwargs)
         identity = codec.llm_identity(self.llm)
-        try:
-            key = codec.chat_key(identity, messages, kwargs)
-        except codec.Uncacheable:
-            key = None
+        key = self._keyed(lambda: codec.chat_key(identity, messages, kwargs))
         return _plan(key, tenant, kwargs, identity)
+
+    def _keyed(self, make: Callable[[], codec.CacheKey]) -> codec.CacheKey | None:
+        """The request's key, or None: not keyable faithfully (by design), or keying failed
+        (counted as a lookup error; the wrapped LLM answers)."""
+        try:
+            return make()
+        except codec.Uncacheable:
+            return None
+        except Exception as exc:
+            self._cache.report_failure("lookup", exc)
+            return None
 
     # -- cache I/O, sync and async ---------------------------------------------------------------
     def _lookup(self, plan: _Plan) -> CacheLookup | None:
-        if plan.key is None or plan.namespace is None:
+        if plan.key is None:
             return None
         return self._cache.lookup(plan.key.prompt, namespace=plan.namespace, model=plan.model,
                                   exact_only=plan.key.exact_only)
 
     async def _alookup(self, plan: _Plan) -> CacheLookup | None:
-        if plan.key is None or plan.namespace is None:
+        if plan.key is None:
             return None
         return await self._cache.alookup(plan.key.prompt, namespace=plan.namespace, model=plan.model,
                                          exact_only=plan.key.exact_only)
 
-    def _store(self, plan: _Plan, entry: tuple[str, int, int] | None) -> None:
+    def _entry(self, plan: _Plan, response: object) -> tuple[str, int, int] | None:
+        """(payload, input tokens, output tokens) to store, or None: nothing to store, or the
+        response could not be serialised (counted as a store error; the caller still gets it)."""
+        if plan.key is None or plan.namespace is None:
+            return None
+        try:
+            if isinstance(response, CompletionResponse):
+                return _completion_entry(plan, response)
+            return _chat_entry(plan, response) if isinstance(response, ChatResponse) else None
+        except Exception as exc:
+            self._cache.report_failure("store", exc)
+            return None
+
+    def _store(self, plan: _Plan, response: object) -> None:
+        entry = self._entry(plan, response)
         if entry is None or plan.key is None or plan.namespace is None:
             return
         payload, tokens_in, tokens_out = entry
         self._cache.update(plan.key.prompt, payload, namespace=plan.namespace, ttl_s=self.ttl_s,
                            input_tokens=tokens_in, output_tokens=tokens_out, exact_only=plan.key.exact_only)
 
-    async def _astore(self, plan: _Plan, entry: tuple[str, int, int] | None) -> None:
+    async def _astore(self, plan: _Plan, response: object) -> None:
+        entry = self._entry(plan, response)
         if entry is None or plan.key is None or plan.namespace is None:
             return
         payload, tokens_in, tokens_out = entry
@@ -197,7 +232,7 @@ class LeanCachedLLM(LLM):
         if served is not None:
             return served
         response = self.llm.complete(prompt, formatted=formatted, **plan.kwargs)
-        self._store(plan, _completion_entry(plan, response))
+        self._store(plan, response)
         return response
 
     @llm_completion_callback()
@@ -207,7 +242,7 @@ class LeanCachedLLM(LLM):
         if served is not None:
             return served
         response = await self.llm.acomplete(prompt, formatted=formatted, **plan.kwargs)
-        await self._astore(plan, _completion_entry(plan, response))
+        await self._astore(plan, response)
         return response
 
     # Chat messages are checked before LlamaIndex's callback wrapper sees them (it would fail on
@@ -231,7 +266,7 @@ class LeanCachedLLM(LLM):
         if served is not None:
             return served
         response = self.llm.chat(messages, **plan.kwargs)
-        self._store(plan, _chat_entry(plan, response))
+        self._store(plan, response)
         return response
 
     @llm_chat_callback()
@@ -241,7 +276,7 @@ class LeanCachedLLM(LLM):
         if served is not None:
             return served
         response = await self.llm.achat(messages, **plan.kwargs)
-        await self._astore(plan, _chat_entry(plan, response))
+        await self._astore(plan, response)
         return response
 
     @llm_completion_callback()
@@ -293,7 +328,7 @@ class LeanCachedLLM(LLM):
             assembled.add(chunk)
             yield chunk
         if assembled.final is not None:
-            self._store(plan, _completion_entry(plan, assembled.final))
+            self._store(plan, assembled.final)
 
     async def _arelay_completions(self, plan: _Plan,
                                   stream: AsyncIterator[CompletionResponse]) -> CompletionResponseAsyncGen:
@@ -302,7 +337,7 @@ class LeanCachedLLM(LLM):
             assembled.add(chunk)
             yield chunk
         if assembled.final is not None:
-            await self._astore(plan, _completion_entry(plan, assembled.final))
+            await self._astore(plan, assembled.final)
 
     def _relay_chats(self, plan: _Plan, stream: Iterator[ChatResponse]) -> ChatResponseGen:
         assembled = _Assembled()
@@ -310,7 +345,7 @@ class LeanCachedLLM(LLM):
             assembled.add(chunk)
             yield chunk
         if assembled.final is not None:
-            self._store(plan, _chat_entry(plan, assembled.final))
+            self._store(plan, assembled.final)
 
     async def _arelay_chats(self, plan: _Plan, stream: AsyncIterator[ChatResponse]) -> ChatResponseAsyncGen:
         assembled = _Assembled()
@@ -318,7 +353,7 @@ class LeanCachedLLM(LLM):
             assembled.add(chunk)
             yield chunk
         if assembled.final is not None:
-            await self._astore(plan, _chat_entry(plan, assembled.final))
+            await self._astore(plan, assembled.final)
 
 
 class _Assembled:
@@ -352,11 +387,11 @@ class _Assembled:
         return chunk
 
 
-def _plan(key: codec.CacheKey | None, tenant: str, kwargs: dict[str, Any], identity: dict[str, Any]) -> _Plan:
+def _plan(key: codec.CacheKey | None, tenant: str | None, kwargs: dict[str, Any], identity: dict[str, Any]) -> _Plan:
     metadata = identity.get("metadata") or {}
     name = metadata.get("model_name") if isinstance(metadata, dict) else None
     model = str(name) if name and name != "unknown" else str(identity["class_name"])
-    namespace = None if key is None else CacheNamespace(tenant=tenant, llm=key.llm)
+    namespace = None if key is None or tenant is None else CacheNamespace(tenant=tenant, llm=key.llm)
     return _Plan(key=key, namespace=namespace, kwargs=kwargs, model=model)
 
 
@@ -417,7 +452,7 @@ def _checked(messages: object) -> list[ChatMessage]:
 
 
 def _check_options(data: dict[str, Any]) -> None:
-    if "tenant" in data:
+    if data.get("tenant") is not None:
         check_tenant(data["tenant"])
     if "mode" in data and data["mode"] not in ("exact", "semantic"):
         raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=data["mode"])

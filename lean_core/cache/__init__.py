@@ -8,6 +8,13 @@ from lean_core.cache.postgres_store import PostgresCacheStore
 from lean_core.cache.response_cache import CacheMode, ResponseCache
 from lean_core.cache.sqlite_store import SQLiteCacheStore, default_cache_path, rebuild_sqlite_store
 from lean_core.cache.store import CacheStore
+from lean_core.cache.tenancy import (
+    current_prefix_salt,
+    current_tenant,
+    in_current_context,
+    prefix_salt_scope,
+    tenant_scope,
+)
 from lean_core.cache.types import (
     CacheEntry,
     CacheLookup,
@@ -15,6 +22,7 @@ from lean_core.cache.types import (
     CacheStats,
     HitKind,
     SemanticCandidate,
+    UnstorableEntryError,
     check_tenant,
 )
 from lean_core.cache.verifier import (
@@ -42,16 +50,22 @@ __all__ = [
     "SQLiteCacheStore",
     "SemanticCandidate",
     "SemanticVerifier",
+    "UnstorableEntryError",
     "Verdict",
     "check_tenant",
     "conversation_key",
+    "current_prefix_salt",
+    "current_tenant",
     "default_cache_path",
     "default_calibration_path",
     "fit_calibration",
+    "in_current_context",
     "is_calibration_pair",
     "load_pairs",
     "normalize_prompt",
     "pair_features",
+    "prefix_salt_scope",
     "prompt_key",
     "rebuild_sqlite_store",
+    "tenant_scope",
 ]

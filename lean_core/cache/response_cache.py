@@ -2,13 +2,25 @@
 
 Frameworks adapt this class (``lean_chain.LeanCache``, ``lean_index.LeanCachedLLM``); it knows
 nothing about LangChain or LlamaIndex. Payloads are opaque strings that the adapter serialises.
+
+Two rules from issue 22 live here, so every adapter gets them:
+
+* **No tenant, no sharing.** ``namespace=None`` (the adapter could not resolve a tenant) is a
+  miss that touches no store, and an update that stores nothing; it is counted in
+  ``CacheStats.no_tenant`` and recorded in the ledger as a miss without a tenant.
+* **The cache never breaks a call.** Any failure of the store, the embedder or the encoding of a
+  prompt makes a lookup a miss and an update a no-op; it is counted (``lookup_errors``,
+  ``store_errors``) and logged once per kind of failure, never raised. Only misuse of this API
+  (a prompt that is not a str, a bad ``ttl_s``) still raises.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from lean_core.cache.normalize import normalize_prompt, prompt_key
@@ -22,10 +34,12 @@ if TYPE_CHECKING:
     from lean_core.embeddings import Embedder
     from lean_core.ledger import CostLedger
 
-__all__ = ["CacheMode", "ResponseCache", "check_ttl"]
+__all__ = ["CacheMode", "ResponseCache", "check_ttl", "embeddable"]
 
 CacheMode = Literal["exact", "semantic"]
+_Operation = Literal["lookup", "store"]
 _RECENT_VECTORS = 256
+_log = logging.getLogger(__name__)
 
 
 def check_ttl(ttl_s: object) -> float | None:
@@ -69,6 +83,7 @@ class ResponseCache:
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
         self._recent_vectors: dict[str, Any] = {}
+        self._warned: set[tuple[_Operation, str]] = set()
 
     # -- lazily built parts (constructors do no I/O) --------------------------------------------
     @property
@@ -96,55 +111,73 @@ class ResponseCache:
         return self._verifier
 
     # -- lookups --------------------------------------------------------------------------------
-    def lookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None,
+    def lookup(self, prompt: str, *, namespace: CacheNamespace | None, model: str | None = None,
                exact_only: bool = False) -> CacheLookup:
         """Serve an exact or verified semantic hit from ``namespace``, or report a miss.
 
-        ``exact_only``: this prompt may only be served exactly, whatever the mode (a key that
-        :class:`~lean_core.cache.ConversationKey` marks ``semantic=False``)."""
+        ``namespace`` None: no tenant could be resolved, so nothing is looked up (a "no tenant"
+        miss). ``exact_only``: this prompt may only be served exactly, whatever the mode (a key that
+        :class:`~lean_core.cache.ConversationKey` marks ``semantic=False``). A failing store or
+        embedder makes this a miss, counted in ``stats.lookup_errors``; it never raises."""
         started = time.perf_counter()
         _check_prompt(prompt)
+        if namespace is None:
+            return self._finish(CacheLookup(entry=None), started, None, model)
+        try:
+            result = self._find(prompt, namespace, exact_only)
+        except Exception as exc:  # the cache must never break the call it serves
+            self.report_failure("lookup", exc)
+            result = CacheLookup(entry=None)
+        return self._finish(result, started, namespace, model)
+
+    async def alookup(self, prompt: str, *, namespace: CacheNamespace | None, model: str | None = None,
+                      exact_only: bool = False) -> CacheLookup:
+        """Async :meth:`lookup`: store I/O is awaited (native on PostgreSQL), embedding runs off the loop."""
+        started = time.perf_counter()
+        _check_prompt(prompt)
+        if namespace is None:
+            return await self._afinish(CacheLookup(entry=None), started, None, model)
+        try:
+            result = await self._afind(prompt, namespace, exact_only)
+        except Exception as exc:
+            self.report_failure("lookup", exc)
+            result = CacheLookup(entry=None)
+        return await self._afinish(result, started, namespace, model)
+
+    def _find(self, prompt: str, namespace: CacheNamespace, exact_only: bool) -> CacheLookup:
         now = time.time()
-        key = prompt_key(prompt)
-        entry = self.store.get(namespace, key, now=now)
+        entry = self.store.get(namespace, prompt_key(prompt), now=now)
         if entry is not None:
-            return self._finish(CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0),
-                                started, namespace, model)
+            return CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0)
         if self.mode == "exact" or exact_only:
-            return self._finish(CacheLookup(entry=None), started, namespace, model)
+            return CacheLookup(entry=None)
         vector = self._vector(prompt)
         found = self.store.search(namespace, vector, k=self.candidates,
                                   min_similarity=self.verifier.min_similarity, now=now)
         result = self._verify(prompt, found)
         if result.entry is not None:
             self.store.touch(namespace, result.entry.prompt_key, now=now)
-        return self._finish(result, started, namespace, model)
+        return result
 
-    async def alookup(self, prompt: str, *, namespace: CacheNamespace, model: str | None = None,
-                      exact_only: bool = False) -> CacheLookup:
-        """Async :meth:`lookup`: store I/O is awaited (native on PostgreSQL), embedding runs off the loop."""
-        started = time.perf_counter()
-        _check_prompt(prompt)
+    async def _afind(self, prompt: str, namespace: CacheNamespace, exact_only: bool) -> CacheLookup:
         now = time.time()
-        key = prompt_key(prompt)
-        entry = await self.store.aget(namespace, key, now=now)
+        entry = await self.store.aget(namespace, prompt_key(prompt), now=now)
         if entry is not None:
-            return await self._afinish(CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0),
-                                       started, namespace, model)
+            return CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0)
         if self.mode == "exact" or exact_only:
-            return await self._afinish(CacheLookup(entry=None), started, namespace, model)
+            return CacheLookup(entry=None)
         vector = await asyncio.to_thread(self._vector, prompt)
         found = await self.store.asearch(namespace, vector, k=self.candidates,
                                          min_similarity=self.verifier.min_similarity, now=now)
         result = self._verify(prompt, found)
         if result.entry is not None:
             await self.store.atouch(namespace, result.entry.prompt_key, now=now)
-        return await self._afinish(result, started, namespace, model)
+        return result
 
     def _vector(self, prompt: str) -> Any:
         """The prompt's embedding; the last few are kept, since a miss is usually followed by an
         update of the same prompt (the answer arriving), which would embed it again."""
-        text = normalize_prompt(prompt)
+        text = embeddable(normalize_prompt(prompt))
         with self._stats_lock:
             vector = self._recent_vectors.pop(text, None)
             if vector is not None:
@@ -169,38 +202,56 @@ class ResponseCache:
         return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
 
     # -- writes ---------------------------------------------------------------------------------
-    def _entry(self, prompt: str, payload: str, namespace: CacheNamespace, ttl_s: float | None,
-               input_tokens: int, output_tokens: int) -> CacheEntry:
+    def _entry(self, prompt: str, payload: str, namespace: CacheNamespace | None, ttl_s: float | None,
+               input_tokens: int, output_tokens: int) -> CacheEntry | None:
+        """The entry to store (None without a namespace); misuse of the API raises here, before any I/O."""
         _check_prompt(prompt)
         if not isinstance(payload, str):
             raise InvalidParameterError("payload", allowed="a str (serialise the response first)",
                                         received=type(payload).__name__)
         ttl = check_ttl(self.ttl_s if ttl_s is None else ttl_s)
+        if namespace is None:
+            return None
         now = time.time()
         return CacheEntry(tenant=namespace.tenant, llm_hash=namespace.llm_hash, prompt_key=prompt_key(prompt),
                           prompt=prompt, payload=payload, created_at=now,
                           expires_at=None if ttl is None else now + float(ttl),
                           input_tokens=max(int(input_tokens), 0), output_tokens=max(int(output_tokens), 0))
 
-    def update(self, prompt: str, payload: str, *, namespace: CacheNamespace, ttl_s: float | None = None,
-               input_tokens: int = 0, output_tokens: int = 0, exact_only: bool = False) -> CacheEntry:
-        """Store ``payload`` as the answer to ``prompt`` in ``namespace`` (replacing an exact match).
-        ``exact_only``: store no vector, so only an exact lookup can serve it."""
+    def update(self, prompt: str, payload: str, *, namespace: CacheNamespace | None, ttl_s: float | None = None,
+               input_tokens: int = 0, output_tokens: int = 0, exact_only: bool = False) -> CacheEntry | None:
+        """Store ``payload`` as the answer to ``prompt`` in ``namespace`` (replacing an exact match);
+        the entry written, or None when nothing was (no namespace, or the store or embedder failed:
+        counted in ``stats.store_errors``, never raised). ``exact_only``: store no vector, so only
+        an exact lookup can serve it."""
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
-        vector = self._vector(prompt) if self.mode == "semantic" and not exact_only else None
-        self.store.put(entry, vector)
+        if entry is None:
+            return None
+        try:
+            vector = self._vector(prompt) if self.mode == "semantic" and not exact_only else None
+            self.store.put(entry, vector)
+        except Exception as exc:  # the answer reaches the caller whatever the store does
+            self.report_failure("store", exc)
+            return None
         with self._stats_lock:
             self.stats.writes += 1
         return entry
 
-    async def aupdate(self, prompt: str, payload: str, *, namespace: CacheNamespace, ttl_s: float | None = None,
-                      input_tokens: int = 0, output_tokens: int = 0, exact_only: bool = False) -> CacheEntry:
+    async def aupdate(self, prompt: str, payload: str, *, namespace: CacheNamespace | None,
+                      ttl_s: float | None = None, input_tokens: int = 0, output_tokens: int = 0,
+                      exact_only: bool = False) -> CacheEntry | None:
         """Async :meth:`update`."""
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
-        vector = None
-        if self.mode == "semantic" and not exact_only:
-            vector = await asyncio.to_thread(self._vector, prompt)
-        await self.store.aput(entry, vector)
+        if entry is None:
+            return None
+        try:
+            vector = None
+            if self.mode == "semantic" and not exact_only:
+                vector = await asyncio.to_thread(self._vector, prompt)
+            await self.store.aput(entry, vector)
+        except Exception as exc:
+            self.report_failure("store", exc)
+            return None
         with self._stats_lock:
             self.stats.writes += 1
         return entry
@@ -221,10 +272,31 @@ class ResponseCache:
             self._store.close()
 
     # -- accounting -----------------------------------------------------------------------------
-    def _count(self, result: CacheLookup) -> None:
+    def report_failure(self, operation: _Operation, exc: Exception) -> None:
+        """Count a failed lookup or write and log it: the first failure of each kind as a warning
+        (a broken store would otherwise log on every call), the rest at debug level. Adapters
+        report their own failures around the cache (keying a request, serialising an answer) here."""
+        kind = (operation, type(exc).__name__)
+        with self._stats_lock:
+            if operation == "lookup":
+                self.stats.lookup_errors += 1
+            else:
+                self.stats.store_errors += 1
+            first = kind not in self._warned
+            self._warned.add(kind)
+        outcome = "answered as a miss" if operation == "lookup" else "answer not cached"
+        if first:
+            _log.warning("response cache %s failed (%s: %s); %s. Further %s failures of this kind are counted in "
+                         "CacheStats.%s_errors and logged at debug level.", operation, kind[1], _brief(exc),
+                         outcome, kind[1], operation)
+        else:
+            _log.debug("response cache %s failed (%s: %s); %s", operation, kind[1], _brief(exc), outcome)
+
+    def _count(self, result: CacheLookup, *, no_tenant: bool) -> None:
         with self._stats_lock:
             stats = self.stats
             stats.lookups += 1
+            stats.no_tenant += no_tenant
             stats.rejected_candidates += result.rejected
             for reason in result.rejection_reasons:
                 stats.rejection_reasons[reason] = stats.rejection_reasons.get(reason, 0) + 1
@@ -235,29 +307,32 @@ class ResponseCache:
             else:
                 stats.misses += 1
 
-    def _savings(self, result: CacheLookup, namespace: CacheNamespace, model: str | None) -> SavingsEvent | None:
-        """The "cache" event of one lookup: a hit saves the stored call's tokens, a miss nothing."""
+    def _savings(self, result: CacheLookup, namespace: CacheNamespace | None,
+                 model: str | None) -> SavingsEvent | None:
+        """The "cache" event of one lookup: a hit saves the stored call's tokens, a miss nothing;
+        a lookup without a namespace is a miss without a tenant (the "no tenant" skips)."""
         if self.ledger is None:
             return None
         entry = result.entry
-        return SavingsEvent(layer="cache", model=model or namespace.llm[:200],
+        fallback = namespace.llm[:200] if namespace is not None else "unknown"
+        return SavingsEvent(layer="cache", model=model or fallback,
                             input_tokens_before=entry.input_tokens if entry else 0,
                             output_tokens_before=entry.output_tokens if entry else 0,
-                            cache_hit=result.hit, tenant=namespace.tenant)
+                            cache_hit=result.hit, tenant=None if namespace is None else namespace.tenant)
 
-    def _finish(self, result: CacheLookup, started: float, namespace: CacheNamespace,
+    def _finish(self, result: CacheLookup, started: float, namespace: CacheNamespace | None,
                 model: str | None) -> CacheLookup:
         result = _timed(result, started)
-        self._count(result)
+        self._count(result, no_tenant=namespace is None)
         savings = self._savings(result, namespace, model)
         if savings is not None and self.ledger is not None:
             self.ledger.record(savings)
         return result
 
-    async def _afinish(self, result: CacheLookup, started: float, namespace: CacheNamespace,
+    async def _afinish(self, result: CacheLookup, started: float, namespace: CacheNamespace | None,
                        model: str | None) -> CacheLookup:
         result = _timed(result, started)
-        self._count(result)
+        self._count(result, no_tenant=namespace is None)
         savings = self._savings(result, namespace, model)
         if savings is not None and self.ledger is not None:
             await self.ledger.arecord(savings)
@@ -265,9 +340,24 @@ class ResponseCache:
 
 
 def _timed(result: CacheLookup, started: float) -> CacheLookup:
-    from dataclasses import replace
-
     return replace(result, seconds=time.perf_counter() - started)
+
+
+def embeddable(text: str) -> str:
+    """``text`` as the embedder may see it: lone surrogates (which arrive through ordinary JSON
+    escapes such as ``"\\ud800"`` and make tokenizers raise) become U+FFFD. For embedding only:
+    the exact key and the stored prompt keep the text exactly as given."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def _brief(exc: BaseException) -> str:
+    """The exception's message, cut short: it may quote a prompt of a million characters."""
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _check_prompt(prompt: object) -> None:

@@ -1,17 +1,27 @@
-"""The pipeline's pure helpers around the model call: building calls, merging replies, savings events."""
+"""The pipeline's helpers around the model call: building calls, merging replies, savings events,
+and the tenant rule (who a request belongs to; a cache failure never fails a request)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from lean_core.budget import BudgetRequest
+from lean_core.cache.tenancy import current_tenant
+from lean_core.cache.types import check_tenant
 from lean_core.generation import ChatMessageDict
 from lean_core.ledger_records import SavingsEvent
 from lean_core.pipeline.types import ModelCall, ModelReply, PipelineResult
 from lean_core.usage import TokenUsage
 
-__all__ = ["budget_call", "fill_template", "merged_reply", "savings_event", "shareable"]
+__all__ = ["NO_TENANT_NOTE", "budget_call", "cache_failed", "fill_template", "merged_reply", "note_no_tenant",
+           "resolve_tenant", "savings_event", "shareable"]
+
+NO_TENANT_NOTE = "no tenant: not cached"
+"""The cache step's note on a request without a tenant (neither served nor stored)."""
+_log = logging.getLogger("lean_core.pipeline")
+_warned: set[tuple[str, str]] = set()
 
 
 def fill_template(template: str, context: str, question: str) -> str:
@@ -61,3 +71,35 @@ def shareable(result: PipelineResult | None) -> PipelineResult | None:
     if result is None or result.truncated or not result.answer.strip():
         return None
     return result
+
+
+def resolve_tenant(requested: str | None, configured: str | None) -> str | None:
+    """The request's tenant: its own, else the caller's :func:`~lean_core.cache.tenant_scope`, else
+    the settings' (an explicit shared namespace); None when there is none (fail closed). A tenant
+    that is given but invalid raises rather than falling back to another."""
+    for tenant in (requested, current_tenant(), configured):
+        if tenant is not None:
+            return check_tenant(tenant)
+    return None
+
+
+def note_no_tenant(cache: object, question: str) -> None:
+    """Count a request without a tenant in a ResponseCache's stats (``no_tenant``): its lookup
+    without a namespace touches no store. Other caches offer no such counter."""
+    from lean_core.cache.response_cache import ResponseCache
+
+    if isinstance(cache, ResponseCache):
+        cache.lookup(question, namespace=None)
+
+
+def cache_failed(operation: Literal["lookup", "store"], exc: Exception) -> None:
+    """Log a failure of the pipeline's cache (a miss or a skipped write, never a failed request):
+    a warning on the first failure of each kind, debug afterwards."""
+    kind = (operation, type(exc).__name__)
+    first = kind not in _warned
+    _warned.add(kind)
+    message = "pipeline cache %s failed (%s: %.200s); the request goes on without the cache"
+    if first:
+        _log.warning(message, operation, kind[1], exc)
+    else:
+        _log.debug(message, operation, kind[1], exc)

@@ -21,6 +21,7 @@ from lean_core.budget import (
     with_brevity,
 )
 from lean_core.cache.normalize import prompt_key
+from lean_core.cache.tenancy import prefix_salt_scope
 from lean_core.cache.types import CacheLookup, CacheNamespace
 from lean_core.compression.base import Compressor
 from lean_core.compression.types import CompressionBudget
@@ -29,9 +30,13 @@ from lean_core.generation import ChatMessageDict
 from lean_core.ledger import CostLedger
 from lean_core.ledger_records import OutputLengthRecord, SavingsEvent
 from lean_core.pipeline._calls import (
+    NO_TENANT_NOTE,
     budget_call,
+    cache_failed,
     fill_template,
     merged_reply,
+    note_no_tenant,
+    resolve_tenant,
     savings_event,
     shareable,
 )
@@ -61,7 +66,8 @@ class _Work:
     """One request on its way through the layers (shared by the sync and async paths)."""
 
     request: PipelineRequest
-    tenant: str
+    tenant: str | None
+    """None: no tenant resolved, so the cache is neither read nor written (fail closed)."""
     started: float
     steps: list[LayerStep] = field(default_factory=list)
     context: str = ""
@@ -107,6 +113,13 @@ class LeanPipeline:
     normalised question) waits for that answer instead of a second model call ("single flight"),
     on the sync and async paths alike, and is reported as an exact hit. If that call fails, the
     requests waiting for it call the model themselves.
+
+    **Tenant**: ``PipelineRequest.tenant``, else :func:`lean_core.cache.tenant_scope` active in the
+    caller's context, else ``PipelineSettings.tenant``. A request without one fails closed: it is
+    not served from or stored into the cache, never coalesced with another request, and its model
+    calls get a prefix-cache salt of their own (:func:`lean_core.cache.prefix_salt_scope`); its
+    cache step reads "no tenant" and its ledger records carry no tenant. The cache never breaks a
+    request: a cache that raises is a miss (lookup) or a skipped write (store), logged.
 
     Example::
 
@@ -190,10 +203,14 @@ class LeanPipeline:
                     self.ledger.record(event)
                 if answered.length is not None:
                     self.ledger.record_output_length(answered.length)
-            if self._cacheable(answered):
-                self.cache.update(work.request.question, answered.reply.text, namespace=self._namespace(work),
-                                  input_tokens=answered.reference.input_tokens,
-                                  output_tokens=answered.reference.output_tokens)
+            namespace = self._namespace(work)
+            if namespace is not None and self._cacheable(answered):
+                try:
+                    self.cache.update(work.request.question, answered.reply.text, namespace=namespace,
+                                      input_tokens=answered.reference.input_tokens,
+                                      output_tokens=answered.reference.output_tokens)
+                except Exception as exc:  # the answer is paid for: it reaches the caller regardless
+                    cache_failed("store", exc)
             result = self._result(work, answered)
             return result
         finally:
@@ -227,11 +244,14 @@ class LeanPipeline:
                     await self.ledger.arecord(event)
                 if answered.length is not None:
                     await self.ledger.arecord_output_length(answered.length)
-            if self._cacheable(answered):
-                await self.cache.aupdate(work.request.question, answered.reply.text,
-                                         namespace=self._namespace(work),
-                                         input_tokens=answered.reference.input_tokens,
-                                         output_tokens=answered.reference.output_tokens)
+            namespace = self._namespace(work)
+            if namespace is not None and self._cacheable(answered):
+                try:
+                    await self.cache.aupdate(work.request.question, answered.reply.text, namespace=namespace,
+                                             input_tokens=answered.reference.input_tokens,
+                                             output_tokens=answered.reference.output_tokens)
+                except Exception as exc:
+                    cache_failed("store", exc)
             result = self._result(work, answered)
             return result
         finally:
@@ -262,8 +282,9 @@ class LeanPipeline:
                             output_tokens_before=output_tokens, cache_hit=True, tenant=work.tenant)
 
     def _flight_key(self, work: _Work) -> FlightKey | None:
-        # Only with the cache on: coalescing serves one answer for another, as a cache hit does.
-        if not self.settings.cache.enabled:
+        # Only with the cache on and a tenant: coalescing serves one answer for another, as a cache
+        # hit does, so a request without a tenant shares with no one.
+        if not self.settings.cache.enabled or work.tenant is None:
             return None
         return work.tenant, prompt_key(work.request.question)
 
@@ -271,7 +292,7 @@ class LeanPipeline:
         tokens_in, tokens_out = shared.reference_usage.input_tokens, shared.reference_usage.output_tokens
         step = LayerStep(layer="cache", input_tokens_before=tokens_in, output_tokens_before=tokens_out,
                          note="exact (joined the identical request in flight)")
-        result = PipelineResult(answer=shared.answer, tenant=work.tenant, cache_hit="exact", steps=(step,),
+        result = PipelineResult(answer=shared.answer, tenant=work.tenant or "", cache_hit="exact", steps=(step,),
                                 latency_s=time.perf_counter() - work.started)
         return _Served(result, self._hit_event(work, tokens_in, tokens_out))
 
@@ -282,33 +303,52 @@ class LeanPipeline:
         elif not isinstance(request, PipelineRequest):
             raise InvalidParameterError("request", allowed="a PipelineRequest or a question str",
                                         received=type(request).__name__)
-        return _Work(request=request, tenant=request.tenant or self.settings.tenant, started=time.perf_counter())
+        return _Work(request=request, tenant=resolve_tenant(request.tenant, self.settings.tenant),
+                     started=time.perf_counter())
 
-    def _namespace(self, work: _Work) -> CacheNamespace:
-        return CacheNamespace(tenant=work.tenant, llm=self._cache_identity)
+    def _namespace(self, work: _Work) -> CacheNamespace | None:
+        return None if work.tenant is None else CacheNamespace(tenant=work.tenant, llm=self._cache_identity)
 
     def _lookup(self, work: _Work) -> _Served | None:
         if not self.settings.cache.enabled:
             return None
         started = time.perf_counter()
-        found = self.cache.lookup(work.request.question, namespace=self._namespace(work))
+        namespace = self._namespace(work)
+        if namespace is None:
+            note_no_tenant(self.cache, work.request.question)
+            work.steps.append(LayerStep(layer="cache", note=NO_TENANT_NOTE))
+            return None
+        try:
+            found: CacheLookup | None = self.cache.lookup(work.request.question, namespace=namespace)
+        except Exception as exc:  # a broken cache is a miss, never a failed request
+            cache_failed("lookup", exc)
+            found = None
         return self._served(work, found, time.perf_counter() - started)
 
     async def _alookup(self, work: _Work) -> _Served | None:
         if not self.settings.cache.enabled:
             return None
         started = time.perf_counter()
-        found = await self.cache.alookup(work.request.question, namespace=self._namespace(work))
+        namespace = self._namespace(work)
+        if namespace is None:
+            note_no_tenant(self.cache, work.request.question)
+            work.steps.append(LayerStep(layer="cache", note=NO_TENANT_NOTE))
+            return None
+        try:
+            found: CacheLookup | None = await self.cache.alookup(work.request.question, namespace=namespace)
+        except Exception as exc:
+            cache_failed("lookup", exc)
+            found = None
         return self._served(work, found, time.perf_counter() - started)
 
-    def _served(self, work: _Work, found: CacheLookup, seconds: float) -> _Served | None:
-        entry = found.entry
-        if entry is None:
+    def _served(self, work: _Work, found: CacheLookup | None, seconds: float) -> _Served | None:
+        entry = None if found is None else found.entry
+        if found is None or entry is None:
             work.steps.append(LayerStep(layer="cache", seconds=seconds, note="miss"))
             return None
         step = LayerStep(layer="cache", input_tokens_before=entry.input_tokens, output_tokens_before=entry.output_tokens,
                          seconds=seconds, note=found.kind)
-        result = PipelineResult(answer=entry.payload, tenant=work.tenant, cache_hit=found.kind, steps=(step,),
+        result = PipelineResult(answer=entry.payload, tenant=work.tenant or "", cache_hit=found.kind, steps=(step,),
                                 latency_s=time.perf_counter() - work.started)
         return _Served(result, self._hit_event(work, entry.input_tokens, entry.output_tokens))
 
@@ -369,26 +409,29 @@ class LeanPipeline:
         started = time.perf_counter()
         call = self._calls(work)
         replies: list[ModelReply] = []
-        while True:
-            reply = self.model.complete(call)
-            replies.append(reply)
-            follow = self._follow_up(work, reply)
-            if follow is None:
-                break
-            call = follow
+        # The engine's prefix cache is partitioned like the response cache (see prefix_salt_scope).
+        with prefix_salt_scope(work.tenant):
+            while True:
+                reply = self.model.complete(call)
+                replies.append(reply)
+                follow = self._follow_up(work, reply)
+                if follow is None:
+                    break
+                call = follow
         return merged_reply(replies, time.perf_counter() - started)
 
     async def _arun_model(self, work: _Work) -> ModelReply:
         started = time.perf_counter()
         call = self._calls(work)
         replies: list[ModelReply] = []
-        while True:
-            reply = await self.model.acomplete(call)
-            replies.append(reply)
-            follow = self._follow_up(work, reply)
-            if follow is None:
-                break
-            call = follow
+        with prefix_salt_scope(work.tenant):
+            while True:
+                reply = await self.model.acomplete(call)
+                replies.append(reply)
+                follow = self._follow_up(work, reply)
+                if follow is None:
+                    break
+                call = follow
         return merged_reply(replies, time.perf_counter() - started)
 
     def _follow_up(self, work: _Work, reply: ModelReply) -> ModelCall | None:
@@ -443,7 +486,7 @@ class LeanPipeline:
 
     def _result(self, work: _Work, answered: _Answered) -> PipelineResult:
         reply = answered.reply
-        return PipelineResult(answer=reply.text, tenant=work.tenant, messages=work.messages, usage=reply.usage,
+        return PipelineResult(answer=reply.text, tenant=work.tenant or "", messages=work.messages, usage=reply.usage,
                               reference_usage=answered.reference, baseline_reference_usage=answered.baseline,
                               finish_reason=reply.finish_reason, truncated=answered.truncated,
                               steps=tuple(work.steps), model_seconds=reply.seconds or 0.0,

@@ -96,8 +96,11 @@ class PipelineSettings(BaseModel):
     price_model: str = "gpt-4o"
     """Reference API model: its tokenizer counts the budgets and the ledger's "before/after", and
     genai-prices prices the savings (the served model may be a local one without a price)."""
-    tenant: str = "default"
-    """Default tenant (cache isolation and ledger attribution); a request may name its own."""
+    tenant: str | None = Field(None, min_length=1, max_length=256)
+    """The tenant of requests that name none (``PipelineRequest.tenant``) outside a
+    :func:`~lean_core.cache.tenant_scope`: an explicit opt-in to one shared cache namespace (cache
+    isolation, prefix-cache salt and ledger attribution). None (the default since issue 22; it
+    was ``"default"``): such requests are not cached, coalesced or prefix-shared with others."""
     baseline_max_tokens: StrictInt = Field(256, ge=1)
     """``max_tokens`` sent when the budget layer is off (what an un-optimised call sends)."""
     baseline_template: str = (

@@ -39,6 +39,9 @@ LLM = "[('_type', 'test-llm'), ('model_name', 'test-model'), ('temperature', 0.0
 
 
 def make_cache(path: Path, mode: str = "semantic", **options: Any) -> LeanCache:
+    # These tests share one explicit namespace for calls without a tenant; since issue 22 the
+    # default is to cache no such call (tests/integration/test_cache_tenancy.py covers that).
+    options.setdefault("default_tenant", "default")
     ledger = options.pop("ledger", None)
     return LeanCache(cache=ResponseCache(SQLiteCacheStore(path), mode=mode, ledger=ledger),  # type: ignore[arg-type]
                      **options)
@@ -394,7 +397,7 @@ def test_bad_options_raise_invalid_parameter(options: dict[str, Any]) -> None:
 def test_constructor_does_no_io(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "default.sqlite3"
     monkeypatch.setenv("LEAN_INFERENCE_CACHE", str(path))
-    lean = LeanCache(mode="exact", ttl_s=10)
+    lean = LeanCache(mode="exact", ttl_s=10, default_tenant="default")
     assert not path.exists()
     lean.update("hi", LLM, [Generation(text="hello")])
     assert path.exists() and lean.lookup("hi", LLM) == [Generation(text="hello")]

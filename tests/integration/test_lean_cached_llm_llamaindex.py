@@ -136,7 +136,7 @@ both = pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"]
 async def test_complete_hit_on_second_call(store: SQLiteCacheStore, use_async: bool) -> None:
     ledger = CostLedger(":memory:")
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=exact(store, ledger=ledger))
+    llm = LeanCachedLLM(inner, cache=exact(store, ledger=ledger), tenant="default")
     first = await complete(llm, "What is the capital of France?", use_async)
     second = await complete(llm, "What is the capital of France?", use_async)
     spaced = await complete(llm, "  What is the capital   of France?\n", use_async)  # normalised
@@ -154,7 +154,7 @@ async def test_complete_hit_on_second_call(store: SQLiteCacheStore, use_async: b
 @both
 async def test_chat_hit_and_conversation_identity(store: SQLiteCacheStore, use_async: bool) -> None:
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=exact(store))
+    llm = LeanCachedLLM(inner, cache=exact(store), tenant="default")
     first = await chat(llm, conversation("Name a prime number."), use_async)
     second = await chat(llm, conversation("Name a prime number."), use_async)  # new, equal messages
     assert len(inner.calls) == 1
@@ -176,7 +176,7 @@ async def test_chat_hit_and_conversation_identity(store: SQLiteCacheStore, use_a
 
 async def test_sync_and_async_share_entries(store: SQLiteCacheStore) -> None:
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=exact(store))
+    llm = LeanCachedLLM(inner, cache=exact(store), tenant="default")
     written = llm.complete("Spell 'cat'.")
     served = await llm.acomplete("Spell 'cat'.")
     llm.chat(conversation("Spell 'dog'."))
@@ -189,7 +189,7 @@ async def test_sync_and_async_share_entries(store: SQLiteCacheStore) -> None:
 @both
 async def test_streaming_miss_stores_and_hit_replays(store: SQLiteCacheStore, use_async: bool) -> None:
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=exact(store))
+    llm = LeanCachedLLM(inner, cache=exact(store), tenant="default")
     chunks = await stream_complete(llm, "Count to three.", use_async)
     assert len(chunks) > 3 and "".join(c.delta for c in chunks) == "answer #1 to Count to three."
     replay = await stream_complete(llm, "Count to three.", use_async)
@@ -213,7 +213,7 @@ async def test_streaming_miss_stores_and_hit_replays(store: SQLiteCacheStore, us
 @both
 async def test_broken_or_abandoned_stream_stores_nothing(store: SQLiteCacheStore, use_async: bool) -> None:
     inner = CountingLLM(fail_after=2)
-    llm = LeanCachedLLM(inner, cache=exact(store))
+    llm = LeanCachedLLM(inner, cache=exact(store), tenant="default")
     with pytest.raises(RuntimeError, match="stream broke"):
         await stream_complete(llm, "Tell me a story.", use_async)
     assert store.count() == 0
@@ -247,7 +247,7 @@ def test_model_parameters_and_call_options_are_part_of_the_key(store: SQLiteCach
     prompt = "Suggest a name for a cat."
 
     def served(inner: CountingLLM, **kwargs: Any) -> bool:
-        response = LeanCachedLLM(inner, cache=cache).complete(prompt, **kwargs)
+        response = LeanCachedLLM(inner, cache=cache, tenant="default").complete(prompt, **kwargs)
         return "lean_cache" in response.additional_kwargs
 
     assert not served(CountingLLM())
@@ -266,15 +266,15 @@ def test_model_parameters_and_call_options_are_part_of_the_key(store: SQLiteCach
 
 def test_mock_llm_max_tokens_changes_the_namespace(store: SQLiteCacheStore) -> None:
     cache = exact(store)
-    short = LeanCachedLLM(MockLLM(max_tokens=2), cache=cache).complete("hello")
-    long = LeanCachedLLM(MockLLM(max_tokens=4), cache=cache).complete("hello")
+    short = LeanCachedLLM(MockLLM(max_tokens=2), cache=cache, tenant="default").complete("hello")
+    long = LeanCachedLLM(MockLLM(max_tokens=4), cache=cache, tenant="default").complete("hello")
     assert (short.text, long.text) == ("text text", "text text text text")
     assert "lean_cache" not in long.additional_kwargs
 
 
 def test_uncacheable_calls_pass_straight_through(store: SQLiteCacheStore) -> None:
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=exact(store))
+    llm = LeanCachedLLM(inner, cache=exact(store), tenant="default")
     for _ in range(2):
         llm.complete("Use the tool.", tools=[object()])  # not JSON data: cannot be keyed
     assert len(inner.calls) == 2 and store.count() == 0
@@ -283,7 +283,7 @@ def test_uncacheable_calls_pass_straight_through(store: SQLiteCacheStore) -> Non
 @both
 async def test_semantic_hit_for_a_rewording(store: SQLiteCacheStore, use_async: bool) -> None:
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=semantic(store))
+    llm = LeanCachedLLM(inner, cache=semantic(store), tenant="default")
     first = await complete(llm, "How do I reset my password?", use_async)
     reworded = await complete(llm, "How can I reset my password?", use_async)
     assert len(inner.calls) == 1
@@ -297,7 +297,7 @@ async def test_semantic_hit_for_a_rewording(store: SQLiteCacheStore, use_async: 
 
 def test_semantic_verifier_refuses_swapped_roles(store: SQLiteCacheStore) -> None:
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=semantic(store))
+    llm = LeanCachedLLM(inner, cache=semantic(store), tenant="default")
     llm.complete("Are cats afraid of tigers?")
     swapped = llm.complete("Are tigers afraid of cats?")
     assert len(inner.calls) == 2
@@ -313,7 +313,7 @@ def test_entries_expire_after_ttl(store: SQLiteCacheStore, monkeypatch: pytest.M
 
     monkeypatch.setattr(sqlite_store_module, "time", fake_time)
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=exact(store), ttl_s=60)
+    llm = LeanCachedLLM(inner, cache=exact(store), ttl_s=60, tenant="default")
     llm.complete("What's the weather like?")
     clock[0] += 59
     assert llm.complete("What's the weather like?").additional_kwargs["lean_cache"] == "exact"
@@ -343,7 +343,7 @@ async def test_bad_input_is_refused(store: SQLiteCacheStore) -> None:
         LeanCachedLLM(CountingLLM(), cache=cache, ledger=other_ledger)
     other_ledger.close()
     inner = CountingLLM()
-    llm = LeanCachedLLM(inner, cache=cache)
+    llm = LeanCachedLLM(inner, cache=cache, tenant="default")
     with pytest.raises(InvalidParameterError, match="prompt"):
         llm.complete(42)  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="prompt"):
@@ -398,7 +398,7 @@ def test_query_engine_second_query_is_a_cache_hit(store: SQLiteCacheStore) -> No
     index = VectorStoreIndex.from_documents([Document(text=t) for t in facts],
                                             embed_model=MockEmbedding(embed_dim=8))
     inner = CountingMockLLM(max_tokens=None)
-    llm = LeanCachedLLM(inner, cache=semantic(store, ledger=ledger))
+    llm = LeanCachedLLM(inner, cache=semantic(store, ledger=ledger), tenant="default")
     engine = index.as_query_engine(llm=llm, similarity_top_k=2)
     dispatcher = get_dispatcher("root")
     events, costs = _Events(), LeanCostHandler(ledger, tenant="default")

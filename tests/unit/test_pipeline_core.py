@@ -147,10 +147,11 @@ def test_settings_from_file_and_bad_input(tmp_path: Path) -> None:
 def test_cache_identity_follows_settings_and_scope(tmp_path: Path) -> None:
     model = ScriptedModel()
     store = SQLiteCacheStore(tmp_path / "c.sqlite3")
-    v1 = LeanPipeline(model, settings=PipelineSettings(cache={"scope": "kb-v1"}),
+    # An explicit settings tenant: without one, requests are not cached at all (issue 22).
+    v1 = LeanPipeline(model, settings=PipelineSettings(cache={"scope": "kb-v1"}, tenant="acme"),
                       cache=ResponseCache(store, mode="exact"))
     v1.invoke(QUESTION)
-    v2 = LeanPipeline(model, settings=PipelineSettings(cache={"scope": "kb-v2"}),
+    v2 = LeanPipeline(model, settings=PipelineSettings(cache={"scope": "kb-v2"}, tenant="acme"),
                       cache=ResponseCache(store, mode="exact"))
     assert v2.invoke(QUESTION).cache_hit is None  # a re-indexed knowledge base is a new cache
     assert v1.invoke(QUESTION).cache_hit == "exact"
