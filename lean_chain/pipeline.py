@@ -9,7 +9,7 @@ from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from lean_chain._budget_binding import bind_budget
 from lean_core.budget import finish_reason_of
@@ -103,6 +103,12 @@ def _request(value: Any, tenant: str | None) -> PipelineRequest:
                                 received=type(value).__name__)
 
 
+def _metadata_tenant(config: RunnableConfig | None) -> str | None:
+    """The tenant of the run's metadata (``config={"metadata": {"tenant": ...}}``), as LeanCache reads it."""
+    tenant = ((config or {}).get("metadata") or {}).get("tenant")
+    return tenant if isinstance(tenant, str) and tenant else None
+
+
 def _message(result: PipelineResult) -> AIMessage:
     usage = result.usage
     return AIMessage(
@@ -120,7 +126,9 @@ def lean_pipeline(llm: BaseChatModel, *, settings: PipelineSettings | None = Non
     """The five layers in front of ``llm`` as one Runnable.
 
     Input: a question str, or a dict ``{"question": ..., "context": str | [str] | [Document],
-    "tenant": ...}``; with a ``retriever`` the context is retrieved for the question. Output: an
+    "tenant": ...}``. The tenant comes from the input dict, else the run's metadata
+    (``config={"metadata": {"tenant": ...}}``), else ``tenant=``, else the current tenant scope;
+    with none of them the cache is not used for the request (nothing is shared); with a ``retriever`` the context is retrieved for the question. Output: an
     ``AIMessage`` whose ``response_metadata["lean_pipeline"]`` says what each layer did (cache hit,
     tokens before/after per layer). ``invoke``/``ainvoke``/``batch``/``abatch``/``stream`` work (a
     stream yields the whole answer once; the budget and cache decide before the first token).
@@ -131,14 +139,14 @@ def lean_pipeline(llm: BaseChatModel, *, settings: PipelineSettings | None = Non
     """
     pipeline = LeanPipeline(ChatModelPort(llm), settings=settings, ledger=ledger, cache=cache)
 
-    def run(value: Any) -> AIMessage:
-        request = _request(value, tenant)
+    def run(value: Any, config: RunnableConfig) -> AIMessage:
+        request = _request(value, _metadata_tenant(config) or tenant)
         if retriever is not None and not request.context:
             request = request.model_copy(update={"context": _context_of(retriever.invoke(request.question))})
         return _message(pipeline.invoke(request))
 
-    async def arun(value: Any) -> AIMessage:
-        request = _request(value, tenant)
+    async def arun(value: Any, config: RunnableConfig) -> AIMessage:
+        request = _request(value, _metadata_tenant(config) or tenant)
         if retriever is not None and not request.context:
             docs = await retriever.ainvoke(request.question)
             request = request.model_copy(update={"context": _context_of(docs)})

@@ -94,7 +94,7 @@ def conversation_key(turns: Sequence[ConversationTurn]) -> ConversationKey:
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError("extras", allowed="plain JSON data (str keys, no NaN)",
                                     received=str(exc)) from exc
-    return ConversationKey(prompt=final.text, context=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+    return ConversationKey(prompt=final.text, context=hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest(),
                            semantic=plain)
 
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from lean_core._validation import check_count
 from lean_core.cache.normalize import normalize_prompt, prompt_key
 from lean_core.cache.types import CacheEntry, CacheLookup, CacheNamespace, CacheStats
 from lean_core.errors import InvalidParameterError
@@ -46,8 +48,9 @@ def check_ttl(ttl_s: object) -> float | None:
     """``ttl_s`` as seconds (> 0) or None; anything else is a named error (booleans included)."""
     if ttl_s is None:
         return None
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0:
-        raise InvalidParameterError("ttl_s", allowed="seconds > 0 or None", received=ttl_s)
+    # inf is refused: "never expires" is spelt None, and an infinite float would reach the store.
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not 0 < ttl_s < math.inf:
+        raise InvalidParameterError("ttl_s", allowed="finite seconds > 0, or None (never expires)", received=ttl_s)
     return float(ttl_s)
 
 
@@ -216,7 +219,8 @@ class ResponseCache:
         return CacheEntry(tenant=namespace.tenant, llm_hash=namespace.llm_hash, prompt_key=prompt_key(prompt),
                           prompt=prompt, payload=payload, created_at=now,
                           expires_at=None if ttl is None else now + float(ttl),
-                          input_tokens=max(int(input_tokens), 0), output_tokens=max(int(output_tokens), 0))
+                          input_tokens=check_count("input_tokens", input_tokens),
+                          output_tokens=check_count("output_tokens", output_tokens))
 
     def update(self, prompt: str, payload: str, *, namespace: CacheNamespace | None, ttl_s: float | None = None,
                input_tokens: int = 0, output_tokens: int = 0, exact_only: bool = False) -> CacheEntry | None:

@@ -292,7 +292,7 @@ class LeanPipeline:
         tokens_in, tokens_out = shared.reference_usage.input_tokens, shared.reference_usage.output_tokens
         step = LayerStep(layer="cache", input_tokens_before=tokens_in, output_tokens_before=tokens_out,
                          note="exact (joined the identical request in flight)")
-        result = PipelineResult(answer=shared.answer, tenant=work.tenant or "", cache_hit="exact", steps=(step,),
+        result = PipelineResult(answer=shared.answer, tenant=work.tenant, cache_hit="exact", steps=(step,),
                                 latency_s=time.perf_counter() - work.started)
         return _Served(result, self._hit_event(work, tokens_in, tokens_out))
 
@@ -348,7 +348,7 @@ class LeanPipeline:
             return None
         step = LayerStep(layer="cache", input_tokens_before=entry.input_tokens, output_tokens_before=entry.output_tokens,
                          seconds=seconds, note=found.kind)
-        result = PipelineResult(answer=entry.payload, tenant=work.tenant or "", cache_hit=found.kind, steps=(step,),
+        result = PipelineResult(answer=entry.payload, tenant=work.tenant, cache_hit=found.kind, steps=(step,),
                                 latency_s=time.perf_counter() - work.started)
         return _Served(result, self._hit_event(work, entry.input_tokens, entry.output_tokens))
 
@@ -486,7 +486,7 @@ class LeanPipeline:
 
     def _result(self, work: _Work, answered: _Answered) -> PipelineResult:
         reply = answered.reply
-        return PipelineResult(answer=reply.text, tenant=work.tenant or "", messages=work.messages, usage=reply.usage,
+        return PipelineResult(answer=reply.text, tenant=work.tenant, messages=work.messages, usage=reply.usage,
                               reference_usage=answered.reference, baseline_reference_usage=answered.baseline,
                               finish_reason=reply.finish_reason, truncated=answered.truncated,
                               steps=tuple(work.steps), model_seconds=reply.seconds or 0.0,

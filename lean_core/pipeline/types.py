@@ -128,7 +128,8 @@ class PipelineResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     answer: str
-    tenant: str
+    tenant: str | None
+    """The tenant the request ran under; None when none was resolved (nothing was shared)."""
     cache_hit: HitKind | None = None
     """``exact`` / ``semantic`` when the answer came from the cache (no model call)."""
     messages: tuple[ChatMessageDict, ...] = ()

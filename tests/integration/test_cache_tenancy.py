@@ -276,7 +276,7 @@ async def test_pipeline_without_tenant_neither_serves_nor_stores_nor_shares_a_sa
         lost = pool.submit(pipeline.invoke, SECRET).result()  # no tenant in the pool's thread
         scoped = await pipeline.ainvoke(SECRET)
         served = await asyncio.to_thread(pipeline.invoke, SECRET)
-    assert lost.cache_hit is None and lost.steps[0].note == "no tenant: not cached" and lost.tenant == ""
+    assert lost.cache_hit is None and lost.steps[0].note == "no tenant: not cached" and lost.tenant is None
     assert scoped.cache_hit is None and scoped.tenant == "acme"
     assert served.cache_hit == "exact" and served.answer == scoped.answer
     anonymous = [pipeline.invoke(SECRET), await pipeline.ainvoke(SECRET)]

@@ -299,3 +299,15 @@ def test_stats_print_as_one_line_with_rejection_reasons() -> None:
                           "(numbers differ: 2, roles swapped: 1), misses 2, writes 2")
     assert str(CacheStats()) == ("lookups 0, exact hits 0, semantic hits 0, rejected candidates 0, "
                                  "misses 0, writes 0")
+
+
+def test_ttl_and_token_counts_are_validated(tmp_path: Path) -> None:
+    import math
+
+    with pytest.raises(InvalidParameterError, match="ttl_s"):
+        ResponseCache(SQLiteCacheStore(tmp_path / "t.sqlite3"), mode="exact", ttl_s=math.inf)
+    cache = ResponseCache(SQLiteCacheStore(tmp_path / "c.sqlite3"), mode="exact")
+    namespace = CacheNamespace(tenant="acme", llm="m")
+    for bad in (-7, True, 2.5):
+        with pytest.raises(InvalidParameterError, match="input_tokens"):
+            cache.update("q", "a", namespace=namespace, input_tokens=bad)
