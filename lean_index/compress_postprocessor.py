@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from pydantic import PrivateAttr
 
 from lean_core.compression import CompressionJob, CompressionOptions, CompressionResult
 from lean_core.compression.attribute import kept_per_passage, titles_from_metadata
+from lean_core.compression.structure import NothingToCompress, warn_nothing_compressed
 from lean_index._offline import ensure_offline_tokenizer
 
 __all__ = ["LeanCompressPostprocessor"]
@@ -21,13 +23,21 @@ class LeanCompressPostprocessor(CompressionOptions, BaseNodePostprocessor):
     (a ``ratio`` of their total tokens, or ``target_tokens``). Each returned node is a copy of an
     input node (same id, metadata, relationships and score) holding only its kept text; nodes with
     nothing kept are removed, and the rest come back ordered by score (highest first, ties in
-    input order). The budget, compressor and ledger options are
+    input order). Nodes are context as they are (no structure is looked for in them); when none
+    has any text they come back unchanged and a warning is logged once per instance. The budget, compressor and ledger options are
     :class:`~lean_core.compression.CompressionOptions`; the compressor is built on first use.
 
     Example::
 
         engine = index.as_query_engine(node_postprocessors=[LeanCompressPostprocessor(target_tokens=300)])
     """
+
+    _warned: set[NothingToCompress] = PrivateAttr(default_factory=set)
+
+    def _nothing(self, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
+        # Nodes are context by definition: only missing text leaves nothing to compress.
+        warn_nothing_compressed(NothingToCompress.NO_TEXT, self._warned, where="LeanCompressPostprocessor")
+        return list(nodes)
 
     @classmethod
     def class_name(cls) -> str:
@@ -37,8 +47,8 @@ class LeanCompressPostprocessor(CompressionOptions, BaseNodePostprocessor):
                            query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         ensure_offline_tokenizer()
         ranked, job = _prepare(nodes, query_bundle, self.title_key)
-        if not ranked:
-            return []
+        if not ranked or not any(p.strip() for p in job.context):
+            return self._nothing(nodes)
         results = self.compress_jobs([job])
         self.record_compression(results)
         return _rebuild(ranked, job, results[0])
@@ -47,8 +57,8 @@ class LeanCompressPostprocessor(CompressionOptions, BaseNodePostprocessor):
                                   query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         ensure_offline_tokenizer()
         ranked, job = _prepare(nodes, query_bundle, self.title_key)
-        if not ranked:
-            return []
+        if not ranked or not any(p.strip() for p in job.context):
+            return self._nothing(nodes)
         results = await self.acompress_jobs([job])
         await self.arecord_compression(results)
         return _rebuild(ranked, job, results[0])

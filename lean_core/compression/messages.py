@@ -1,10 +1,15 @@
-"""Chat-message compression: history and tool results shrink, instructions and the ask do not.
+"""Chat-message compression: context shrinks wherever it is, instructions and the ask do not.
 
-System (and developer) messages carry the instructions and the last user message carries the
-question, so both are kept verbatim; every other message with text content (older turns,
-assistant replies, tool results, retrieved context) is compressed *for the last user message*,
-under one budget shared by all of them. No message is removed and none changes role: one with
-nothing kept comes back with empty content, so tool-call pairings stay valid.
+Every text message is read with :func:`~lean_core.compression.structure.find_context`. In system
+(and developer) messages and the last user message only a recognised context section (a
+"Context:" heading, ``<context>`` tags, a delimited block, numbered sources...) is compressed;
+the rest of them, instructions and question, is kept byte for byte. Every other message (older
+turns, assistant replies, tool results) is context by position: its context sections, or the
+whole message when it has none. All of it is compressed *for the question* (the last user turn's
+"Question:" segment or trailing question, else that whole turn) under one budget. No message is
+removed and none changes role: one with nothing kept comes back with empty content, so tool-call
+pairings stay valid. When nothing is compressible the messages come back as given, with a
+typed ``reason``, and a warning is logged once per process.
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ from typing import Any
 
 from lean_core.compression.attribute import kept_per_passage
 from lean_core.compression.base import Compressor
+from lean_core.compression.structure import (
+    NothingToCompress,
+    PromptLayout,
+    find_context,
+    splice,
+    warn_nothing_compressed,
+)
 from lean_core.compression.types import CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError
 
@@ -22,6 +34,7 @@ __all__ = ["CompressedMessages", "MessagePlan", "acompress_messages", "compress_
 
 _KEPT_ROLES = frozenset({"system", "developer"})
 _USER_ROLES = frozenset({"user", "human"})
+_WARNED: set[NothingToCompress] = set()  # per process: a warning per reason, not per call
 
 
 @dataclass(frozen=True)
@@ -31,18 +44,31 @@ class MessagePlan:
     indices: tuple[int, ...]
     passages: tuple[str, ...]
     question: str | None
+    layouts: tuple[PromptLayout, ...] = ()
+    """Where the context is in each planned message (``indices`` order)."""
+    reason: NothingToCompress | None = None
+    """Why nothing is planned (None when ``indices`` is not empty)."""
 
     def contents(self, result: CompressionResult) -> list[str]:
-        """The kept text of each planned message, in ``indices`` order."""
-        return kept_per_passage(result.text, list(self.passages))
+        """The new text of each planned message, in ``indices`` order: its context replaced by
+        what was kept of it, everything else byte for byte."""
+        kept = kept_per_passage(result.text, list(self.passages))
+        out, cursor = [], 0
+        for layout in self.layouts:
+            count = len(layout.passages)
+            out.append(splice(layout, kept[cursor:cursor + count]))
+            cursor += count
+        return out
 
 
 @dataclass(frozen=True)
 class CompressedMessages:
-    """The messages with compressed contents, and what the compressor did (None: nothing to do)."""
+    """The messages with compressed contents, and what the compressor did (None: nothing to do,
+    and ``reason`` says why)."""
 
     messages: list[dict[str, Any]]
     result: CompressionResult | None
+    reason: NothingToCompress | None = None
 
 
 def plan_messages(roles: Sequence[str], contents: Sequence[object]) -> MessagePlan:
@@ -51,11 +77,23 @@ def plan_messages(roles: Sequence[str], contents: Sequence[object]) -> MessagePl
         raise InvalidParameterError("messages", allowed="one role per content",
                                     received=f"{len(roles)} roles, {len(contents)} contents")
     last_user = max((i for i, role in enumerate(roles) if role in _USER_ROLES), default=None)
-    question = contents[last_user] if last_user is not None else None
-    indices = tuple(i for i, (role, content) in enumerate(zip(roles, contents, strict=True))
-                    if i != last_user and role not in _KEPT_ROLES and isinstance(content, str) and content.strip())
-    return MessagePlan(indices=indices, passages=tuple(str(contents[i]) for i in indices),
-                       question=(question.strip() or None) if isinstance(question, str) else None)
+    indices: list[int] = []
+    layouts: list[PromptLayout] = []
+    question: str | None = None
+    for i, (role, content) in enumerate(zip(roles, contents, strict=True)):
+        if not isinstance(content, str) or not content.strip():
+            continue
+        # Instructions and the ask hold context only where it is marked; other turns are context.
+        layout = find_context(content, whole_if_unstructured=i != last_user and role not in _KEPT_ROLES)
+        if i == last_user:
+            question = layout.question if layout.regions else (content.strip() or None)
+        if layout.regions:
+            indices.append(i)
+            layouts.append(layout)
+    has_text = any(isinstance(c, str) and c.strip() for c in contents)
+    reason = None if indices else (NothingToCompress.NO_CONTEXT_FOUND if has_text else NothingToCompress.NO_TEXT)
+    return MessagePlan(indices=tuple(indices), passages=tuple(p for lay in layouts for p in lay.passages),
+                       question=question, layouts=tuple(layouts), reason=reason)
 
 
 def _checked(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -75,7 +113,9 @@ def _rebuilt(messages: list[Mapping[str, Any]], plan: MessagePlan,
     if result is not None:
         for i, content in zip(plan.indices, plan.contents(result), strict=True):
             out[i]["content"] = content
-    return CompressedMessages(messages=out, result=result)
+    elif plan.reason is not None:
+        warn_nothing_compressed(plan.reason, _WARNED, where="compress_messages")
+    return CompressedMessages(messages=out, result=result, reason=plan.reason)
 
 
 def _checked_call(compressor: object, budget: object) -> CompressionBudget:
