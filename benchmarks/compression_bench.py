@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from lean_benchmarks.qa_datasets import (
     BenchItem,
     DatasetKind,
+    Split,
     build_nq_items,
     contains_answer,
     join_context,
@@ -70,6 +71,11 @@ __all__ = [
     "run_compression_bench",
 ]
 
+AUTO = "auto"
+"""A ``ratios`` entry asking each compressor to choose its own budget (``CompressionBudget(ratio="auto")``).
+A compressor that cannot (``supports_auto_budget`` false, e.g. truncation) is given, item by item,
+the token count the first auto-capable method kept, so both are compared at the same size."""
+
 _ACCURACY_MAX_TOKENS = 32
 _SHORT_ANSWER_CHARS = 80  # longer gold answers (summaries) are not scored by substring match
 
@@ -92,7 +98,7 @@ class BenchRow:
     dataset: str
     method: str
     target_ratio: float
-    """The budget: keep at most this share of the tokens (0.33 = asked for ~3x)."""
+    """The budget: keep at most this share of the tokens (0.33 = asked for ~3x); 1.0 for ``auto``."""
     items: int
     achieved_ratio: float
     """Mean over items of original / compressed tokens."""
@@ -119,6 +125,10 @@ class BenchRow:
     accuracy_items: int = 0
     accuracy_original: float | None = None
     accuracy_compressed: float | None = None
+    budget: str = ""
+    """The budget as asked: the kept share ("0.33") or "auto"."""
+    within_band_share: float | None = None
+    """Fixed ratios: share of items whose achieved ratio is within +-20 % of the asked one."""
 
 
 @dataclass
@@ -138,6 +148,8 @@ class CompressionBenchResult:
     rows: list[BenchRow] = field(default_factory=list)
     device: str = ""
     date: str = ""
+    split: str = "all"
+    """Items used: "dev" or "held_out" half (stable hash of the item id), or "all"."""
 
 
 # -- the truncation baseline ----------------------------------------------------------------------
@@ -154,10 +166,11 @@ class TruncateCompressor(Compressor):
     def __init__(self, *, counter: TokenCounter | None = None) -> None:
         self._counter = counter or TokenCounter()
 
-    def compress(self, context: ContextInput, *, budget: CompressionBudget,
+    def compress(self, context: ContextInput, *, budget: CompressionBudget | float,
                  question: str | None = None,
                  titles: Sequence[str | None] | None = None) -> CompressionResult:
         started = time.perf_counter()
+        budget = CompressionBudget.of(budget)
         text = join_context(context)
         model = budget.target_model
         first = self._counter.count(text, model)
@@ -252,12 +265,14 @@ class _Tally:
     support_kept: int = 0
     seconds: float = 0.0
     texts: dict[int, str] = field(default_factory=dict)
+    in_band: int = 0
 
 
-def _validate(ratios: Sequence[float], methods: Sequence[Any], limit: int | None,
+def _validate(ratios: Sequence[float | str], methods: Sequence[Any], limit: int | None,
               passages: int | None) -> None:
-    if not ratios or any(not (isinstance(r, int | float) and 0.0 < r <= 1.0) for r in ratios):
-        raise InvalidParameterError("ratios", allowed="one or more kept shares in (0, 1]", received=list(ratios))
+    if not ratios or any(r != AUTO and not (isinstance(r, int | float) and 0.0 < r <= 1.0) for r in ratios):
+        raise InvalidParameterError("ratios", allowed="one or more kept shares in (0, 1] or 'auto'",
+                                    received=list(ratios))
     if not methods:
         raise InvalidParameterError("methods", allowed=f"one or more of {sorted(COMPRESSORS)}", received=[])
     for value, name in ((limit, "limit"), (passages, "passages")):
@@ -266,11 +281,11 @@ def _validate(ratios: Sequence[float], methods: Sequence[Any], limit: int | None
 
 
 def run_compression_bench(
-    data_paths: Sequence[str | Path], *, ratios: Sequence[float] = (0.33, 0.25),
+    data_paths: Sequence[str | Path], *, ratios: Sequence[float | str] = (0.33, 0.25),
     methods: Sequence[str | Compressor] = ("truncate",), passages: int | None = None,
     limit: int | None = None, target_model: str = "gpt-4o", accuracy: bool = False,
     out: Path | None = None, show_progress: bool = True, seed: int = 0,
-    chat_model: BaseChatModel | None = None,
+    chat_model: BaseChatModel | None = None, split: Split = "all",
 ) -> CompressionBenchResult:
     """Compress every item of every file under every ratio with every method; see the module doc.
 
@@ -279,6 +294,8 @@ def run_compression_bench(
     ``chat_model``) with the original and the compressed contexts, on the items whose gold answer
     is short, present in the context and not named by the question (an echoed question would
     count as right), and whose original prompt fits the model.
+    ``split``: "dev" or "held_out" keeps one half of each file by a stable hash of the item id
+    (develop on one, report the other); ``ratios`` may include ``"auto"`` (see :data:`AUTO`).
     """
     from rich.progress import Progress
 
@@ -291,15 +308,15 @@ def run_compression_bench(
         raise InvalidParameterError("methods", allowed="distinct method names", received=names)
     result = CompressionBenchResult(
         benchmark="compression", target_model=target_model, tokenizer=probe.tokenizer,
-        estimated_counts=probe.estimated, ratios=[float(r) for r in ratios], methods=names,
+        estimated_counts=probe.estimated, ratios=[1.0 if r == AUTO else float(r) for r in ratios], methods=names,
         passages=passages, limit=limit, seed=seed, accuracy=accuracy,
         device=f"{platform.machine()} CPU ({_cpu_count()} cores), {platform.python_implementation()} "
                f"{platform.python_version()}",
-        date=time.strftime("%Y-%m-%d"),
+        date=time.strftime("%Y-%m-%d"), split=split,
     )
     loaded = []
     for path in data_paths:
-        kind, items = load_items(path, passages=passages, limit=limit, seed=seed)
+        kind, items = load_items(path, passages=passages, limit=limit, seed=seed, split=split)
         n_passages = None if isinstance(items[0].context, str) else max(len(i.context) for i in items)
         note = ("constructed: gold passage + BM25-retrieved distractors without the answer"
                 if kind == "nq" and passages and passages > 1 else "")
@@ -308,12 +325,13 @@ def run_compression_bench(
         loaded.append((Path(path).stem, items))
 
     warmed: set[str] = set()
-    tallies: dict[tuple[str, str, float], _Tally] = {}
+    tallies: dict[tuple[str, str, float | str], _Tally] = {}
     total = sum(len(items) for _, items in loaded) * len(resolved) * len(ratios)
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task("compressing", total=total)
         for dataset, items in loaded:
             progress.update(task, description=f"compressing {dataset}")
+            auto_kept: dict[int, int] = {}  # tokens kept by the first auto-capable method, per item
             for idx, item in enumerate(items):
                 original_text = join_context(item.context)
                 original_tokens = max(1, counter.count(original_text, target_model).tokens)
@@ -326,10 +344,10 @@ def run_compression_bench(
                 for name, compressor in resolved:
                     if name not in warmed:  # one untimed call: lazy model loading is not throughput
                         compressor.compress(item.context, budget=CompressionBudget(
-                            ratio=ratios[0], target_model=target_model), question=item.question)
+                            ratio=0.33, target_model=target_model), question=item.question)
                         warmed.add(name)
                     for ratio in ratios:
-                        budget = CompressionBudget(ratio=ratio, target_model=target_model)
+                        budget = _budget(ratio, compressor, auto_kept.get(idx), target_model)
                         started = time.perf_counter()
                         compressed = compressor.compress(item.context, budget=budget, question=item.question)
                         elapsed = time.perf_counter() - started
@@ -339,7 +357,12 @@ def run_compression_bench(
                         tally.shares.append(tokens / original_tokens)
                         tally.original += original_tokens
                         tally.compressed += tokens
+                        if ratio == AUTO and getattr(compressor, "supports_auto_budget", False):
+                            auto_kept.setdefault(idx, max(1, tokens))
                         tally.met += tokens <= budget.tokens_for(original_tokens)
+                        if ratio != AUTO:
+                            asked = 1.0 / float(ratio)
+                            tally.in_band += abs(original_tokens / max(1, tokens) - asked) <= 0.2 * asked
                         tally.seconds += elapsed
                         tally.impossible += item.impossible
                         tally.given_away += given_away
@@ -356,7 +379,8 @@ def run_compression_bench(
 
     for (dataset, name, ratio), t in tallies.items():
         result.rows.append(BenchRow(
-            dataset=dataset, method=name, target_ratio=float(ratio), items=len(t.ratios),
+            dataset=dataset, method=name, target_ratio=1.0 if ratio == AUTO else float(ratio), items=len(t.ratios),
+            budget=str(ratio), within_band_share=None if ratio == AUTO else t.in_band / len(t.ratios),
             achieved_ratio=statistics.fmean(t.ratios), achieved_ratio_pooled=t.original / max(1, t.compressed),
             kept_share=statistics.fmean(t.shares), original_tokens=t.original, compressed_tokens=t.compressed,
             budget_met_share=t.met / len(t.ratios), answerable_items=t.answerable, impossible_items=t.impossible,
@@ -376,6 +400,16 @@ def run_compression_bench(
     return result
 
 
+def _budget(ratio: float | str, compressor: Compressor, matched: int | None, target_model: str) -> CompressionBudget:
+    """The budget one method gets: the asked share, ``auto`` for a compressor that decides its own,
+    or (``auto`` for one that cannot) the tokens the auto-capable method kept on the same item."""
+    if ratio != AUTO:
+        return CompressionBudget(ratio=float(ratio), target_model=target_model)
+    if getattr(compressor, "supports_auto_budget", False) or matched is None:
+        return CompressionBudget(ratio=AUTO, target_model=target_model)
+    return CompressionBudget(target_tokens=matched, target_model=target_model)
+
+
 def _cpu_count() -> int:
     return os.cpu_count() or 1
 
@@ -393,7 +427,7 @@ def _local_context_tokens() -> int:
 
 
 def _score_accuracy(result: CompressionBenchResult, items_by_dataset: dict[str, list[BenchItem]],
-                    tallies: dict[tuple[str, str, float], _Tally], chat_model: BaseChatModel | None,
+                    tallies: dict[tuple[str, str, float | str], _Tally], chat_model: BaseChatModel | None,
                     show_progress: bool) -> None:
     counter = TokenCounter()
     local: str | None = None  # the local model's tokenizer, to skip prompts it cannot take whole
@@ -433,7 +467,7 @@ def _score_accuracy(result: CompressionBenchResult, items_by_dataset: dict[str, 
         if not scored:
             continue
         items = items_by_dataset[row.dataset]
-        texts = tallies[(row.dataset, row.method, row.target_ratio)].texts
+        texts = tallies[(row.dataset, row.method, row.budget if row.budget == AUTO else row.target_ratio)].texts
         order = list(scored)
         replies = ask([_prompt(texts[idx], items[idx].question) for idx in order])
         row.accuracy_original = sum(scored.values()) / len(scored)
@@ -460,7 +494,7 @@ def _chart(result: CompressionBenchResult, path: Path) -> None:
             xs = [r.achieved_ratio for r in rows]
             ax.plot(xs, [r.answer_retention for r in rows], "o-", color=colors(m), label=method)
             for r in rows:
-                ax.annotate(f"{r.target_ratio:g}", (r.achieved_ratio, r.answer_retention or 0.0),
+                ax.annotate(r.budget if r.budget == AUTO else f"{r.target_ratio:g}", (r.achieved_ratio, r.answer_retention or 0.0),
                             fontsize=7, textcoords="offset points", xytext=(3, 3))
             support = [r for r in rows if r.support_retention is not None]
             if support:

@@ -3,6 +3,7 @@ distractors, HotpotQA distractor, MiniLongBench), and gold-answer matching."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -15,10 +16,25 @@ from lean_benchmarks._bm25 import BM25
 from lean_core.compression.base import ContextInput
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["PASSAGE_SEPARATOR", "BenchItem", "DatasetKind", "build_nq_items", "contains_answer",
-           "join_context", "load_items", "longbench_question", "normalize", "read_jsonl"]
+__all__ = ["PASSAGE_SEPARATOR", "BenchItem", "DatasetKind", "Split", "build_nq_items", "contains_answer",
+           "join_context", "load_items", "longbench_question", "normalize", "read_jsonl", "split_of"]
 
 DatasetKind = Literal["squad", "nq", "hotpotqa", "longbench"]
+Split = Literal["dev", "held_out", "all"]
+SPLITS: tuple[Split, ...] = ("dev", "held_out", "all")
+
+
+def split_of(kind: str, item_id: str) -> Split:
+    """The half an item belongs to: "dev" (methods may be developed on it) or "held_out" (only
+    reported), from a stable hash of its dataset kind and id, so every run and every machine
+    agrees and the halves never depend on ``limit`` or file order."""
+    digest = hashlib.sha256(f"{kind}:{item_id}".encode()).digest()
+    return "dev" if digest[0] % 2 == 0 else "held_out"
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise InvalidParameterError("split", allowed="'dev', 'held_out' or 'all'", received=split)
 PASSAGE_SEPARATOR = "\n\n"
 
 
@@ -135,21 +151,25 @@ def _nq_gold(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_nq_items(rows: Sequence[dict[str, Any]], *, passages: int | None, limit: int | None = None,
-                   seed: int = 0) -> list[BenchItem]:
+                   seed: int = 0, split: Split = "all") -> list[BenchItem]:
     """NQ-open oracle items, one gold passage each; with ``passages=N``, N-passage contexts.
 
     Distractors for item i are the gold passages of the *other* items of ``rows`` (all of them,
     whatever ``limit``), ranked by BM25 against item i's question, skipping any that contains one
     of item i's gold answers (plain normalised substring, the strictest test) or repeats a passage
     already taken. The gold passage goes to position ``Random(seed * 1_000_003 + i).randrange(N)``.
+    ``split`` keeps the items of one half (see :func:`split_of`) before ``limit`` applies; the
+    distractor pool stays the whole file.
     """
     if passages is not None and passages < 1:
         raise InvalidParameterError("passages", allowed="a whole number >= 1", received=passages)
+    _check_split(split)
     pool = [_nq_passage(_nq_gold(r)) for r in rows]
-    count = len(rows) if limit is None else min(limit, len(rows))
+    wanted = [i for i in range(len(rows)) if split == "all" or split_of("nq", str(i)) == split]
+    wanted = wanted if limit is None else wanted[:limit]
     index = BM25(pool) if passages is not None and passages > 1 else None
     items = []
-    for i in range(count):
+    for i in wanted:
         row = rows[i]
         answers = tuple(a for a in row["answers"] if a)
         gold = pool[i]
@@ -176,9 +196,11 @@ def build_nq_items(rows: Sequence[dict[str, Any]], *, passages: int | None, limi
 
 
 def load_items(path: str | Path, *, passages: int | None = None, limit: int | None = None,
-               seed: int = 0) -> tuple[DatasetKind, list[BenchItem]]:
+               seed: int = 0, split: Split = "all") -> tuple[DatasetKind, list[BenchItem]]:
     """The items of one data file (its kind detected from the fields); ``passages`` applies to
-    NQ-style files only, ``limit`` keeps the first N items."""
+    NQ-style files only; ``split`` keeps one half by item id (:func:`split_of`), then ``limit``
+    keeps the first N items."""
+    _check_split(split)
     path = Path(path)
     if not path.is_file():
         raise InvalidParameterError("data", allowed="an existing JSON Lines file", received=str(path))
@@ -187,10 +209,12 @@ def load_items(path: str | Path, *, passages: int | None = None, limit: int | No
         raise InvalidParameterError("data", allowed="a non-empty JSON Lines file", received=str(path))
     kind = _detect_kind(rows[0], path)
     if kind == "nq":
-        return kind, build_nq_items(rows, passages=passages, limit=limit, seed=seed)
-    rows = rows if limit is None else rows[:limit]
+        return kind, build_nq_items(rows, passages=passages, limit=limit, seed=seed, split=split)
     builders = {"squad": _squad_items, "hotpotqa": _hotpot_items, "longbench": _longbench_items}
-    return kind, builders[kind](rows)
+    items = builders[kind](rows)
+    if split != "all":
+        items = [item for item in items if split_of(kind, item.item_id) == split]
+    return kind, items if limit is None else items[:limit]
 
 
 # -- the run --------------------------------------------------------------------------------------

@@ -27,9 +27,19 @@ from lean_core.compression._checks import (
 )
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.normalize import compact_slice, dedupe_passages
-from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS, find_protected_spans
-from lean_core.compression.segment import Unit, passage_heading, split_clauses, split_sentences
-from lean_core.compression.select import RelevanceScorer
+from lean_core.compression.protect import (
+    DEFAULT_PROTECTED_KINDS,
+    ProtectedSpan,
+    find_protected_spans,
+)
+from lean_core.compression.segment import (
+    Unit,
+    passage_heading,
+    split_clauses,
+    split_sentences,
+    trim_points,
+)
+from lean_core.compression.select import AutoPolicy, RelevanceScorer
 from lean_core.compression.types import CompressionBudget, CompressionResult, DroppedSegment
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger_records import SavingsEvent
@@ -38,13 +48,16 @@ from lean_core.tokens import TokenCounter
 if TYPE_CHECKING:
     from lean_core.ledger import CostLedger
 
-__all__ = ["LeanCompressor", "MissingQuestionError"]
+__all__ = ["AutoPolicy", "LeanCompressor", "MissingQuestionError"]
 
 Order = Literal["original", "relevance", "edges"]
 Granularity = Literal["auto", "clause", "sentence"]
 # "auto": whole sentences when the budget holds at least this many average sentences; clauses
 # otherwise (short contexts at high ratios, where one sentence is a large share of the budget).
 _AUTO_MIN_SENTENCES_IN_BUDGET = 6
+# A fixed ratio is honoured within +-20 %: below this share of the target, whole units left the
+# output too small and the next-best unit is added in part (cut between words, outside spans).
+_BAND_FLOOR = 1 / 1.2
 
 
 class MissingQuestionError(InvalidParameterError):
@@ -73,6 +86,8 @@ class LeanCompressor(Compressor):
     """
 
     name = "lean"
+    supports_auto_budget = True
+    """Understands ``CompressionBudget(ratio="auto")`` (see :class:`AutoPolicy`)."""
 
     def __init__(
         self,
@@ -87,6 +102,7 @@ class LeanCompressor(Compressor):
         protect_kinds: Sequence[str] = DEFAULT_PROTECTED_KINDS,
         protect_patterns: Sequence[str] = (),
         ledger: CostLedger | None = None,
+        auto_policy: AutoPolicy | None = None,
     ) -> None:
         if order not in ("original", "relevance", "edges"):
             raise InvalidParameterError("order", allowed="'original', 'relevance' or 'edges'", received=order)
@@ -107,6 +123,7 @@ class LeanCompressor(Compressor):
         self.normalize = check_bool("normalize", normalize)
         self.dedupe = check_bool("dedupe", dedupe)
         self.ledger = ledger
+        self.auto_policy = auto_policy or AutoPolicy()
 
     def compress(self, context: ContextInput, *, budget: CompressionBudget | float,
                  question: str | None = None,
@@ -126,7 +143,7 @@ class LeanCompressor(Compressor):
         target = budget.tokens_for(original.tokens) if original.tokens else 0
         base = dict(method=self.name, original_tokens=original.tokens, target_tokens=target,
                     tokenizer=original.tokenizer, estimated_counts=original.estimated)
-        if original.tokens <= target:
+        if original.tokens <= target and not budget.is_auto:
             return self._done(CompressionResult(text=original_text, compressed_tokens=original.tokens,
                                                 budget_met=True, seconds=time.perf_counter() - started,
                                                 note="input already within budget", **base), model)
@@ -144,7 +161,9 @@ class LeanCompressor(Compressor):
         for index, (passage, spans) in enumerate(zip(passages, spans_per_passage, strict=True)):
             units.extend(split_sentences(passage, spans, passage=index))
         granularity = self.granularity
-        if granularity == "auto" and units:
+        if budget.is_auto:  # whole sentences: the criterion judges evidence, not a size to hit
+            granularity = "sentence"
+        elif granularity == "auto" and units:
             mean_sentence = original.tokens / len(units)
             granularity = "sentence" if target >= _AUTO_MIN_SENTENCES_IN_BUDGET * mean_sentence else "clause"
         if granularity == "clause":
@@ -157,13 +176,20 @@ class LeanCompressor(Compressor):
         scores = self.scorer.score(units, question=question, headings=headings)
         # Separators mostly merge into the next token; the exact check below keeps the budget.
         costs = [self.counter.count(u.text, model).tokens for u in units]
-        chosen = _greedy(scores, costs, target)
+        kept = self.auto_policy.keep(units, scores) if budget.is_auto else []
+        if kept and sum(costs[i] for i in kept) <= target:
+            chosen = set(kept)  # the criterion's choice; ``target`` (auto's ceiling) stays reported
+        else:  # a fixed budget, or an auto choice over its ceiling: best units first until full
+            chosen = _greedy(scores, costs, target)
         text = self._assemble(passages, units, scores, chosen)
         compressed = self.counter.count(text, model).tokens
         while compressed > target and chosen:  # tokenizer joins can differ from the sum of parts
             chosen.discard(min(chosen, key=lambda i: scores[i]))
             text = self._assemble(passages, units, scores, chosen)
             compressed = self.counter.count(text, model).tokens
+        if budget.ratio is not None and not budget.is_auto and compressed < _BAND_FLOOR * target:
+            units, scores, chosen, text, compressed = self._top_up(
+                passages, spans_per_passage, units, scores, chosen, target, model, text, compressed)
         note = None if question else "no question given: sentences ranked by centrality to the context"
         if not chosen:
             note = (f"no sentence fits in {target} tokens without cutting it (sentences are kept whole "
@@ -174,6 +200,38 @@ class LeanCompressor(Compressor):
             text=text, compressed_tokens=compressed, budget_met=compressed <= target, protected_spans=protected,
             dropped=tuple(dropped), seconds=time.perf_counter() - started, note=note, **base)
         return self._done(result, model)
+
+    def _top_up(self, passages: list[str], spans_per_passage: list[list[ProtectedSpan]], units: list[Unit],
+                scores: list[float], chosen: set[int], target: int, model: str, text: str,
+                compressed: int) -> tuple[list[Unit], list[float], set[int], str, int]:
+        """Whole units left the output below the band: add the head of the best unit left out,
+        cut between words (never inside a protected span), as much of it as the target allows."""
+        left = sorted((i for i in range(len(units)) if i not in chosen), key=lambda i: -scores[i])
+        for i in left[:3]:
+            unit = units[i]
+            cuts = trim_points(passages[unit.passage], unit, spans_per_passage[unit.passage])
+            best: tuple[Unit, str, int] | None = None
+            low, high = 0, len(cuts) - 1
+            while low <= high:  # the longest head that still fits
+                mid = (low + high) // 2
+                head = replace(unit, end=cuts[mid], text=passages[unit.passage][unit.start:cuts[mid]])
+                if self.normalize:
+                    head = replace(head, text=compact_slice(passages[unit.passage], head.start, head.end,
+                                                            spans_per_passage[unit.passage]))
+                trial = [*units[:i], head, *units[i + 1:]]
+                candidate = self._assemble(passages, trial, scores, chosen | {i})
+                tokens = self.counter.count(candidate, model).tokens
+                if tokens <= target:
+                    best, low = (head, candidate, tokens), mid + 1
+                else:
+                    high = mid - 1
+            if best is not None and best[2] > compressed:
+                head, text, compressed = best
+                units = [*units[:i], head, *units[i + 1:]]
+                chosen = chosen | {i}
+            if compressed >= _BAND_FLOOR * target:
+                break
+        return units, scores, chosen, text, compressed
 
     def _assemble(self, passages: list[str], units: list[Unit], scores: list[float], chosen: set[int]) -> str:
         by_passage: dict[int, list[int]] = {}

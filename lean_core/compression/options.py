@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -32,7 +32,7 @@ from lean_core.compression.attribute import budget_from_options
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.chain import METHODS, CompressionMethod, compressor_for
 from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS
-from lean_core.compression.types import CompressionBudget, CompressionResult
+from lean_core.compression.types import AUTO, CompressionBudget, CompressionResult
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.ledger_records import SavingsEvent
@@ -75,9 +75,11 @@ class CompressionOptions(BaseModel):
         except ValidationError as exc:
             raise_parameter_error(exc)
 
-    ratio: float | None = 0.5
+    ratio: float | Literal["auto"] | None = 0.5
     """Keep at most this share of the compressible tokens, a float in (0, 1] (0.33 = "3x
-    compression"). The default budget; ``target_tokens`` replaces it (giving both is an error)."""
+    compression"), or ``"auto"`` (the compressor keeps the smallest context that still holds the
+    question's evidence; see ``CompressionBudget.ratio``). The default budget; ``target_tokens``
+    replaces it (giving both is an error)."""
     target_tokens: int | None = None
     """Keep at most this many compressible tokens in all (an int >= 1), counted in
     ``target_model``'s tokenizer; None: the ``ratio`` budget."""
@@ -116,9 +118,11 @@ class CompressionOptions(BaseModel):
     @field_validator("ratio", mode="before")
     @classmethod
     def _check_ratio(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not 0.0 < value <= 1.0):
-            raise InvalidParameterError("ratio", allowed="a float in (0, 1] or None", received=value)
+            raise InvalidParameterError("ratio", allowed="a float in (0, 1], 'auto' or None", received=value)
         return value
 
     @field_validator("target_tokens", mode="before")
@@ -184,7 +188,12 @@ class CompressionOptions(BaseModel):
     @property
     def budget(self) -> CompressionBudget:
         """The budget every compressor call gets."""
-        return budget_from_options(ratio=self.ratio, target_tokens=self.target_tokens,
+        ratio = self.ratio
+        if isinstance(ratio, str):  # "auto", only ever set explicitly (the default is 0.5)
+            if self.target_tokens is not None:
+                raise InvalidParameterError("ratio", allowed="None when target_tokens is given", received=ratio)
+            return CompressionBudget(ratio=AUTO, target_model=self.target_model)
+        return budget_from_options(ratio=ratio, target_tokens=self.target_tokens,
                                    target_model=self.target_model, ratio_was_set="ratio" in self.model_fields_set)
 
     def get_compressor(self) -> Compressor:

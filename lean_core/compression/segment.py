@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lean_core.compression.protect import ProtectedSpan
 
-__all__ = ["Unit", "passage_heading", "split_clauses", "split_sentences"]
+__all__ = ["Unit", "passage_heading", "split_clauses", "split_sentences", "trim_points"]
 
 # A sentence ends at . ! ? (optionally closed by quotes/brackets) followed by whitespace and an
 # opening character, or at a line break. Candidates inside protected spans are discarded.
@@ -118,3 +118,13 @@ def split_clauses(text: str, spans: Sequence[ProtectedSpan], *, passage: int = 0
             units.append(Unit(passage, len(units), piece_start, piece_end, text[piece_start:piece_end],
                               sentence=sentence_index))
     return units
+
+
+_WORD_GAP = re.compile(r"(?<=\S)\s+")
+
+
+def trim_points(text: str, unit: Unit, spans: Sequence[ProtectedSpan]) -> list[int]:
+    """Where ``unit`` (a slice of ``text``) may be cut to keep its head: after each word but the
+    last, never inside a protected span; ascending."""
+    return [m.start() for m in _WORD_GAP.finditer(text, unit.start, unit.end)
+            if unit.start < m.start() and not any(s.start < m.start() < s.end for s in spans)]

@@ -7,12 +7,13 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lean_core.compression.segment import Unit
 from lean_core.embeddings import Embedder, default_embedder
 
-__all__ = ["RelevanceScorer"]
+__all__ = ["AutoPolicy", "RelevanceScorer"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
@@ -85,6 +86,24 @@ def _type_match(kind: str | None, text: str) -> float:
     return 0.0
 
 
+def _plain(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def _title_key(heading: str | None) -> str | None:
+    """A title as it would be written in running text: lower case, words only, without a
+    parenthetical qualifier ("On My Mind (Ellie Goulding song)" -> "on my mind"); None when too
+    short or too common to be evidence of a mention."""
+    if not heading:
+        return None
+    key = _plain(re.sub(r"\([^)]*\)", " ", heading))
+    return key if len(key) >= 4 and any(w not in _STOPWORDS for w in key.split()) else None
+
+
+def _mentions(text: str, title: str) -> bool:
+    return f" {title} " in f" {text} "
+
+
 def _resolve_pronouns(keys: list[tuple[int, int]], sentence_text: dict[tuple[int, int], str],
                       headings: Sequence[str | None]) -> list[str]:
     """Each sentence's text for embedding: pronoun-led sentences after the first of their passage
@@ -114,13 +133,17 @@ class RelevanceScorer:
     less accurate on the shared SQuAD/HotpotQA/NQ data. Given passage ``headings`` (titles), a
     sentence that opens with a pronoun is embedded as "heading: sentence", a light coreference
     step (HotpotQA at 3x: all supporting facts kept 88.3 % -> 90.0 %; SQuAD and NQ unchanged).
+    ``title_weight`` adds to the strength of a passage whose title the question names (both sides
+    of a comparison) or the strongest passage's best sentences name (a bridge entity). Off by
+    default: on the dev half of HotpotQA it changed nothing at 3x (25/28 either way) and lost one
+    item at 5x (18 -> 17 of 28), so it is not evidence that it generalises.
     """
 
     def __init__(self, embedder: Embedder | None = None, *, semantic_weight: float = 1.0,
                  lexical_weight: float = 0.8, type_weight: float = 0.35, passage_weight: float = 0.6,
                  neighbour_weight: float = 0.25, max_embedded_units: int = 1024,
                  expansion_weight: float = 0.5, lead_weight: float = 1.0, hop_weight: float = 1.0,
-                 lead_terms: int = 8, embed_clauses: bool = False) -> None:
+                 lead_terms: int = 8, embed_clauses: bool = False, title_weight: float = 0.0) -> None:
         self._embedder = embedder
         self.semantic_weight = semantic_weight
         self.lexical_weight = lexical_weight
@@ -133,6 +156,7 @@ class RelevanceScorer:
         self.hop_weight = hop_weight
         self.lead_terms = lead_terms
         self.embed_clauses = embed_clauses
+        self.title_weight = title_weight
 
     @property
     def embedder(self) -> Embedder:
@@ -176,7 +200,7 @@ class RelevanceScorer:
         best_in_passage: dict[int, float] = {}
         for unit, value in zip(units, combined, strict=True):
             best_in_passage[unit.passage] = max(best_in_passage.get(unit.passage, -math.inf), value)
-        strength = (self._passage_strength(units, question, best_in_passage)
+        strength = (self._passage_strength(units, question, best_in_passage, combined, headings)
                     if question and len(best_in_passage) > 1 else best_in_passage)
         scores = []
         for i, (unit, value) in enumerate(zip(units, combined, strict=True)):
@@ -190,8 +214,9 @@ class RelevanceScorer:
             scores = self._expand(units, texts, question, scores)
         return scores
 
-    def _passage_strength(self, units: Sequence[Unit], question: str,
-                          best_in_passage: dict[int, float]) -> dict[int, float]:
+    def _passage_strength(self, units: Sequence[Unit], question: str, best_in_passage: dict[int, float],
+                          combined: Sequence[float] | None = None,
+                          headings: Sequence[str | None] | None = None) -> dict[int, float]:
         """How strongly each passage answers the question, over two hops.
 
         Hop one: its best sentence, plus the question's overlap with the passage's lead (its first
@@ -211,9 +236,25 @@ class RelevanceScorer:
         first = _zscore([best_in_passage[p] for p in passages])
         lead_match = _zscore(_bm25(_terms(question), leads))
         strength = {p: f + self.lead_weight * m for p, f, m in zip(passages, first, lead_match, strict=True)}
+        titles = {p: _title_key(headings[p]) for p in passages if headings and p < len(headings)}
+        if self.title_weight and titles:
+            # A passage whose title the question names is evidence for it however its sentences
+            # score: both sides of "which is older, A or B?" and the subject of "Which A ...".
+            asked_text = _plain(question)
+            for p, title in titles.items():
+                if title and _mentions(asked_text, title):
+                    strength[p] += self.title_weight
         if not self.hop_weight:
             return strength
         top = max(passages, key=strength.__getitem__)
+        if self.title_weight and titles and combined is not None:
+            # Bridge by title: a passage named in the strongest passage's best sentences is the
+            # second hop of a multi-hop question (the entity the first hop's evidence points to).
+            best_units = sorted((i for i, u in enumerate(units) if u.passage == top), key=lambda i: -combined[i])[:2]
+            evidence = _plain(" ".join(units[i].text for i in best_units))
+            for p, title in titles.items():
+                if p != top and title and _mentions(evidence, title):
+                    strength[p] += self.title_weight
         asked = set(_terms(question))
         names = {w.lower() for text in raw[top] for w in _NAME.findall(text)} - asked - _STOPWORDS
         others = [p for p in passages if p != top]
@@ -259,3 +300,47 @@ class RelevanceScorer:
         for i in indices:
             out[i] = float(sims[row[texts[i]]])
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class AutoPolicy:
+    """How ``CompressionBudget(ratio="auto")`` decides how much to keep, from the scorer's own
+    relevance scores; gaps are in standard deviations of the context's unit scores, so the rule
+    reads the same on a 5-sentence passage and on 20 retrieved passages.
+
+    One passage: keep the units within ``sentence_gap`` of the best (the evidence sentences; the
+    rest of a short passage goes). Several passages: keep whole every passage whose best unit is
+    within ``passage_gap`` of the overall best (the passage the answer sits in, with its context),
+    plus any unit of another passage within ``evidence_gap`` of the best (a second hop's fact);
+    passages with neither are dropped whole. The values were chosen on the dev half of the shared
+    SQuAD / NQ / HotpotQA files (``lean-inference bench compression``'s split), not per example.
+    """
+
+    sentence_gap: float = 1.5
+    """One passage: keep units scoring within this many standard deviations of the best, >= 0."""
+    passage_gap: float = 1.5
+    """Several passages: keep whole the passages whose best unit is this close to the best, >= 0."""
+    evidence_gap: float = 2.5
+    """Several passages: also keep single units this close to the best, >= 0."""
+
+    def keep(self, units: Sequence[Unit], scores: Sequence[float]) -> list[int]:
+        """Indices of the units the criterion keeps (never empty for a non-empty context)."""
+        if not units:
+            return []
+        best = max(scores)
+        spread = _std(scores) or 1.0
+        best_in: dict[int, float] = {}
+        for unit, value in zip(units, scores, strict=True):
+            best_in[unit.passage] = max(best_in.get(unit.passage, -math.inf), value)
+        if len(best_in) == 1:
+            return [i for i, v in enumerate(scores) if v >= best - self.sentence_gap * spread]
+        whole = {p for p, v in best_in.items() if v >= best - self.passage_gap * spread}
+        return [i for i, (unit, v) in enumerate(zip(units, scores, strict=True))
+                if unit.passage in whole or v >= best - self.evidence_gap * spread]
+
+
+def _std(values: Sequence[float]) -> float:
+    if not values:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))

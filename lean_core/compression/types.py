@@ -8,9 +8,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["CompressionBudget", "CompressionResult", "DroppedSegment"]
+__all__ = ["AUTO", "CompressionBudget", "CompressionResult", "DroppedSegment"]
 
 _RATIO = "a float in (0, 1] (0.33 = keep a third)"
+AUTO = "auto"
+_RATIO_OR_AUTO = f"{_RATIO}, 'auto'"
 
 
 class CompressionBudget(BaseModel):
@@ -26,11 +28,17 @@ class CompressionBudget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ratio: float | None = None
-    """Keep at most this share of the input tokens, in (0, 1] (0.33 = "3x compression")."""
+    """Keep at most this share of the input tokens, in (0, 1] (0.33 = "3x compression").
+    ``ratio="auto"`` is read as ``auto=True, ratio=1.0``."""
     target_tokens: int | None = None
     """Keep at most this many tokens (an int >= 1)."""
     target_model: str = "gpt-4o"
     """Model whose tokenizer counts the budget (see lean_core.tokens)."""
+    auto: bool = False
+    """The compressor keeps the smallest context that still holds what the question needs, judged
+    from its own relevance scores (``LeanCompressor``); ``ratio`` / ``target_tokens`` is then only
+    a ceiling. A compressor that cannot judge relevance just applies the ceiling (with
+    ``ratio="auto"``, 1.0: it keeps everything)."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -40,12 +48,21 @@ class CompressionBudget(BaseModel):
 
             raise_parameter_error(exc)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_auto(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("ratio") == AUTO:
+            if data.get("auto") is False:
+                raise InvalidParameterError("auto", allowed="True or left out with ratio='auto'", received=False)
+            return {**data, "ratio": 1.0, "auto": True}
+        return data
+
     @field_validator("ratio", mode="before")
     @classmethod
     def _check_ratio(cls, value: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not 0.0 < value <= 1.0):
-            raise InvalidParameterError("ratio", allowed=f"{_RATIO} or None", received=value)
+            raise InvalidParameterError("ratio", allowed=f"{_RATIO_OR_AUTO} or None", received=value)
         return value
 
     @field_validator("target_tokens", mode="before")
@@ -53,6 +70,13 @@ class CompressionBudget(BaseModel):
     def _check_target_tokens(cls, value: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidParameterError("target_tokens", allowed="an int >= 1 or None", received=value)
+        return value
+
+    @field_validator("auto", mode="before")
+    @classmethod
+    def _check_auto(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise InvalidParameterError("auto", allowed="a bool", received=value)
         return value
 
     @field_validator("target_model", mode="before")
@@ -77,17 +101,26 @@ class CompressionBudget(BaseModel):
             return budget
         if isinstance(budget, float) and 0.0 < budget <= 1.0:
             return cls(ratio=budget)
+        if budget == AUTO:
+            return cls(ratio=AUTO)
         # An int is refused rather than guessed: budget=1 could mean "all of it" or "one token".
         raise InvalidParameterError(
-            parameter, allowed=f"a CompressionBudget, or {_RATIO} meaning CompressionBudget(ratio=...); "
+            parameter, allowed=f"a CompressionBudget, {_RATIO} meaning CompressionBudget(ratio=...), "
+            "or 'auto'; "
             "a token target is CompressionBudget(target_tokens=N)",
             received=budget if isinstance(budget, int | float | str | None) else type(budget).__name__)
 
+    @property
+    def is_auto(self) -> bool:
+        """True for ``auto=True`` (or ``ratio="auto"``): the compressor chooses how much to keep."""
+        return self.auto
+
     def tokens_for(self, original_tokens: int) -> int:
-        """The token target for an input of ``original_tokens`` tokens (never more than the input)."""
+        """The token target for an input of ``original_tokens`` tokens (never more than the input;
+        under ``auto`` the ceiling)."""
         if self.target_tokens is not None:
             return min(self.target_tokens, original_tokens)
-        assert self.ratio is not None
+        assert self.ratio is not None  # _exactly_one guarantees it
         return max(1, min(original_tokens, int(original_tokens * self.ratio)))
 
 
