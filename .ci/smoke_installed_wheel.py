@@ -122,7 +122,19 @@ def compression() -> None:
     compressed = chain.invoke({"context": context, "question": question}).to_string()
     original = prompt.format(context=context, question=question)
     check(len(compressed) < 0.7 * len(original) and compressed.endswith(f"Question: {question}"),
-          f"LeanCompress with the bundled MiniLM: {len(original)} -> {len(compressed)} characters, question kept")
+          f"LeanCompress | prompt: {len(original)} -> {len(compressed)} characters, question kept")
+
+    # The README's LCEL pattern: prompt | LeanCompress() finds the context inside the human turn.
+    from langchain_core.prompts import ChatPromptTemplate
+
+    system = "You answer questions about a rail company from the context only."
+    chat = ChatPromptTemplate.from_messages([("system", system),
+                                             ("human", "Context:\n{context}\n\nQuestion: {question}")])
+    messages = (chat | LeanCompress(ratio=0.33)).invoke({"context": context, "question": question}).to_messages()
+    human = chat.invoke({"context": context, "question": question}).to_messages()[1].content
+    kept = len(messages[1].content) / len(human)
+    check(messages[0].content == system and messages[1].content.endswith(f"Question: {question}") and kept < 0.5,
+          f"prompt | LeanCompress: the human turn keeps {kept:.2f} of its characters, system and question intact")
 
 
 def main() -> int:

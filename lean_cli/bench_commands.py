@@ -32,7 +32,12 @@ def _unit_interval(what: str) -> Callable[[str], float]:
 
 
 _cosine = _unit_interval("a cosine")
-_kept_share = _unit_interval("a kept share")
+_share = _unit_interval("a kept share")
+
+
+def _kept_share(text: str) -> float | str:
+    """A kept share in (0, 1], or ``auto`` (the compressor decides from its relevance scores)."""
+    return "auto" if text.strip().lower() == "auto" else _share(text)
 
 
 def _cmd_engine(args: argparse.Namespace) -> int:
@@ -54,12 +59,13 @@ def _cmd_compression(args: argparse.Namespace) -> int:
     result = run_compression_bench(
         args.data, ratios=args.ratio or [0.33, 0.25], methods=args.method or ["lean", "llmlingua-raw", "truncate"],
         passages=args.passages, limit=args.limit, target_model=args.target_model,
-        accuracy=args.accuracy, out=out)
+        accuracy=args.accuracy, out=out, split=args.split)
     for row in result.rows:
         retention = "n/a" if row.answer_retention is None else f"{row.answer_retention:.0%}"
         support = "" if row.support_retention is None else f" | all support facts {row.support_retention:.0%}"
         speed = "n/a" if row.tokens_per_s is None else f"{row.tokens_per_s:,.0f}"
-        print(f"{row.dataset} {row.method} target {row.target_ratio:g}: {row.achieved_ratio:.2f}x | answer kept "
+        target = "auto" if getattr(row, "budget", None) == "auto" else f"{row.target_ratio:g}"
+        print(f"{row.dataset} {row.method} target {target}: {row.achieved_ratio:.2f}x | answer kept "
               f"{retention} of {row.answerable_items}{support} | {speed} tok/s")
     print(f"written: {out} and {out.with_suffix('.png')}")
     return 0
@@ -192,13 +198,17 @@ def _add_compression(bench: Any) -> None:
     compression.add_argument("--data", action="append", required=True,
                              help="JSON Lines QA file: SQuAD 2.0, NQ-open oracle, HotpotQA, MiniLongBench (repeatable)")
     compression.add_argument("--ratio", action="append", type=_kept_share, default=None,
-                             help="target kept share in (0, 1], 0.33 = 3x (repeatable; default: 0.33 and 0.25)")
+                             help="target kept share in (0, 1], 0.33 = 3x, or 'auto' (repeatable; default: 0.33 "
+                                  "and 0.25)")
     compression.add_argument("--method", action="append", default=None,
                              help="lean, lean+llmlingua, llmlingua, llmlingua-raw or truncate (repeatable; "
                                   "default: lean, llmlingua-raw and truncate)")
     compression.add_argument("--passages", type=positive_int, default=None,
                              help="NQ files: gold passage + BM25 hard distractors, N passages per context")
     compression.add_argument("--limit", type=positive_int, default=None, help="use only the first N items per file")
+    compression.add_argument("--split", choices=("all", "dev", "held_out"), default="all",
+                             help="items by a stable hash of their id: the dev half, the held-out half or all "
+                                  "(default: all; applied before --limit)")
     compression.add_argument("--target-model", default="gpt-4o", help="model whose tokens count (default: gpt-4o)")
     compression.add_argument("--accuracy", action="store_true",
                              help="also answer with the local model, original vs compressed context (slow on CPU)")
