@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
@@ -18,6 +19,16 @@ __all__ = ["LayerStep", "ModelCall", "ModelReply", "PipelineCache", "PipelineMod
 StepLayer = Literal["cache", "template", "compression", "output"]
 
 
+# A lone surrogate (a str code point in U+D800..U+DFFF: JSON's "\\ud800" escape decodes to one)
+# cannot be encoded as UTF-8, so neither pydantic nor any model client accepts it. The request
+# carries U+FFFD in its place, as a UTF-8 decoder would, and the model still answers.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _well_formed(value: object) -> object:
+    return _LONE_SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 class PipelineRequest(BaseModel):
     """One question, with the retrieved context it should be answered from (if any)."""
 
@@ -29,6 +40,11 @@ class PipelineRequest(BaseModel):
     tenant: str | None = None
     """Overrides ``PipelineSettings.tenant`` for this request."""
 
+    @field_validator("question", mode="before")
+    @classmethod
+    def _question_text(cls, value: object) -> object:
+        return _well_formed(value)
+
     @field_validator("question")
     @classmethod
     def _non_blank(cls, value: str) -> str:
@@ -39,7 +55,11 @@ class PipelineRequest(BaseModel):
     @field_validator("context", mode="before")
     @classmethod
     def _passages(cls, value: object) -> object:
-        return (value,) if isinstance(value, str) else value
+        if isinstance(value, str):
+            return (_well_formed(value),)
+        if isinstance(value, list | tuple):
+            return tuple(_well_formed(v) for v in value)
+        return value
 
 
 class ModelCall(BaseModel):
