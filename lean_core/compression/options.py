@@ -32,7 +32,13 @@ from lean_core.compression.attribute import budget_from_options
 from lean_core.compression.base import Compressor, ContextInput
 from lean_core.compression.chain import METHODS, CompressionMethod, compressor_for
 from lean_core.compression.protect import DEFAULT_PROTECTED_KINDS
-from lean_core.compression.types import AUTO, CompressionBudget, CompressionResult
+from lean_core.compression.types import (
+    AUTO,
+    CompressionBudget,
+    CompressionResult,
+    check_ratio,
+    check_target_tokens,
+)
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.ledger_records import SavingsEvent
@@ -118,19 +124,12 @@ class CompressionOptions(BaseModel):
     @field_validator("ratio", mode="before")
     @classmethod
     def _check_ratio(cls, value: Any) -> Any:
-        if value == "auto":
-            return value
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0.0 < value <= 1.0):
-            raise InvalidParameterError("ratio", allowed="a float in (0, 1], 'auto' or None", received=value)
-        return value
+        return value if value == "auto" else check_ratio(value, allowed="a float in (0, 1], 'auto' or None")
 
     @field_validator("target_tokens", mode="before")
     @classmethod
     def _check_target_tokens(cls, value: Any) -> Any:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InvalidParameterError("target_tokens", allowed="an int >= 1 or None", received=value)
-        return value
+        return check_target_tokens(value)
 
     @field_validator("target_model", mode="before")
     @classmethod

@@ -8,11 +8,27 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["AUTO", "CompressionBudget", "CompressionResult", "DroppedSegment"]
+__all__ = ["AUTO", "CompressionBudget", "CompressionResult", "DroppedSegment", "check_ratio",
+           "check_target_tokens"]
 
 _RATIO = "a float in (0, 1] (0.33 = keep a third)"
 AUTO = "auto"
 _RATIO_OR_AUTO = f"{_RATIO}, 'auto'"
+
+
+def check_ratio(value: Any, *, allowed: str) -> Any:
+    """``value`` if it is None or a kept share in (0, 1] (bools refused); else a named error."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or not 0.0 < value <= 1.0):
+        raise InvalidParameterError("ratio", allowed=allowed, received=value)
+    return value
+
+
+def check_target_tokens(value: Any) -> Any:
+    """``value`` if it is None or a whole number of tokens >= 1 (bools refused); else a named error."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidParameterError("target_tokens", allowed="an int >= 1 or None", received=value)
+    return value
 
 
 class CompressionBudget(BaseModel):
@@ -60,17 +76,12 @@ class CompressionBudget(BaseModel):
     @field_validator("ratio", mode="before")
     @classmethod
     def _check_ratio(cls, value: Any) -> Any:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0.0 < value <= 1.0):
-            raise InvalidParameterError("ratio", allowed=f"{_RATIO_OR_AUTO} or None", received=value)
-        return value
+        return check_ratio(value, allowed=f"{_RATIO_OR_AUTO} or None")
 
     @field_validator("target_tokens", mode="before")
     @classmethod
     def _check_target_tokens(cls, value: Any) -> Any:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InvalidParameterError("target_tokens", allowed="an int >= 1 or None", received=value)
-        return value
+        return check_target_tokens(value)
 
     @field_validator("auto", mode="before")
     @classmethod
