@@ -309,14 +309,20 @@ class LeanPipeline:
     def _namespace(self, work: _Work) -> CacheNamespace | None:
         return None if work.tenant is None else CacheNamespace(tenant=work.tenant, llm=self._cache_identity)
 
-    def _lookup(self, work: _Work) -> _Served | None:
+    def _lookup_namespace(self, work: _Work) -> CacheNamespace | None:
+        """Where to look ``work`` up; None when the cache is off or no tenant was resolved (noted)."""
         if not self.settings.cache.enabled:
             return None
-        started = time.perf_counter()
         namespace = self._namespace(work)
         if namespace is None:
             note_no_tenant(self.cache, work.request.question)
             work.steps.append(LayerStep(layer="cache", note=NO_TENANT_NOTE))
+        return namespace
+
+    def _lookup(self, work: _Work) -> _Served | None:
+        started = time.perf_counter()
+        namespace = self._lookup_namespace(work)
+        if namespace is None:
             return None
         try:
             found: CacheLookup | None = self.cache.lookup(work.request.question, namespace=namespace)
@@ -326,13 +332,9 @@ class LeanPipeline:
         return self._served(work, found, time.perf_counter() - started)
 
     async def _alookup(self, work: _Work) -> _Served | None:
-        if not self.settings.cache.enabled:
-            return None
         started = time.perf_counter()
-        namespace = self._namespace(work)
+        namespace = self._lookup_namespace(work)
         if namespace is None:
-            note_no_tenant(self.cache, work.request.question)
-            work.steps.append(LayerStep(layer="cache", note=NO_TENANT_NOTE))
             return None
         try:
             found: CacheLookup | None = await self.cache.alookup(work.request.question, namespace=namespace)
