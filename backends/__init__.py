@@ -15,6 +15,15 @@ from typing import Any
 from lean_backends.pipeline_model import EngineModel
 from lean_backends.remote_vllm import RemoteEngineError, RemoteVLLMClient
 from lean_backends.text_backend import TextBackend
+from lean_backends.tool_calling import (
+    ToolCall,
+    ToolCallDelta,
+    ToolCallingChoice,
+    ToolCallingChunk,
+    ToolCallOutputError,
+    ToolRequest,
+    ToolSpec,
+)
 from lean_backends.vllm_engine import (
     EngineStats,
     LocalVLLMEngine,
@@ -34,6 +43,13 @@ __all__ = [
     "RemoteEngineError",
     "RemoteVLLMClient",
     "TextBackend",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallOutputError",
+    "ToolCallingChoice",
+    "ToolCallingChunk",
+    "ToolRequest",
+    "ToolSpec",
     "VLLMEngineSettings",
     "VLLMOptions",
     "get_engine",

@@ -5,16 +5,36 @@ This is how users scale past one machine: many GPUs behind one URL. Chats go to
 ``/v1/completions``. Usage, streaming, stop strings, budgets and JSON-guided output behave as in
 the in-process engine; cached prompt tokens are reported when the server runs with
 ``--enable-prompt-tokens-details``.
+
+Tools go to the server in OpenAI's wire format (``tools``, ``tool_choice``), and the calls it
+returns are checked against them. ``tool_choice="auto"`` needs a server started with
+``--enable-auto-tool-choice --tool-call-parser <parser>`` (the server's parser applies, not
+``tool_parser=``); forced choices (``required``, a tool name) work on any server. The server
+renders tools, calls and results with the model's chat template: a template without tools (the
+bundled SmolLM2's) shows the model no tool descriptions -- the in-process fallback of
+:mod:`lean_backends.tool_prompt` does not apply here -- so serve such a model with a tool-aware
+``--chat-template``. For a model without a native tool format, start a server that has a parser
+with ``VLLM_ENFORCE_STRICT_TOOL_CALLING=0`` so forced calls are JSON-guided, not guided into the
+parser's tags only.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 from lean_backends._loop_thread import LoopThread
+from lean_backends._vllm_tools import guided_options
 from lean_backends.text_backend import PromptInput, TextBackend
+from lean_backends.tool_calling import (
+    ToolCallDelta,
+    ToolCallingChoice,
+    ToolCallingChunk,
+    ToolRequest,
+)
+from lean_backends.tool_prompt import has_tool_turns, template_messages
 from lean_core._extras import require
 from lean_core.errors import InvalidParameterError, LeanInferenceError
 from lean_core.generation import (
@@ -108,7 +128,7 @@ class RemoteVLLMClient(TextBackend):
                     loop.stop()
 
     def _request(self, prompt: PromptInput, options: SamplingOptions, cache_salt: str | None,
-                 *, stream: bool) -> tuple[Any, dict[str, Any]]:
+                 *, stream: bool, tools: ToolRequest | None = None) -> tuple[Any, dict[str, Any]]:
         if options.early_stop is not None:
             # It needs per-token alternatives and a way to stop mid-request: in-process only.
             raise InvalidParameterError("early_stop", allowed="None with base_url (a vLLM server); "
@@ -134,6 +154,15 @@ class RemoteVLLMClient(TextBackend):
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        if tools is not None:
+            if isinstance(prompt, str):
+                raise InvalidParameterError("prompt", allowed="a chat (a list of messages) when tools are given",
+                                            received="a raw text prompt")
+            guided_options(options, tools)  # the same conflict check as in process
+            body["tools"] = tools.openai_tools()
+            body["tool_choice"] = tools.openai_tool_choice()
+            if not tools.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
         if isinstance(prompt, str):
             if options.logprobs is not None:
                 body["logprobs"] = max(options.logprobs, 1)
@@ -141,17 +170,24 @@ class RemoteVLLMClient(TextBackend):
         if options.logprobs is not None:
             body["logprobs"] = True
             body["top_logprobs"] = options.logprobs
-        return self._client.chat.completions, {**body, "messages": normalise_messages(prompt)}
+        if tools is not None or has_tool_turns(prompt):
+            return self._client.chat.completions, {**body, "messages": _wire_messages(prompt)}
+        return self._client.chat.completions, {**body, "messages": normalise_messages(prompt)}  # type: ignore[arg-type]
 
     async def _generate(self, prompt: PromptInput, options: SamplingOptions,
-                        cache_salt: str | None) -> GenerationResult:
-        endpoint, body = self._request(prompt, options, cache_salt, stream=False)
+                        cache_salt: str | None, tools: ToolRequest | None = None) -> GenerationResult:
+        endpoint, body = self._request(prompt, options, cache_salt, stream=False, tools=tools)
         response = await self._call(endpoint.create(**body))
-        choices = []
+        choices: list[Choice] = []
         for c in sorted(response.choices, key=lambda c: c.index):
             text = c.text if isinstance(prompt, str) else (c.message.content or "")
-            choices.append(Choice(text=text, finish_reason=_finish(c.finish_reason),
-                                  completion_tokens=0, token_logprobs=_logprobs(c, isinstance(prompt, str))))
+            choice = Choice(text=text, finish_reason=_finish(c.finish_reason),
+                            completion_tokens=0, token_logprobs=_logprobs(c, isinstance(prompt, str)))
+            if tools is not None:
+                calls = tuple(tools.checked_call(t.function.name, t.function.arguments, t.id or None)
+                              for t in (c.message.tool_calls or []))
+                choice = ToolCallingChoice(**choice.model_dump(), tool_calls=calls)
+            choices.append(choice)
         usage = _usage(response.usage)
         if len(choices) == 1:  # per-candidate counts are only reported in total
             choices[0] = choices[0].model_copy(update={"completion_tokens": usage.output_tokens})
@@ -159,20 +195,27 @@ class RemoteVLLMClient(TextBackend):
                                 request_id=response.id)
 
     async def _stream(self, prompt: PromptInput, options: SamplingOptions,
-                      cache_salt: str | None) -> AsyncIterator[GenerationChunk]:
-        endpoint, body = self._request(prompt, options, cache_salt, stream=True)
+                      cache_salt: str | None, tools: ToolRequest | None = None) -> AsyncIterator[GenerationChunk]:
+        endpoint, body = self._request(prompt, options, cache_salt, stream=True, tools=tools)
         stream = await self._call(endpoint.create(**body))
         model = self.model_name
         usage: TokenUsage | None = None
+        streamed: dict[int, list[str]] = {}  # per call: id, name, arguments so far
         async for event in stream:
             model = event.model or model
             if event.usage is not None:
                 usage = _usage(event.usage)
             for c in event.choices:
                 text = c.text if isinstance(prompt, str) else (c.delta.content or "")
-                if text or c.finish_reason:
-                    yield GenerationChunk(text=text, index=c.index,
-                                          finish_reason=_finish(c.finish_reason) if c.finish_reason else None)
+                deltas = _call_deltas(c, streamed) if tools is not None else ()
+                finish = _finish(c.finish_reason) if c.finish_reason else None
+                if deltas:
+                    yield ToolCallingChunk(text=text, index=c.index, finish_reason=finish, tool_call_deltas=deltas)
+                elif text or c.finish_reason:
+                    yield GenerationChunk(text=text, index=c.index, finish_reason=finish)
+        if tools is not None:  # a streamed call is checked like a whole one: nothing unchecked slips by
+            for call_id, name, arguments in streamed.values():
+                tools.checked_call(name, arguments, call_id or None)
         yield GenerationChunk(text="", model=model, usage=usage)
 
     async def _call(self, request: Any) -> Any:
@@ -188,6 +231,26 @@ class RemoteVLLMClient(TextBackend):
         except openai.APIStatusError as exc:
             raise RemoteEngineError(f"the server at {self.base_url} answered {exc.status_code}: "
                                     f"{exc.message}") from exc
+
+
+def _wire_messages(prompt: Any) -> list[dict[str, Any]]:
+    """A tool chat in OpenAI's wire format (call arguments as JSON text)."""
+    messages = template_messages(prompt)
+    for message in messages:
+        for call in message.get("tool_calls", []):
+            call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+    return messages
+
+
+def _call_deltas(choice: Any, streamed: dict[int, list[str]]) -> tuple[ToolCallDelta, ...]:
+    deltas = []
+    for call in getattr(choice.delta, "tool_calls", None) or []:
+        name = call.function.name if call.function is not None else None
+        arguments = (call.function.arguments if call.function is not None else None) or ""
+        seen = streamed.setdefault(call.index, ["", "", ""])
+        seen[0], seen[1], seen[2] = seen[0] or call.id or "", seen[1] or name or "", seen[2] + arguments
+        deltas.append(ToolCallDelta(index=call.index, id=call.id or None, name=name or None, arguments=arguments))
+    return tuple(deltas)
 
 
 def _finish(reason: str | None) -> Any:

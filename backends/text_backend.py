@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from lean_backends._loop_thread import LoopThread
+from lean_backends.tool_calling import ToolRequest
+from lean_backends.tool_prompt import ToolChatMessage
 from lean_core.generation import ChatMessageDict, GenerationChunk, GenerationResult, SamplingOptions
 
 __all__ = ["PromptInput", "TextBackend"]
 
-PromptInput = str | Sequence[ChatMessageDict]
-"""A raw, already formatted prompt, or a chat rendered with the model's chat template."""
+PromptInput = str | Sequence[ChatMessageDict] | Sequence[ToolChatMessage]
+"""A raw, already formatted prompt, or a chat rendered with the model's chat template (with
+``tools``, messages may carry tool calls and tool results, see :mod:`lean_backends.tool_prompt`)."""
 
 T = TypeVar("T")
 
@@ -34,11 +37,13 @@ class TextBackend(ABC):
 
     @abstractmethod
     async def _generate(self, prompt: PromptInput, options: SamplingOptions,
-                        cache_salt: str | None) -> GenerationResult: ...
+                        cache_salt: str | None, tools: ToolRequest | None = None) -> GenerationResult:
+        """With ``tools``, the result's choices are :class:`~lean_backends.tool_calling.ToolCallingChoice`."""
 
     @abstractmethod
     def _stream(self, prompt: PromptInput, options: SamplingOptions,
-                cache_salt: str | None) -> AsyncIterator[GenerationChunk]: ...
+                cache_salt: str | None, tools: ToolRequest | None = None) -> AsyncIterator[GenerationChunk]:
+        """With ``tools``, calls arrive in :class:`~lean_backends.tool_calling.ToolCallingChunk` pieces."""
 
     @property
     @abstractmethod
@@ -54,16 +59,17 @@ class TextBackend(ABC):
         return list(await asyncio.gather(*(self._generate(p, options, cache_salt) for p in prompts)))
 
     def generate(self, prompt: PromptInput, options: SamplingOptions, *,
-                 cache_salt: str | None = None) -> GenerationResult:
-        return self._loop_thread().run(self._generate(prompt, options, cache_salt))
+                 cache_salt: str | None = None, tools: ToolRequest | None = None) -> GenerationResult:
+        """One request; ``tools`` (a chat prompt only) lets the model call tools."""
+        return self._loop_thread().run(self._generate(prompt, options, cache_salt, tools))
 
     async def _started_loop(self) -> LoopThread:
         # Starting an engine takes tens of seconds: never block the caller's event loop on it.
         return await asyncio.to_thread(self._loop_thread)
 
     async def agenerate(self, prompt: PromptInput, options: SamplingOptions, *,
-                        cache_salt: str | None = None) -> GenerationResult:
-        return await (await self._started_loop()).arun(self._generate(prompt, options, cache_salt))
+                        cache_salt: str | None = None, tools: ToolRequest | None = None) -> GenerationResult:
+        return await (await self._started_loop()).arun(self._generate(prompt, options, cache_salt, tools))
 
     def generate_many(self, prompts: Sequence[PromptInput], options: SamplingOptions, *,
                       cache_salt: str | None = None) -> list[GenerationResult]:
@@ -75,14 +81,14 @@ class TextBackend(ABC):
         return await (await self._started_loop()).arun(self._generate_many(prompts, options, cache_salt))
 
     def stream(self, prompt: PromptInput, options: SamplingOptions, *,
-               cache_salt: str | None = None) -> Iterator[GenerationChunk]:
+               cache_salt: str | None = None, tools: ToolRequest | None = None) -> Iterator[GenerationChunk]:
         """Chunks as they are generated; the last one carries the request's usage."""
-        return self._loop_thread().iterate(lambda: self._stream(prompt, options, cache_salt))
+        return self._loop_thread().iterate(lambda: self._stream(prompt, options, cache_salt, tools))
 
     async def astream(self, prompt: PromptInput, options: SamplingOptions, *,
-                      cache_salt: str | None = None) -> AsyncIterator[GenerationChunk]:
+                      cache_salt: str | None = None, tools: ToolRequest | None = None) -> AsyncIterator[GenerationChunk]:
         loop = await self._started_loop()
-        async for chunk in loop.aiterate(lambda: self._stream(prompt, options, cache_salt)):
+        async for chunk in loop.aiterate(lambda: self._stream(prompt, options, cache_salt, tools)):
             yield chunk
 
     def run_on_loop(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lean_backends._loop_thread import LoopThread
+from lean_backends._vllm_tools import AutoToolParser, guided_options, tool_choice_of, tool_stream
 from lean_backends.text_backend import PromptInput, TextBackend
+from lean_backends.tool_calling import ToolRequest
+from lean_backends.tool_prompt import has_tool_turns, render_tool_chat
 from lean_core._extras import require
 from lean_core.budget.early_stop import EarlyStopMonitor
 from lean_core.errors import InvalidParameterError
@@ -223,15 +227,21 @@ class LocalVLLMEngine(TextBackend):
         return self._tokenizer
 
     # -- prompts -----------------------------------------------------------------------------
-    def render(self, prompt: PromptInput) -> str:
-        """The text the model sees: a raw prompt as is, a chat through the chat template."""
+    def render(self, prompt: PromptInput, tools: ToolRequest | None = None) -> str:
+        """The text the model sees: a raw prompt as is, a chat through the chat template (a chat
+        with tools, tool calls or tool results as :mod:`lean_backends.tool_prompt` describes)."""
         if isinstance(prompt, str):
+            if tools is not None:
+                raise InvalidParameterError("prompt", allowed="a chat (a list of messages) when tools are given",
+                                            received="a raw text prompt")
             return prompt
-        messages = normalise_messages(prompt)
+        if tools is not None or has_tool_turns(prompt):
+            return render_tool_chat(self.tokenizer, prompt, tools)
+        messages = normalise_messages(prompt)  # type: ignore[arg-type]
         return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
-    def encode(self, prompt: PromptInput) -> list[int]:
-        text = self.render(prompt)
+    def encode(self, prompt: PromptInput, tools: ToolRequest | None = None) -> list[int]:
+        text = self.render(prompt, tools)
         ids = list(self.tokenizer(text, add_special_tokens=isinstance(prompt, str))["input_ids"])
         if len(ids) >= self._max_model_len:
             raise PromptTooLongError(prompt_tokens=len(ids), max_model_len=self._max_model_len)
@@ -273,10 +283,26 @@ class LocalVLLMEngine(TextBackend):
 
     # -- async core (runs on the engine loop) ------------------------------------------------
     async def _generate(self, prompt: PromptInput, options: SamplingOptions,
-                        cache_salt: str | None) -> GenerationResult:
+                        cache_salt: str | None, tools: ToolRequest | None = None) -> GenerationResult:
+        if tools is None:
+            return await self._generate_text(prompt, options, cache_salt, None)
+        options, parser = self._tool_options(options, tools)
+        with _unguidable_tools(tools):
+            result = await self._generate_text(prompt, options, cache_salt, tools)
+        return result.model_copy(update={"choices": tuple(tool_choice_of(c, tools, parser) for c in result.choices)})
+
+    def _tool_options(self, options: SamplingOptions,
+                      tools: ToolRequest) -> tuple[SamplingOptions, AutoToolParser | None]:
+        if options.early_stop is not None:
+            raise InvalidParameterError("early_stop", allowed="None when tools are given", received=options.early_stop)
+        parser = AutoToolParser(tools.parser, self.tokenizer, tools) if tools.mode == "auto" and tools.parser else None
+        return guided_options(options, tools), parser
+
+    async def _generate_text(self, prompt: PromptInput, options: SamplingOptions,
+                             cache_salt: str | None, tools: ToolRequest | None) -> GenerationResult:
         if options.early_stop is not None:
             return await self._generate_monitored(prompt, options, cache_salt)
-        ids = self.encode(prompt)
+        ids = self.encode(prompt, tools)
         request_id = uuid.uuid4().hex
         final = None
         async for output in self._engine.generate(self._engine_prompt(ids, cache_salt),
@@ -360,12 +386,23 @@ class LocalVLLMEngine(TextBackend):
             input_tokens=len(ids), cached_input_tokens=min(cached, len(ids)), output_tokens=monitor.generated))
 
     async def _stream(self, prompt: PromptInput, options: SamplingOptions,
-                      cache_salt: str | None) -> AsyncIterator[GenerationChunk]:
+                      cache_salt: str | None, tools: ToolRequest | None = None) -> AsyncIterator[GenerationChunk]:
+        if tools is None:
+            async for chunk in self._stream_text(prompt, options, cache_salt, None):
+                yield chunk
+            return
+        options, parser = self._tool_options(options, tools)
+        with _unguidable_tools(tools):
+            async for chunk in tool_stream(self._stream_text(prompt, options, cache_salt, tools), tools, parser):
+                yield chunk
+
+    async def _stream_text(self, prompt: PromptInput, options: SamplingOptions,
+                           cache_salt: str | None, tools: ToolRequest | None) -> AsyncIterator[GenerationChunk]:
         if options.early_stop is not None:
             async for chunk in self._stream_monitored(prompt, options, cache_salt):
                 yield chunk
             return
-        ids = self.encode(prompt)
+        ids = self.encode(prompt, tools)
         request_id = uuid.uuid4().hex
         cached = 0
         completion = 0
@@ -405,6 +442,22 @@ def _generation_eos_ids(model_dir: str) -> list[int]:
     if value is None:
         return []
     return [int(v) for v in (value if isinstance(value, list) else [value])]
+
+
+@contextlib.contextmanager
+def _unguidable_tools(tools: ToolRequest) -> Iterator[None]:
+    """vLLM rejects a schema its structured-output backend cannot compile (a ValueError, or
+    ``VLLMValidationError`` in newer releases) when the request is added: name the tools as the cause."""
+    try:
+        yield
+    except Exception as exc:
+        from vllm.exceptions import VLLMClientError
+
+        if (not tools.guided or isinstance(exc, InvalidParameterError)
+                or not isinstance(exc, (ValueError, VLLMClientError))):
+            raise
+        raise InvalidParameterError("tools", allowed="argument schemas vLLM's structured outputs can guide on",
+                                    received=str(exc)) from exc
 
 
 def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:

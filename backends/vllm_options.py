@@ -56,6 +56,11 @@ class VLLMOptions(BaseModel):
     """KV-cache size in GiB on CPU."""
     enable_prefix_caching: bool = True
     """Reuse the KV cache of shared prompt prefixes (per tenant) in the in-process engine."""
+    tool_parser: str | None = None
+    """vLLM tool parser (``vllm.tool_parsers``, e.g. ``"hermes"``) that finds calls in the model's
+    own tool format when ``tool_choice="auto"``, in process. None: ``auto`` is plain text generation
+    and returns no calls (the bundled SmolLM2 has no tool format); ``"required"`` and a named tool
+    need no parser (guided decoding). With ``base_url`` the server's ``--tool-call-parser`` applies."""
     timeout: float = Field(600.0, gt=0.0)
     """Seconds to wait for a remote server's answer."""
     max_retries: int = Field(2, ge=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -16,23 +16,31 @@ from langchain_core.messages import (
     ChatMessage,
     HumanMessage,
     SystemMessage,
+    ToolCall,
+    ToolCallChunk,
+    ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
-from langchain_core.utils.function_calling import convert_to_json_schema
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 
+from lean_backends.tool_calling import ToolCallingChoice, ToolCallingChunk, ToolRequest
 from lean_backends.vllm_options import VLLMOptions
 from lean_core.errors import InvalidParameterError
-from lean_core.generation import ChatMessageDict, GenerationChunk, GenerationResult, SamplingOptions
+from lean_core.generation import GenerationChunk, GenerationResult, SamplingOptions
 from lean_core.usage import TokenUsage
 
 __all__ = ["ChatLeanVLLM"]
 
 _CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "n", "json_schema", "logprobs", "tenant",
-                           "early_stop"})
+                           "early_stop", "tools", "tool_choice", "parallel_tool_calls"})
+_TOOL_OPTIONS = ("tenant", "tools", "tool_choice", "parallel_tool_calls")
+# Content blocks of an AI message that repeat its tool_calls (Anthropic's and LangChain's forms).
+_CALL_BLOCKS = frozenset({"tool_use", "tool_call", "function_call"})
 
 
 class ChatLeanVLLM(VLLMOptions, BaseChatModel):
@@ -50,8 +58,15 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
     arguments (or bound with ``.bind``); the tenant also comes from
     ``config={"metadata": {"tenant": ...}}``.
 
-    Tool calling is not supported: vLLM's tool parsers are model-specific and the bundled model's
-    chat template has no tool format. Use ``with_structured_output`` (guided JSON) instead.
+    Tool calling: ``bind_tools(tools, tool_choice=...)``. ``tool_choice="required"`` (or ``"any"``)
+    and a tool name force calls through guided decoding against the tools' JSON schemas, which works
+    with any model, the bundled one included; ``"auto"`` (the default) lets the model decide and
+    needs ``tool_parser=`` (e.g. ``"hermes"``) to find calls in its output -- without one it is plain
+    text generation; ``"none"`` never calls. Tool results (``ToolMessage``) go through the chat
+    template's tool format, or the fallback of :mod:`lean_backends.tool_prompt` when it has none.
+    Calls come back in ``AIMessage.tool_calls`` (streamed: ``tool_call_chunks``, each call whole once
+    it is complete); a call of an unknown tool or with arguments that are not a JSON object raises
+    ``lean_backends.ToolCallOutputError``.
 
     Example::
 
@@ -92,8 +107,17 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
         if unknown:
             raise InvalidParameterError("call option", allowed=f"one of {sorted(_CALL_OPTIONS)}",
                                         received=sorted(unknown))
-        overrides = {k: v for k, v in kwargs.items() if k != "tenant"}
+        overrides = {k: v for k, v in kwargs.items() if k not in _TOOL_OPTIONS}
         return self.sampling_options(stop=stop, **overrides), kwargs
+
+    def _tool_request(self, kwargs: dict[str, Any]) -> ToolRequest | None:
+        if kwargs.get("tools") is None:
+            if kwargs.get("tool_choice") not in (None, "none", False):
+                raise InvalidParameterError("tool_choice", allowed="no tool_choice without bound tools (bind_tools)",
+                                            received=kwargs["tool_choice"])
+            return None
+        return ToolRequest.build(kwargs["tools"], kwargs.get("tool_choice"),
+                                 parallel_tool_calls=kwargs.get("parallel_tool_calls"), parser=self.tool_parser)
 
     def _cache_salt(self, kwargs: dict[str, Any], run_manager: Any) -> str | None:
         tenant = kwargs.get("tenant")
@@ -112,10 +136,14 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
                 metadata["logprobs"] = list(choice.token_logprobs)
             if choice.early_stop is not None:
                 metadata["early_stop"] = choice.early_stop
+            calls = choice.tool_calls if isinstance(choice, ToolCallingChoice) else ()
+            if calls:
+                metadata["finish_reason"] = "tool_calls"
             message = AIMessage(content=choice.text, response_metadata=metadata,
+                                tool_calls=[ToolCall(name=c.name, args=c.arguments, id=c.id) for c in calls],
                                 usage_metadata=_usage_metadata(result.usage) if index == 0 else None)
             generations.append(ChatGeneration(message=message,
-                                              generation_info={"finish_reason": choice.finish_reason}))
+                                              generation_info={"finish_reason": metadata["finish_reason"]}))
         return ChatResult(generations=generations,
                           llm_output={"model_name": result.model, "token_usage": _usage_metadata(result.usage)})
 
@@ -126,29 +154,35 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
                                                         "model_provider": "lean-vllm"},
                                      chunk_position="last")
             return ChatGenerationChunk(message=message, generation_info={"finish_reason": finish})
+        if isinstance(piece, ToolCallingChunk) and piece.tool_call_deltas:
+            return ChatGenerationChunk(message=AIMessageChunk(content=piece.text, tool_call_chunks=[
+                ToolCallChunk(name=d.name, args=d.arguments, id=d.id, index=d.index) for d in piece.tool_call_deltas]))
         return ChatGenerationChunk(message=AIMessageChunk(content=piece.text))
 
     # -- LangChain hooks ---------------------------------------------------------------------
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         options, kwargs = self._call_options(stop, kwargs)
-        result = self.backend().generate(_to_chat(messages), options,
-                                         cache_salt=self._cache_salt(kwargs, run_manager))
+        tools = self._tool_request(kwargs)
+        result = self.backend().generate(_to_chat(messages), options, cache_salt=self._cache_salt(kwargs, run_manager),
+                                         tools=tools)
         return self._result(result)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         options, kwargs = self._call_options(stop, kwargs)
+        tools = self._tool_request(kwargs)
         result = await self.backend().agenerate(_to_chat(messages), options,
-                                                cache_salt=self._cache_salt(kwargs, run_manager))
+                                                cache_salt=self._cache_salt(kwargs, run_manager), tools=tools)
         return self._result(result)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         options, kwargs = self._streaming_options(stop, kwargs)
         finish: str | None = None
-        for piece in self.backend().stream(_to_chat(messages), options,
-                                           cache_salt=self._cache_salt(kwargs, run_manager)):
+        tools = self._tool_request(kwargs)
+        for piece in self.backend().stream(_to_chat(messages), options, cache_salt=self._cache_salt(kwargs, run_manager),
+                                           tools=tools):
             finish = piece.finish_reason or finish
             chunk = self._chunk(piece, finish)
             if run_manager and piece.text:
@@ -160,8 +194,9 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         options, kwargs = self._streaming_options(stop, kwargs)
         finish: str | None = None
+        tools = self._tool_request(kwargs)
         async for piece in self.backend().astream(_to_chat(messages), options,
-                                                  cache_salt=self._cache_salt(kwargs, run_manager)):
+                                                  cache_salt=self._cache_salt(kwargs, run_manager), tools=tools):
             finish = piece.finish_reason or finish
             chunk = self._chunk(piece, finish)
             if run_manager and piece.text:
@@ -205,10 +240,25 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
 
         return count_tokens(text, str(resolve_model_dir(self.model))).tokens
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
-        raise NotImplementedError(
-            "ChatLeanVLLM does not support tool calling (vLLM tool parsers are model-specific and the "
-            "bundled model has no tool format); use with_structured_output for JSON answers")
+    def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool], *,
+                   tool_choice: str | bool | dict[str, Any] | None = None, parallel_tool_calls: bool | None = None,
+                   strict: bool | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Let the model call ``tools`` (LangChain tools, pydantic classes, functions or OpenAI dicts).
+
+        ``tool_choice``: ``"auto"``/None (the model decides; needs ``tool_parser``), ``"required"``
+        / ``"any"`` / True (at least one call, guided), a tool name or
+        ``{"type": "function", "function": {"name": ...}}`` (that tool, guided), ``"none"``.
+        ``parallel_tool_calls=False`` allows one call per turn. ``strict`` is accepted for
+        compatibility: forced calls always follow the schema. Checked here, not at the first call.
+        """
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        ToolRequest.build(formatted, tool_choice, parallel_tool_calls=parallel_tool_calls)  # fail at bind time
+        options: dict[str, Any] = {"tools": formatted}
+        if tool_choice is not None:
+            options["tool_choice"] = tool_choice
+        if parallel_tool_calls is not None:
+            options["parallel_tool_calls"] = parallel_tool_calls
+        return self.bind(**options, **kwargs)
 
     def with_structured_output(
         self,
@@ -224,8 +274,8 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
         ``schema``: a pydantic class (parsed into it), a TypedDict or a JSON schema dict (parsed to
         a dict). ``method="json_mode"`` without a schema asks for any JSON object.
         ``strict`` is accepted for compatibility: guided decoding always follows the schema.
-        There is no tool calling, so ``method="function_calling"`` is served by the same guided
-        JSON decoding and returns the same parsed result.
+        ``method="function_calling"`` is served by the same guided JSON decoding (a forced tool
+        call would be guided by the same schema) and returns the same parsed result.
         """
         if kwargs:
             raise InvalidParameterError("with_structured_output option", allowed="schema, method, include_raw, strict",
@@ -263,8 +313,8 @@ def _with_tenant(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[
     return {**kwargs, "tenant": str(tenant)}
 
 
-def _to_chat(messages: Sequence[BaseMessage]) -> list[ChatMessageDict]:
-    chat: list[ChatMessageDict] = []
+def _to_chat(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    chat: list[dict[str, Any]] = []
     for message in messages:
         if isinstance(message, SystemMessage):
             role = "system"
@@ -274,14 +324,22 @@ def _to_chat(messages: Sequence[BaseMessage]) -> list[ChatMessageDict]:
             role = "assistant"
         elif isinstance(message, ChatMessage):
             role = message.role
+        elif isinstance(message, ToolMessage):
+            role = "tool"
         else:
-            raise InvalidParameterError("messages", allowed="system, human, ai or chat messages (no tool messages)",
+            raise InvalidParameterError("messages", allowed="system, human, ai, tool or chat messages",
                                         received=type(message).__name__)
+        allowed_parts = {None, "text"} | (_CALL_BLOCKS if isinstance(message, AIMessage) else set())
         if isinstance(message.content, list) and any(
-                isinstance(part, dict) and part.get("type") not in (None, "text") for part in message.content):
+                isinstance(part, dict) and part.get("type") not in allowed_parts for part in message.content):
             raise InvalidParameterError("messages", allowed="text content only",
                                         received=[p.get("type") for p in message.content if isinstance(p, dict)])
-        chat.append({"role": role, "content": message.text})
+        item: dict[str, Any] = {"role": role, "content": message.text}
+        if isinstance(message, AIMessage) and message.tool_calls:
+            item["tool_calls"] = [{"id": c["id"], "name": c["name"], "arguments": c["args"]} for c in message.tool_calls]
+        if isinstance(message, ToolMessage):
+            item.update(tool_call_id=message.tool_call_id, name=message.name)
+        chat.append(item)
     return chat
 
 

@@ -11,6 +11,8 @@ from langchain_core.prompts.chat import BaseChatPromptTemplate
 from langchain_core.runnables import ensure_config
 from pydantic import Field
 
+from lean_chain._prompt_cache_markers import prepare_request
+from lean_core.prompt_cache import PromptCacheSettings, detect_cache_provider
 from lean_core.templates import PromptSpec, RenderedPrompt, TemplateSavings
 from lean_core.templates.errors import MissingVariableError
 from lean_core.templates.options import TemplateOptions
@@ -42,6 +44,13 @@ class LeanTemplate(TemplateOptions, BaseChatPromptTemplate):
 
     input_variables: list[str] = Field(default_factory=list)
     """Derived from the spec (its variables less the partial ones); any value given is replaced."""
+    prompt_cache: PromptCacheSettings | None = None
+    """Provider prompt-cache markers on the rendered messages: for Anthropic (``provider=
+    "anthropic"``, or ``"auto"`` with a ``claude-*`` ``model``) the stable system prompt carries
+    ``cache_control`` with the settings' ``ttl``. Other providers' markers are request fields,
+    not message content: wrap the model in :class:`~lean_chain.prompt_cache.LeanPromptCache`
+    (``template | LeanPromptCache.wrap(llm)``), which keys OpenAI's cache on this system prompt.
+    None: plain messages."""
 
     @classmethod
     def _with_spec(cls, data: dict[str, Any], spec: PromptSpec) -> dict[str, Any]:
@@ -69,12 +78,26 @@ class LeanTemplate(TemplateOptions, BaseChatPromptTemplate):
     def format_messages(self, **kwargs: Any) -> list[BaseMessage]:
         rendered, savings = self._render(kwargs)
         self.record_template(savings, tenant=_tenant())
-        return _messages(rendered)
+        return self._marked(_messages(rendered))
 
     async def aformat_messages(self, **kwargs: Any) -> list[BaseMessage]:
         rendered, savings = self._render(kwargs)
         await self.arecord_template(savings, tenant=_tenant())
-        return _messages(rendered)
+        return self._marked(_messages(rendered))
+
+    def _marked(self, messages: list[BaseMessage]) -> list[BaseMessage]:
+        if self.prompt_cache is None or not messages or not isinstance(messages[0], SystemMessage):
+            return messages
+        provider = self.prompt_cache.provider
+        if provider == "auto":  # the template knows its model only by name
+            provider = detect_cache_provider(model_name=self.model)
+        # Only message markers: request fields (OpenAI's key, per tenant) are the model wrapper's.
+        settings = self.prompt_cache.model_copy(update={"provider": provider})
+        request = prepare_request(settings, model=None, system=messages[0], messages=messages[1:], tools=None,
+                                  tenant=None)
+        if request.plan.style != "breakpoints":
+            return messages
+        return [*([request.system] if request.system is not None else []), *request.messages]
 
     def render(self, **kwargs: Any) -> RenderedPrompt:
         """The typed rendering (messages, stable prefix, token counts) without touching the ledger."""

@@ -183,6 +183,19 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from lean_benchmarks.agent.report import format_agent_table
+    from lean_benchmarks.agent.runner import run_agent_bench
+
+    out = Path(args.out)
+    png = Path(args.png) if args.png else out.with_suffix(".png")
+    result = run_agent_bench(args.data, tasks=args.tasks, tool_steps=args.tool_steps,
+                             passages_per_call=args.passages_per_call, model=args.model, out=out, chart=png)
+    print(format_agent_table(result))
+    print(f"written: {out} and {png}")
+    return 0
+
+
 def _add_engine(bench: Any) -> None:
     engine = bench.add_parser("engine", help="ChatLeanVLLM vs raw vllm.LLM.generate, side by side")
     engine.add_argument("--prompts", type=positive_int, default=256, help="prompts per round (default: 256)")
@@ -312,11 +325,30 @@ def _add_pipeline(bench: Any) -> None:
     pipeline.set_defaults(func=_cmd_pipeline)
 
 
+def _add_agent(bench: Any) -> None:
+    agent = bench.add_parser(
+        "agent", help="a tool-using LangChain agent: plain vs SummarizationMiddleware vs lean middleware")
+    agent.add_argument("--data", action="append", required=True,
+                       help="../shared/data/qa/nq_open_oracle.jsonl (search tasks) and/or "
+                            "../shared/data/math/gsm8k_test.jsonl (calculator tasks) (repeatable)")
+    agent.add_argument("--tasks", type=positive_int, default=12, help="tasks, each run by every configuration "
+                       "(default: 12; two search tasks per calculator task when both files are given)")
+    agent.add_argument("--tool-steps", type=positive_int, default=3,
+                       help="scripted tool calls per task before the answer (default: 3)")
+    agent.add_argument("--passages-per-call", type=positive_int, default=4,
+                       help="passages one search call returns (default: 4)")
+    agent.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
+    agent.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
+    agent.add_argument("--png", default=None, help="chart path (default: next to --out, .png)")
+    agent.set_defaults(func=_cmd_agent)
+
+
 def add_bench_commands(sub: Any) -> argparse.ArgumentParser:
     """Register ``bench`` and its benchmarks on the main parser's sub-commands."""
     parser: argparse.ArgumentParser = sub.add_parser(
         "bench", help="run a benchmark; results go to JSON (summarised in BENCHMARKS.md)")
     bench = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for add in (_add_engine, _add_compression, _add_cache, _add_budget, _add_template, _add_prune, _add_pipeline):
+    for add in (_add_engine, _add_compression, _add_cache, _add_budget, _add_template, _add_prune, _add_pipeline,
+                _add_agent):
         add(bench)
     return parser

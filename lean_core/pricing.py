@@ -60,9 +60,9 @@ def price_usage(
 ) -> PriceQuote:
     """Price ``usage`` for ``model`` (and ``provider`` if given) at time ``at`` (default: now).
 
-    Cache reads, cache writes and reasoning tokens are passed to genai-prices, which applies the
-    model's cache-read/cache-write tiers and prices reasoning as output. An unknown model or
-    provider gives a quote with ``priced=False`` and a reason.
+    Cache reads, cache writes (1-hour writes apart) and reasoning tokens are passed to
+    genai-prices, which applies the model's cache-read/cache-write tiers and prices reasoning as
+    output. An unknown model or provider gives a quote with ``priced=False`` and a reason.
     """
     from genai_prices import (  # light, pure Python; imported here to keep import fast
         Usage,
@@ -71,13 +71,18 @@ def price_usage(
 
     if not model:
         return PriceQuote(model=model, provider=provider, priced=False, unpriced_reason="no model name")
-    gp_usage = Usage(
-        input_tokens=usage.input_tokens,
-        cache_read_tokens=usage.cached_input_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_tokens=usage.output_tokens,
-        output_reasoning_tokens=usage.reasoning_tokens,
-    )
+    counts = {
+        "input_tokens": usage.input_tokens,
+        "cache_read_tokens": usage.cached_input_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "output_tokens": usage.output_tokens,
+        "output_reasoning_tokens": usage.reasoning_tokens,
+    }
+    if usage.cache_write_1h_tokens:
+        # A part of cache_write_tokens: genai-prices prices it at the model's 1-hour write
+        # price (``cache_write_1h_mtok``) and the rest at the 5-minute one.
+        counts["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
+    gp_usage = Usage(**counts)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -35,6 +35,9 @@ class TokenUsage(ParameterCheckedModel):
     """Prompt tokens served from a prompt/prefix cache (0 ..= input_tokens)."""
     cache_write_tokens: StrictInt = Field(0, ge=0)
     """Prompt tokens written to a provider's prompt cache (0 ..= input_tokens - cached_input_tokens)."""
+    cache_write_1h_tokens: StrictInt = Field(0, ge=0)
+    """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic ``ttl="1h"``,
+    priced higher than 5-minute writes) (0 ..= cache_write_tokens)."""
     output_tokens: StrictInt = Field(0, ge=0)
     """All generated tokens, reasoning tokens included (>= 0)."""
     reasoning_tokens: StrictInt = Field(0, ge=0)
@@ -42,8 +45,8 @@ class TokenUsage(ParameterCheckedModel):
     source: UsageSource = "provider"
     """Where the counts come from; anything but ``"provider"`` is reported as not provider-exact."""
 
-    @field_validator("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                     "reasoning_tokens", mode="before")
+    @field_validator("input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                     "output_tokens", "reasoning_tokens", mode="before")
     @classmethod
     def _count(cls, value: Any, info: ValidationInfo) -> int:
         return check_count(info.field_name or "token count", value)
@@ -54,6 +57,11 @@ class TokenUsage(ParameterCheckedModel):
             raise InvalidParameterError(
                 "cached_input_tokens", allowed="cached_input_tokens + cache_write_tokens <= input_tokens",
                 received=f"{self.cached_input_tokens} + {self.cache_write_tokens} > {self.input_tokens}",
+            )
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise InvalidParameterError(
+                "cache_write_1h_tokens", allowed="cache_write_1h_tokens <= cache_write_tokens",
+                received=f"{self.cache_write_1h_tokens} > {self.cache_write_tokens}",
             )
         if self.reasoning_tokens > self.output_tokens:
             raise InvalidParameterError(
@@ -87,6 +95,7 @@ class TokenUsage(ParameterCheckedModel):
             input_tokens=self.input_tokens + other.input_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             source=source,

@@ -8,6 +8,7 @@ a string and back.
 from __future__ import annotations
 
 import enum
+import importlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -26,11 +27,14 @@ from llama_index.core.base.llms.types import (
     ToolCallBlock,
 )
 from llama_index.core.llms.llm import LLM
+from llama_index.core.tools.types import BaseTool
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 from lean_core._usage_parsing import usage_from_payload
+from lean_core.cache.agent_key import TOOL_CALLS_EXTRA, agent_step_key
 from lean_core.cache.conversation_key import ConversationTurn, conversation_key
 from lean_core.cache.types import HitKind
+from lean_index._function_calling import has_tool_calls, has_tool_traffic, tool_description
 
 __all__ = [
     "CacheKey",
@@ -43,6 +47,7 @@ __all__ = [
     "llm_identity",
     "load_chat",
     "load_completion",
+    "restored",
     "usage_tokens",
 ]
 
@@ -56,6 +61,11 @@ _SECRET_PARTS = ("api_key", "apikey", "secret", "password", "passwd", "credentia
                  "access_token", "auth_token", "refresh_token", "session_token", "bearer",
                  "private_key", "header", "cookie")
 _SECRET_NAMES = frozenset({"auth", "token", "key"})
+# Provider SDK data classes that may sit in a message's ``additional_kwargs`` (OpenAI's and
+# Anthropic's tool calls): plain data, stored with their class and rebuilt on a hit, so a served
+# message holds the same objects the provider's client made. Anything else is not JSON data.
+_SDK_TYPE_MODULES = ("openai.types.", "anthropic.types.")
+_SDK_TAG = "__lean_sdk_type__"
 # Client plumbing that cannot change an answer.
 _OPERATIONAL = frozenset({"callback_manager", "rate_limiter", "timeout", "request_timeout", "max_retries",
                           "retry_on_rate_limit", "reuse_client", "http_client", "async_http_client",
@@ -98,11 +108,36 @@ def chat_key(identity: Mapping[str, Any], messages: Sequence[ChatMessage],
              kwargs: Mapping[str, Any]) -> CacheKey:
     """The key of ``chat(messages, **kwargs)``, by :func:`~lean_core.cache.conversation_key`: the
     final turn's text is the looked-up prompt, the rest of the conversation joins the namespace.
-    Raises :class:`Uncacheable`."""
-    key = conversation_key([_turn(message) for message in messages])
+
+    A tool step (tools bound, or tool calls / tool results in the conversation) is keyed by
+    :func:`~lean_core.cache.agent_key.agent_step_key`, the rule LangChain's agent cache uses too:
+    the bound tools (names, descriptions, schemas, as the wrapped model prepared them) and
+    ``tool_choice`` join the namespace, and a conversation with tool activity anywhere is matched
+    exactly only (a reworded question must not replay tool arguments taken from another
+    exchange). Raises :class:`Uncacheable`."""
+    turns = [_turn(message) for message in messages]
+    tools = kwargs.get("tools")
+    if tools or has_tool_traffic(messages):
+        rest = {name: value for name, value in kwargs.items() if name not in ("tools", "tool_choice")}
+        scope = {"call": "chat", "kwargs": canonical(rest)}
+        model = _dumps({"lean_cached_llm": _PAYLOAD_VERSION, **identity, **scope})
+        step = agent_step_key(turns, model=model, tools=_tool_specs(tools),
+                              tool_choice=canonical(kwargs.get("tool_choice")))
+        return CacheKey(prompt=step.prompt, llm=step.llm, exact_only=not step.semantic or has_tool_traffic(messages))
+    key = conversation_key(turns)
     scope = {"call": "chat", "kwargs": canonical(dict(kwargs))}
     llm = _dumps({"lean_cached_llm": _PAYLOAD_VERSION, **identity, **scope})
     return CacheKey(prompt=key.prompt, llm=key.scoped(llm), exact_only=not key.semantic)
+
+
+def _tool_specs(tools: Any) -> list[Any]:
+    """The bound tools as key data; tool objects a wrapped model passes on as they are become what
+    the model is told about them (name, description, parameter schema)."""
+    if not tools:
+        return []
+    if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Sequence):
+        raise Uncacheable(f"tools given as a {type(tools).__name__}")
+    return [canonical(tool_description(tool) if isinstance(tool, BaseTool) else tool) for tool in tools]
 
 
 def _turn(message: ChatMessage) -> ConversationTurn:
@@ -121,6 +156,10 @@ def _turn(message: ChatMessage) -> ConversationTurn:
     extras: dict[str, Any] = {}
     if layout != [None]:
         extras["blocks"] = layout
+    if has_tool_calls(message):
+        # Marks the turn as tool activity for the key rule (the calls themselves are in the blocks
+        # and additional_kwargs already).
+        extras[TOOL_CALLS_EXTRA] = True
     if message.additional_kwargs:
         extras["additional_kwargs"] = canonical(message.additional_kwargs)
     return ConversationTurn(role=message.role.value, text="\n".join(texts), extras=extras or None)
@@ -180,7 +219,13 @@ def _describe(value: Any, depth: int = 0) -> Any:
 
 
 def canonical(value: Any) -> Any:
-    """``value`` as plain JSON data, or :class:`Uncacheable` when it is not JSON data to begin with."""
+    """``value`` as plain JSON data, or :class:`Uncacheable` when it is not JSON data to begin with.
+
+    Provider SDK data objects (OpenAI's and Anthropic's ``openai.types`` / ``anthropic.types``
+    models, such as the tool calls in a message's ``additional_kwargs``) become a tagged dict that
+    :func:`restored` turns back into an equal object; one that would not come back equal is
+    :class:`Uncacheable`.
+    """
     if isinstance(value, enum.Enum):
         if isinstance(value.value, str | int):
             return value.value
@@ -197,7 +242,47 @@ def canonical(value: Any) -> Any:
         if not all(isinstance(k, str) for k in value):
             raise Uncacheable("a mapping with non-string keys")
         return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, BaseModel) and _is_sdk_type(type(value)):
+        return _sdk_object(value)
     raise Uncacheable(f"a {type(value).__name__} value")
+
+
+def _is_sdk_type(kind: type) -> bool:
+    return kind.__module__.startswith(_SDK_TYPE_MODULES)
+
+
+def _sdk_object(value: BaseModel) -> dict[str, Any]:
+    kind = type(value)
+    data = canonical(value.model_dump(mode="json"))
+    try:
+        same = kind.model_validate(data) == value
+    except Exception as exc:
+        raise Uncacheable(f"a {kind.__qualname__} that does not rebuild: {exc}") from exc
+    if not same:
+        raise Uncacheable(f"a {kind.__qualname__} that does not rebuild equal")
+    return {_SDK_TAG: f"{kind.__module__}:{kind.__qualname__}", "data": data}
+
+
+def restored(value: Any) -> Any:
+    """``value`` (stored JSON) with every tagged SDK object rebuilt (see :func:`canonical`); a tag
+    that names anything outside the SDK type modules is refused (:class:`Uncacheable`), so a
+    stored payload can never import other code."""
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {_SDK_TAG, "data"} and isinstance(value[_SDK_TAG], str):
+        module_name, _, qualname = value[_SDK_TAG].partition(":")
+        if not module_name.startswith(_SDK_TYPE_MODULES) or not qualname.isidentifier():
+            raise Uncacheable(f"a stored object of the foreign type {value[_SDK_TAG]!r}")
+        try:
+            kind = getattr(importlib.import_module(module_name), qualname)
+        except (ImportError, AttributeError) as exc:
+            raise Uncacheable(f"a stored object of the missing type {value[_SDK_TAG]!r}") from exc
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel) and _is_sdk_type(kind)):
+            raise Uncacheable(f"a stored object of the foreign type {value[_SDK_TAG]!r}")
+        return kind.model_validate(value["data"])
+    return {k: restored(v) for k, v in value.items()}
 
 
 def _dumps(value: Any) -> str:
@@ -229,11 +314,23 @@ def dump_chat(response: ChatResponse, *, message: ChatMessage | None = None) -> 
         if not isinstance(block, _PLAIN_BLOCKS):
             raise Uncacheable(f"response block {type(block).__name__}")
         blocks.append(canonical(block.model_dump(mode="json")))
-    return _dumps({"v": _PAYLOAD_VERSION, "kind": "chat",
-                   "message": {"role": chosen.role.value, "blocks": blocks,
-                               "additional_kwargs": canonical(chosen.additional_kwargs)},
+    stored = {"role": chosen.role.value, "blocks": blocks, "additional_kwargs": canonical(chosen.additional_kwargs)}
+    if has_tool_calls(chosen) and not _same_message(_message(stored), chosen):
+        # A served tool call must be the very call the model made: ids, names, arguments, types.
+        raise Uncacheable("a tool-call message that would not come back identical")
+    return _dumps({"v": _PAYLOAD_VERSION, "kind": "chat", "message": stored,
                    "additional_kwargs": _json_items(response.additional_kwargs),
                    "logprobs": _dump_logprobs(response.logprobs)})
+
+
+def _message(stored: Mapping[str, Any]) -> ChatMessage:
+    return ChatMessage(role=MessageRole(stored["role"]), blocks=stored["blocks"],
+                       additional_kwargs=restored(dict(stored.get("additional_kwargs") or {})))
+
+
+def _same_message(loaded: ChatMessage, original: ChatMessage) -> bool:
+    return (loaded.role == original.role and loaded.blocks == original.blocks
+            and loaded.additional_kwargs == original.additional_kwargs)
 
 
 def load_completion(payload: str, kind: HitKind) -> CompletionResponse:
@@ -246,10 +343,7 @@ def load_completion(payload: str, kind: HitKind) -> CompletionResponse:
 def load_chat(payload: str, kind: HitKind) -> ChatResponse:
     """A stored chat response as a fresh one, marked ``additional_kwargs["lean_cache"] = kind``."""
     data = _load(payload, "chat")
-    stored = data["message"]
-    message = ChatMessage(role=MessageRole(stored["role"]), blocks=stored["blocks"],
-                          additional_kwargs=dict(stored.get("additional_kwargs") or {}))
-    return ChatResponse(message=message, additional_kwargs=_marked(data, kind),
+    return ChatResponse(message=_message(data["message"]), additional_kwargs=_marked(data, kind),
                         logprobs=_load_logprobs(data.get("logprobs")))
 
 

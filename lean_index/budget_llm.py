@@ -18,6 +18,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
 from pydantic import Field, SerializeAsAny
 
@@ -35,6 +36,7 @@ from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_core.tokens import count_tokens
 from lean_core.usage import TokenUsage
+from lean_index._function_calling import WrappedFunctionCalling, has_tool_calls, mirrored_metadata
 
 __all__ = ["LeanBudgetLLM"]
 
@@ -42,7 +44,7 @@ _log = logging.getLogger(__name__)
 _STOP_PROVIDERS = frozenset({"openai", "vllm"})
 
 
-class LeanBudgetLLM(BudgetOptions, LLM):
+class LeanBudgetLLM(BudgetOptions, WrappedFunctionCalling, FunctionCallingLLM):
     """Give every call of a LlamaIndex LLM a predicted output budget.
 
     The budget goes where the wrapped class takes it: its own field when it has one
@@ -56,6 +58,12 @@ class LeanBudgetLLM(BudgetOptions, LLM):
     its counted usage, since the wrapped LLM never reports it). Every response carries
     ``additional_kwargs["lean_budget"]`` (a ``BudgetOutcome`` dump); with a ``ledger``, each call
     records an "output" savings event and a row of length history.
+
+    **Function calling**: when the wrapped LLM is a ``FunctionCallingLLM``, so is this wrapper
+    (``metadata.is_function_calling_model`` is the wrapped model's), and a LlamaIndex
+    ``FunctionAgent`` runs through it: the wrapped model prepares the tools and reads the tool
+    calls, and every step gets its own budget. An answer that calls tools comes back with its
+    tool calls and is never continued (a continuation cannot repair a cut tool call).
 
     Example::
 
@@ -87,7 +95,7 @@ class LeanBudgetLLM(BudgetOptions, LLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return self.llm.metadata
+        return mirrored_metadata(self.llm)
 
     def to_payload(self) -> dict[str, Any]:
         """The wrapped LLM's payload, marked: the wrapped LLM reports the real calls itself."""
@@ -116,7 +124,7 @@ class LeanBudgetLLM(BudgetOptions, LLM):
         while request is not None:
             target, extra = self._target(request)
             response = target.chat(_request_messages(messages, request), **extra, **kwargs)
-            request = session.on_answer(self._answer(response))
+            request = _next_request(session, self._answer(response))
         self._after(session)
         return self._final(session)
 
@@ -127,7 +135,7 @@ class LeanBudgetLLM(BudgetOptions, LLM):
         while request is not None:
             target, extra = self._target(request)
             response = await target.achat(_request_messages(messages, request), **extra, **kwargs)
-            request = session.on_answer(self._answer(response))
+            request = _next_request(session, self._answer(response))
         await self._aafter(session)
         return self._final(session)
 
@@ -146,9 +154,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
                     if cut.done:
                         break
                     text += delta
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
-                                       raw=response.raw)
-                request = session.on_answer(cut.answer())
+                    yield ChatResponse(message=_streamed_message(response, text), delta=delta, raw=response.raw)
+                request = _next_request(session, cut.answer())
                 if cut.done and self.ledger is not None:
                     self.ledger.record_call(**cut.call_record(sent))
             self._after(session)
@@ -171,9 +178,8 @@ class LeanBudgetLLM(BudgetOptions, LLM):
                     if cut.done:
                         break
                     text += delta
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta,
-                                       raw=response.raw)
-                request = session.on_answer(cut.answer())
+                    yield ChatResponse(message=_streamed_message(response, text), delta=delta, raw=response.raw)
+                request = _next_request(session, cut.answer())
                 if cut.done and self.ledger is not None:
                     await self.ledger.arecord_call(**cut.call_record(sent))
             await self._aafter(session)
@@ -215,8 +221,10 @@ class LeanBudgetLLM(BudgetOptions, LLM):
             _log.warning("LeanBudgetLLM: the answer was cut at its budget of %d tokens", outcome.max_tokens)
         last = session.answers[-1].raw
         extra = {**(getattr(last, "additional_kwargs", None) or {}), "lean_budget": outcome.model_dump()}
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=session.text), delta=delta,
-                            raw=getattr(last, "raw", None), additional_kwargs=extra)
+        message = getattr(last, "message", None)
+        if not (isinstance(message, ChatMessage) and has_tool_calls(message)):
+            message = ChatMessage(role=MessageRole.ASSISTANT, content=session.text)
+        return ChatResponse(message=message, delta=delta, raw=getattr(last, "raw", None), additional_kwargs=extra)
 
     def _after(self, session: BudgetSession) -> None:
         session.record_in(self.ledger, model=self._model(), provider=self.llm.class_name())
@@ -282,6 +290,21 @@ def budgeted_llm(llm: LLM, *, max_tokens: int, stop: Sequence[str] = (), early_s
     if early_stop is not None and type(llm).__name__ == "LeanVLLM":
         kwargs["early_stop"] = early_stop
     return target, kwargs
+
+
+def _next_request(session: BudgetSession, answer: ModelAnswer) -> BudgetRequest | None:
+    """The session's next request, except after a tool call: the answer is the call, whole or not."""
+    request = session.on_answer(answer)
+    message = getattr(answer.raw, "message", None)
+    return None if isinstance(message, ChatMessage) and has_tool_calls(message) else request
+
+
+def _streamed_message(response: ChatResponse, text: str) -> ChatMessage:
+    """A stream chunk's message: the text so far, or the wrapped model's own message when it holds
+    tool calls (agents read the calls from every chunk)."""
+    if has_tool_calls(response.message):
+        return response.message
+    return ChatMessage(role=MessageRole.ASSISTANT, content=text)
 
 
 def _raw_dict(raw: Any) -> dict[str, Any]:

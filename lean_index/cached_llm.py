@@ -18,6 +18,7 @@ from llama_index.core.base.llms.types import (
     TextBlock,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
 from pydantic import Field, PrivateAttr, SerializeAsAny
 
@@ -27,6 +28,13 @@ from lean_core.cache.types import CacheLookup, CacheNamespace, check_tenant
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger import CostLedger
 from lean_index import _cache_codec as codec
+from lean_index._function_calling import (
+    InvalidToolCall,
+    WrappedFunctionCalling,
+    bound_tool_names,
+    check_tool_calls,
+    mirrored_metadata,
+)
 
 __all__ = ["LeanCachedLLM"]
 
@@ -49,7 +57,7 @@ class _Plan:
     """The model name written on ledger savings events."""
 
 
-class LeanCachedLLM(LLM):
+class LeanCachedLLM(WrappedFunctionCalling, FunctionCallingLLM):
     """Serve repeated (and, in semantic mode, verified reworded) requests from the response cache.
 
     Wraps any LlamaIndex LLM. ``complete``/``chat`` and their async and streaming variants look
@@ -65,10 +73,19 @@ class LeanCachedLLM(LLM):
     :func:`lean_core.cache.conversation_key` (the rule ``LeanCache`` uses too): the earlier turns
     join the namespace, and the final turn's text is the prompt that is matched, so a semantic hit
     only rewords the last turn of an otherwise identical conversation; a conversation whose final
-    turn is not plain user text (another role, non-text blocks, ``additional_kwargs``) is matched
-    exactly only. Requests that cannot be keyed faithfully (image, audio,
-    video or document blocks, tool objects in the call arguments) bypass the cache, as do
-    responses that would not come back identical.
+    turn is not plain user text (another role, non-text blocks, ``additional_kwargs``) or that
+    holds a tool call or tool result anywhere is matched exactly only. Requests that cannot be
+    keyed faithfully (image, audio, video or document blocks, non-JSON objects in the call
+    arguments) bypass the cache, as do responses that would not come back identical.
+
+    **Function calling**: when the wrapped LLM is a ``FunctionCallingLLM``, so is the wrapper
+    (``metadata.is_function_calling_model`` is the wrapped model's), and a LlamaIndex
+    ``FunctionAgent`` runs through it. The wrapped model prepares the tools and reads the tool
+    calls; every step's chat goes through the cache. The bound tools (names, descriptions,
+    schemas) and ``tool_choice`` are part of the key, so a step is never served for another tool
+    set; an answer's tool calls are stored with their ids, names and arguments and come back as
+    the same calls. An answer whose tool call names an unbound tool or carries arguments that are
+    not a JSON object is not stored.
 
     **Tenant**, first match wins: ``tenant=`` on the call (not forwarded to the wrapped LLM);
     :func:`lean_core.cache.tenant_scope` active in the current context (it reaches LlamaIndex
@@ -138,9 +155,10 @@ class LeanCachedLLM(LLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        """The wrapped LLM's metadata, except ``is_function_calling_model``, which is False: the
-        wrapper does not offer tool calling, so LlamaIndex uses text prompts through it."""
-        return self.llm.metadata.model_copy(update={"is_function_calling_model": False})
+        """The wrapped LLM's metadata. ``is_function_calling_model`` is the wrapped model's too,
+        and only where the wrapped model is a ``FunctionCallingLLM`` (whose tool hooks the
+        wrapper uses)."""
+        return mirrored_metadata(self.llm)
 
     def to_payload(self) -> dict[str, Any]:
         """The wrapped LLM's payload, marked ``lean_cache`` (the mode): the wrapped LLM reports the
@@ -203,7 +221,7 @@ class LeanCachedLLM(LLM):
         try:
             if isinstance(response, CompletionResponse):
                 return _completion_entry(plan, response)
-            return _chat_entry(plan, response) if isinstance(response, ChatResponse) else None
+            return _chat_entry(plan, response, self.llm) if isinstance(response, ChatResponse) else None
         except Exception as exc:
             self._cache.report_failure("store", exc)
             return None
@@ -423,12 +441,15 @@ def _completion_entry(plan: _Plan, response: CompletionResponse) -> tuple[str, i
     return (payload, *codec.usage_tokens(response))
 
 
-def _chat_entry(plan: _Plan, response: ChatResponse) -> tuple[str, int, int] | None:
+def _chat_entry(plan: _Plan, response: ChatResponse, llm: LLM) -> tuple[str, int, int] | None:
     if plan.key is None or not isinstance(response, ChatResponse):
         return None
     try:
+        # A failed tool step (a call of an unbound tool, arguments that are not a JSON object)
+        # is the wrapped model's answer to this call only: it is never served again.
+        check_tool_calls(response, bound_tool_names(plan.kwargs), llm)
         payload = codec.dump_chat(response)
-    except codec.Uncacheable:
+    except (codec.Uncacheable, InvalidToolCall):
         return None
     return (payload, *codec.usage_tokens(response))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -17,28 +17,36 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
     TextBlock,
+    ToolCallBlock,
 )
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.llm import LLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
 from pydantic import model_validator
 
 from lean_backends.text_backend import PromptInput
+from lean_backends.tool_calling import ToolCall, ToolCallingChoice, ToolCallingChunk, ToolRequest
 from lean_backends.vllm_options import VLLMOptions
 from lean_core.errors import InvalidParameterError
-from lean_core.generation import ChatMessageDict, GenerationChunk, SamplingOptions
+from lean_core.generation import Choice, GenerationChunk, GenerationResult, SamplingOptions
 from lean_core.usage import TokenUsage
 from lean_index._offline import ensure_offline_tokenizer
 
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
 __all__ = ["LeanVLLM"]
 
-_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "stop", "tenant", "early_stop"})
-_ROLES = frozenset({"system", "user", "assistant"})
+_TOOL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls")
+_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "stop", "tenant", "early_stop",
+                           *_TOOL_OPTIONS})
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
 # config.json keys holding the trained context length, most common first.
 _WINDOW_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
-class LeanVLLM(VLLMOptions, LLM):
+class LeanVLLM(VLLMOptions, FunctionCallingLLM):
     """LlamaIndex LLM on vLLM: the model's chat template, real streaming and async, and token
     usage with prefix-cache hits on every response (``raw["usage"]`` in OpenAI shape, which
     :class:`~lean_index.LeanCostHandler` records, streams included).
@@ -53,6 +61,14 @@ class LeanVLLM(VLLMOptions, LLM):
     ``temperature``, ``top_p``, ``seed``, ``stop``, ``early_stop`` (a
     ``lean_core.budget.EarlyStopRule``) and ``tenant`` (the prefix-cache salt; default the
     ``tenant`` field) may be passed as keyword arguments.
+
+    It is a ``FunctionCallingLLM`` (``FunctionAgent`` drives it): ``chat_with_tools(tools,
+    tool_required=..., tool_choice=...)`` and ``get_tool_calls_from_response``. ``tool_required=True``
+    or ``tool_choice="required"`` / a tool name force calls by guided decoding (any model);
+    ``"auto"`` (the default) needs ``tool_parser=`` (e.g. ``"hermes"``) and is plain text without
+    one. Calls come back as ``ToolCallBlock`` blocks of the response message (and in OpenAI form in
+    ``additional_kwargs["tool_calls"]``); tool results are ``role="tool"`` messages with
+    ``additional_kwargs={"tool_call_id": ...}``, as ``FunctionAgent`` writes them.
 
     Example::
 
@@ -93,20 +109,52 @@ class LeanVLLM(VLLMOptions, LLM):
                 window = min(trained, self.max_model_len) if self.max_model_len else trained
             name = model_dir.name  # the name the engine reports in its results
         return LLMMetadata(context_window=window, num_output=self.max_tokens, is_chat_model=True,
-                           model_name=name)
+                           is_function_calling_model=True, model_name=name)
 
     def _call_options(self, kwargs: dict[str, Any]) -> tuple[SamplingOptions, str | None]:
         unknown = set(kwargs) - _CALL_OPTIONS
         if unknown:
             raise InvalidParameterError("call option", allowed=f"one of {sorted(_CALL_OPTIONS)}",
                                         received=sorted(unknown))
-        overrides = {k: v for k, v in kwargs.items() if k not in ("stop", "tenant")}
+        overrides = {k: v for k, v in kwargs.items() if k not in ("stop", "tenant", *_TOOL_OPTIONS)}
         stop = kwargs.get("stop")
         options = self.sampling_options(stop=[stop] if isinstance(stop, str) else stop, **overrides)
         tenant = kwargs.get("tenant")
         if tenant is None:
             tenant = self.tenant
         return options, None if tenant is None else str(tenant)
+
+    def _tool_request(self, kwargs: dict[str, Any]) -> ToolRequest | None:
+        if kwargs.get("tools") is None:
+            return None
+        return ToolRequest.build(kwargs["tools"], kwargs.get("tool_choice"),
+                                 parallel_tool_calls=kwargs.get("parallel_tool_calls"), parser=self.tool_parser)
+
+    # -- FunctionCallingLLM ------------------------------------------------------------------
+    def _prepare_chat_with_tools(self, tools: Sequence[BaseTool], user_msg: str | ChatMessage | None = None,
+                                 chat_history: list[ChatMessage] | None = None, verbose: bool = False,
+                                 allow_parallel_tool_calls: bool = False, tool_required: bool = False,
+                                 tool_choice: str | dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """``chat`` arguments: the tools in OpenAI form; ``tool_choice`` wins over ``tool_required``."""
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str)
+                            else user_msg)
+        openai_tools = [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools]
+        choice = tool_choice if tool_choice is not None else ("required" if tool_required else "auto")
+        ToolRequest.build(openai_tools, choice)  # a bad choice fails here, before the call
+        return {"messages": messages, "tools": openai_tools or None, "tool_choice": choice if openai_tools else None,
+                "parallel_tool_calls": allow_parallel_tool_calls, **kwargs}
+
+    def get_tool_calls_from_response(self, response: ChatResponse, error_on_no_tool_call: bool = True,
+                                     **kwargs: Any) -> list[ToolSelection]:
+        """The calls of a response (its ``ToolCallBlock`` blocks)."""
+        calls = [ToolSelection(tool_id=block.tool_call_id or "", tool_name=block.tool_name,
+                               tool_kwargs=_kwargs_of(block.tool_kwargs))
+                 for block in response.message.blocks if isinstance(block, ToolCallBlock)]
+        if not calls and error_on_no_tool_call:
+            raise ValueError(f"expected at least one tool call in the response, got: {response.message.content!r}")
+        return calls
 
     # -- LlamaIndex endpoints ----------------------------------------------------------------
     @llm_completion_callback()
@@ -126,17 +174,15 @@ class LeanVLLM(VLLMOptions, LLM):
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        chat, (options, salt) = _to_chat(messages), self._call_options(kwargs)
-        result = self.backend().generate(chat, options, cache_salt=salt)
-        return _as_chat(_response(result.text, None, result.usage, result.model, result.finish_reason,
-                         result.choices[0].early_stop))
+        chat, (options, salt), tools = _to_chat(messages), self._call_options(kwargs), self._tool_request(kwargs)
+        result = self.backend().generate(chat, options, cache_salt=salt, tools=tools)
+        return _chat_result(result)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        chat, (options, salt) = _to_chat(messages), self._call_options(kwargs)
-        result = await self.backend().agenerate(chat, options, cache_salt=salt)
-        return _as_chat(_response(result.text, None, result.usage, result.model, result.finish_reason,
-                         result.choices[0].early_stop))
+        chat, (options, salt), tools = _to_chat(messages), self._call_options(kwargs), self._tool_request(kwargs)
+        result = await self.backend().agenerate(chat, options, cache_salt=salt, tools=tools)
+        return _chat_result(result)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False,
@@ -152,16 +198,16 @@ class LeanVLLM(VLLMOptions, LLM):
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        chat, (options, salt) = _to_chat(messages), self._call_options(kwargs)
-        pieces = self.backend().stream(chat, options, cache_salt=salt)
-        return (_as_chat(response) for response in _completions(pieces))
+        chat, (options, salt), tools = _to_chat(messages), self._call_options(kwargs), self._tool_request(kwargs)
+        pieces = self.backend().stream(chat, options, cache_salt=salt, tools=tools)
+        return _chats(pieces)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage],
                            **kwargs: Any) -> ChatResponseAsyncGen:
-        chat, (options, salt) = _to_chat(messages), self._call_options(kwargs)
-        pieces = self.backend().astream(chat, options, cache_salt=salt)
-        return (_as_chat(response) async for response in _acompletions(pieces))
+        chat, (options, salt), tools = _to_chat(messages), self._call_options(kwargs), self._tool_request(kwargs)
+        pieces = self.backend().astream(chat, options, cache_salt=salt, tools=tools)
+        return _achats(pieces)
 
 
 def _trained_window(config: dict[str, Any]) -> int | None:
@@ -177,18 +223,93 @@ def _prompt(prompt: str, formatted: bool) -> PromptInput:
     return prompt if formatted else [{"role": "user", "content": prompt}]
 
 
-def _to_chat(messages: Sequence[ChatMessage]) -> list[ChatMessageDict]:
-    chat: list[ChatMessageDict] = []
+def _to_chat(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    chat: list[dict[str, Any]] = []
     for message in messages:
         role = message.role.value
         if role not in _ROLES:
-            raise InvalidParameterError("messages", allowed="system, user or assistant messages",
+            raise InvalidParameterError("messages", allowed="system, user, assistant or tool messages",
                                         received=role)
-        if any(not isinstance(block, TextBlock) for block in message.blocks):
-            raise InvalidParameterError("messages", allowed="text content only",
+        if any(not isinstance(block, (TextBlock, ToolCallBlock)) for block in message.blocks):
+            raise InvalidParameterError("messages", allowed="text content (and tool calls of assistant messages)",
                                         received=[type(block).__name__ for block in message.blocks])
-        chat.append({"role": role, "content": message.content or ""})
+        item: dict[str, Any] = {"role": role, "content": message.content or ""}
+        calls = [{"id": b.tool_call_id, "name": b.tool_name, "arguments": b.tool_kwargs}
+                 for b in message.blocks if isinstance(b, ToolCallBlock)]
+        if calls or message.additional_kwargs.get("tool_calls"):
+            item["tool_calls"] = calls or list(message.additional_kwargs["tool_calls"])
+        if role == "tool":
+            item.update(tool_call_id=message.additional_kwargs.get("tool_call_id"),
+                        name=message.additional_kwargs.get("name"))
+        chat.append(item)
     return chat
+
+
+def _kwargs_of(arguments: dict[str, Any] | str) -> dict[str, Any]:
+    """Arguments as a dict; a streamed call's unfinished JSON text counts as no arguments yet."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _with_calls(response: ChatResponse, calls: Sequence[ToolCall | tuple[str, str, str]]) -> ChatResponse:
+    """``response`` with its calls as ToolCallBlocks (and in OpenAI form in additional_kwargs)."""
+    if not calls:
+        return response
+    blocks: list[Any] = [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments)
+                         if isinstance(c, ToolCall) else
+                         ToolCallBlock(tool_call_id=c[0], tool_name=c[1], tool_kwargs=c[2]) for c in calls]
+    wire = [c.to_openai() if isinstance(c, ToolCall) else
+            {"id": c[0], "type": "function", "function": {"name": c[1], "arguments": c[2]}} for c in calls]
+    message = response.message
+    text_blocks = [TextBlock(text=message.content)] if message.content else []
+    response.message = ChatMessage(role=message.role, blocks=text_blocks + blocks,
+                                   additional_kwargs={**message.additional_kwargs, "tool_calls": wire})
+    return response
+
+
+def _chat_result(result: GenerationResult) -> ChatResponse:
+    choice: Choice = result.choices[0]
+    response = _as_chat(_response(result.text, None, result.usage, result.model, result.finish_reason,
+                                  choice.early_stop))
+    return _with_calls(response, choice.tool_calls if isinstance(choice, ToolCallingChoice) else ())
+
+
+class _StreamedCalls:
+    """Tool-call pieces of a stream, put together per call index."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, list[str]] = {}
+
+    def add(self, piece: GenerationChunk) -> list[tuple[str, str, str]]:
+        if isinstance(piece, ToolCallingChunk):
+            for delta in piece.tool_call_deltas:
+                call = self.calls.setdefault(delta.index, ["", "", ""])
+                call[0], call[1] = call[0] or delta.id or "", call[1] or delta.name or ""
+                call[2] += delta.arguments
+        return [(c[0], c[1], c[2]) for _, c in sorted(self.calls.items())]
+
+
+def _chats(pieces: Iterator[GenerationChunk]) -> ChatResponseGen:
+    calls = _StreamedCalls()
+    text, finish = "", None
+    for piece in pieces:
+        text, finish = text + piece.text, piece.finish_reason or finish
+        so_far = calls.add(piece)
+        yield _with_calls(_as_chat(_response(text, piece.text, piece.usage, piece.model, finish)), so_far)
+
+
+async def _achats(pieces: AsyncIterator[GenerationChunk]) -> ChatResponseAsyncGen:
+    calls = _StreamedCalls()
+    text, finish = "", None
+    async for piece in pieces:
+        text, finish = text + piece.text, piece.finish_reason or finish
+        so_far = calls.add(piece)
+        yield _with_calls(_as_chat(_response(text, piece.text, piece.usage, piece.model, finish)), so_far)
 
 
 def _response(text: str, delta: str | None, usage: TokenUsage | None, model: str | None,

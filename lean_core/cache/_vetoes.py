@@ -12,7 +12,10 @@ Sentence embeddings put "under 18" next to "over 18", "7 am" next to "7 pm" and 
 * times of day (am/pm, 24 h, noon, midnight) compared as minutes ("times differ");
 * currencies by symbol or name ("currency differs"), when both prompts name one;
 * names with ``++`` or ``#`` (C, C++, C#, F#: "language differs");
-* ordered pairs joined by ``-``, ``/``, "to" or "into" that appear reversed ("order swapped").
+* ordered pairs joined by ``-``, ``/``, "to" or "into" that appear reversed ("order swapped");
+* units of one dimension (gigabytes / terabytes, km / miles, cups / tablespoons: "units differ") and
+  relative dates (yesterday / last week, this / next weekend: "dates differ") that both prompts
+  name, from :mod:`lean_core.cache._veto_measures`.
 
 Texts are first folded by :func:`lean_core.cache.normalize.fold_for_matching` (NFKC, one
 apostrophe, one dash, the minus sign). Negation, including "non-", "un-", "in-", "dis-" prefixes,
@@ -28,6 +31,8 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
+
+from lean_core.cache._veto_measures import dates_differ, units_differ
 
 __all__ = ["NEGATION_WORDS", "NUMBER_WORDS", "near_miss", "negation_differs", "negations", "numbers", "times"]
 
@@ -248,6 +253,10 @@ def near_miss(text_a: str, text_b: str, tokens_a: Sequence[str], tokens_b: Seque
     times_b, _ = times(text_b)
     if times_a != times_b:
         return "times differ"
+    if dates_differ(text_a, text_b):
+        return "dates differ"
+    if units_differ(text_a, text_b, tokens_a, tokens_b):
+        return "units differ"
     nums_a, nums_b = numbers(text_a), numbers(text_b)
     if len(set(nums_a)) > 1 and Counter(nums_a) == Counter(nums_b) and nums_a != nums_b:
         return "numbers reordered"

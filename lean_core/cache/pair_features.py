@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from lean_core.cache import _vetoes
+from lean_core.cache._veto_measures import is_unit
 from lean_core.cache.normalize import fold_for_matching
 
 __all__ = ["FEATURE_NAMES", "PairFeatures", "pair_features"]
@@ -115,6 +116,8 @@ def _parse(text: str) -> _Parsed:
     for position, token in enumerate(raw):
         # Capitalised mid-sentence words and acronyms; the first word and "I" are capitalised anyway.
         starts_sentence = position == 0 or text[: text.find(token)].rstrip().endswith((".", "?", "!", ":"))
+        if is_unit(token, raw[position - 1] if position else ""):
+            continue  # "64 GB", "Celsius": a unit (compared by the "units differ" veto), not a name
         if token.isupper() and len(token) > 1 and not token.isdigit():
             entities.add(token.lower())
         elif token[:1].isupper() and not starts_sentence and token != "I":

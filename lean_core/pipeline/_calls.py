@@ -43,6 +43,8 @@ def merged_reply(replies: list[ModelReply], seconds: float) -> ModelReply:
     usage = TokenUsage(
         input_tokens=sum(r.usage.input_tokens for r in replies),
         cached_input_tokens=sum(r.usage.cached_input_tokens for r in replies),
+        cache_write_tokens=sum(r.usage.cache_write_tokens for r in replies),
+        cache_write_1h_tokens=sum(r.usage.cache_write_1h_tokens for r in replies),
         output_tokens=sum(r.usage.output_tokens for r in replies),
         reasoning_tokens=sum(r.usage.reasoning_tokens for r in replies),
         source=replies[-1].usage.source)

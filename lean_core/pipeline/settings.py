@@ -6,12 +6,13 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from lean_core.cache.response_cache import CacheMode
 from lean_core.errors import InvalidParameterError
+from lean_core.prompt_cache.settings import PromptCacheSettings
 
 __all__ = [
     "BudgetLayerSettings",
@@ -58,8 +59,10 @@ class CompressionLayerSettings(_Layer):
     method: Literal["lean", "llmlingua", "coarse-to-fine"] = "lean"
     """``lean``: sentence selection (fast on CPU); ``llmlingua``: token-level LongLLMLingua with the
     local scorer (slow on CPU); ``coarse-to-fine``: selection, then llmlingua."""
-    ratio: float | None = Field(0.35, gt=0.0, le=1.0)
-    """Share of context tokens kept, in (0, 1]."""
+    ratio: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] | None = 0.35
+    """Share of context tokens kept, in (0, 1], or ``"auto"``: the compressor keeps what its own
+    relevance scores single out (many irrelevant passages dropped whole, a short passage barely
+    touched; see ``CompressionBudget``)."""
     target_tokens: StrictInt | None = Field(None, ge=1)
     """Absolute context budget (overrides ``ratio``)."""
     order: Literal["original", "relevance", "edges"] = "original"
@@ -101,6 +104,10 @@ class PipelineSettings(BaseModel):
     :func:`~lean_core.cache.tenant_scope`: an explicit opt-in to one shared cache namespace (cache
     isolation, prefix-cache salt and ledger attribution). None (the default since issue 22; it
     was ``"default"``): such requests are not cached, coalesced or prefix-shared with others."""
+    prompt_cache: PromptCacheSettings | None = None
+    """Provider prompt-cache markers on the model calls (Anthropic ``cache_control`` on the
+    template's stable system prompt, OpenAI ``prompt_cache_key`` per tenant); None: none. Markers
+    change what a call costs, not what it answers: not part of :meth:`fingerprint`."""
     baseline_max_tokens: StrictInt = Field(256, ge=1)
     """``max_tokens`` sent when the budget layer is off (what an un-optimised call sends)."""
     baseline_template: str = (
@@ -135,7 +142,7 @@ class PipelineSettings(BaseModel):
 
     def fingerprint(self) -> str:
         """What changes an answer (cache identity): every layer's options except the cache's own."""
-        data = self.model_dump(exclude={"cache": {"path", "ttl_s", "enabled"}, "tenant": True})
+        data = self.model_dump(exclude={"cache": {"path", "ttl_s", "enabled"}, "tenant": True, "prompt_cache": True})
         return json.dumps(data, sort_keys=True, default=str)
 
     @classmethod

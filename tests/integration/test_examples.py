@@ -149,22 +149,31 @@ def test_cached_agent_example(tmp_path: Path, smollm2_path: Path) -> None:
 
     out = _run_example("cached_agent.py", "--ledger", str(tmp_path / "l.sqlite3"),
                        "--cache", str(tmp_path / "c.sqlite3"), cwd=tmp_path)
-    rows = re.findall(r"^\[(\w+)\s*\] (\w+)\s+(model|cache exact|cache semantic)\s+[\d.]+s  (.*)$", out,
-                      flags=re.MULTILINE)
-    assert [(tenant, route) for tenant, route, _, _ in rows] == [
-        ("acme", "faq"), ("acme", "faq"), ("acme", "faq"), ("acme", "faq"),
-        ("acme", "room_status"), ("acme", "room_status"), ("acme", "room_status"),
-        ("globex", "faq"), ("globex", "faq"), ("acme", "faq")]
-    assert [served for _, _, served, _ in rows] == [
-        "model", "cache exact", "cache semantic", "model",  # the verifier refuses "When does ..."
-        "model", "cache exact", "model",                    # another room's tool result: a miss
-        "model", "cache semantic",                          # globex: never acme's entries, then its own
-        "model"]
-    assert "1 pm" in out.split(rows[4][3])[1].split("\n")[1]  # the tool's result reached the model
-    assert "│ cache" in out and "smollm2-135m-instruct" in out
+    step = r"(?:model|cache exact|cache semantic)"
+    rows = re.findall(rf"^\[(\w+)\s*\] ({step}(?: \+ {step})*)\s+[\d.]+s  (.*)$", out, flags=re.MULTILINE)
+    assert [tenant for tenant, _, _ in rows] == ["acme"] * 6 + ["globex"]
+    assert [served for _, served, _ in rows] == [
+        "model + model",
+        "cache exact + cache exact",    # the same question: every step served, tool calls included
+        "cache semantic + model",       # reworded: step 1 by meaning; step 2 holds a tool result: exact only
+        "model + model",
+        "cache exact + cache exact",
+        "model + model",                # another room: another tool result, a miss
+        "model + model"]                # another tenant never gets acme's entries
+    tools = re.findall(r"^ {9}tool (\w+)\((.*)\)(?: \[compressed (\d+) -> (\d+) tokens\])?$", out,
+                       flags=re.MULTILINE)
+    # the tools ran on every question, cache hits included
+    assert [name for name, *_ in tools] == ["search_faq"] * 3 + ["room_status"] * 3 + ["search_faq"]
+    assert all(int(before) > int(after) for name, _, before, after in tools if name == "search_faq")
+    assert "B4" in tools[3][1] and "C2" in tools[5][1]
+    cached = [int(n) for n in re.findall(r"prefix-cached input tokens: (\d+)", out)]
+    assert cached[0] > 0 and cached[3] > 0  # step 2 reuses step 1's prefix in vLLM's cache
+    assert "│ cache" in out and "│ compression" in out and "smollm2-135m-instruct" in out
     ledger = CostLedger(tmp_path / "l.sqlite3")
-    hits = {t: [e.cache_hit for e in ledger.savings(tenant=t) if e.layer == "cache"] for t in ("acme", "globex")}
-    assert hits == {"acme": [False, True, True, False, False, True, False, False],
-                    "globex": [False, True]}
-    assert len(ledger.calls(tenant="acme")) == 5 and len(ledger.calls(tenant="globex")) == 1
+    acme, globex = ledger.calls(tenant="acme"), ledger.calls(tenant="globex")
+    assert len(acme) == 7 and len(globex) == 2  # one row per paid step; cache hits are not calls
+    assert [c.tags for c in globex] == [("agent", "step:1"), ("agent", "step:2")]
+    hits = [e.cache_hit for e in ledger.savings(tenant="acme") if e.layer == "cache"]
+    assert hits.count(True) == 5
+    assert {e.layer for e in ledger.savings(tenant="acme")} >= {"cache", "compression", "output"}
     ledger.close()

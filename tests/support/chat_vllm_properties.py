@@ -6,6 +6,15 @@ from typing import Any
 
 from lean_chain import ChatLeanVLLM
 
+AUTO_REASON = ("binds tools without tool_choice ('auto') and expects the model to call one: SmolLM2-135M has "
+               "no tool format and does not write the <tool_call> convention it is shown, so with no forced "
+               "choice it answers in text (forced choices pass: guided decoding)")
+
+WHITESPACE_REASON = ("the forced call is guided to valid JSON, but SmolLM2-135M fills the free whitespace the "
+                     "JSON grammar allows with newlines until max_tokens (no-argument object, non-ASCII "
+                     "string), so the call is cut off and raises ToolCallOutputError (compact JSON via "
+                     "disable_any_whitespace was tried: it broke the argument values instead)")
+
 
 class ChatLeanVLLMProperties:
     @property
@@ -14,7 +23,11 @@ class ChatLeanVLLMProperties:
 
     @property
     def has_tool_calling(self) -> bool:
-        return False  # no model-independent tool parser; the bundled model has no tool format
+        return True  # bind_tools; forced choices by guided decoding work with any model
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True  # "any" and a tool name force calls (guided decoding)
 
     @property
     def has_structured_output(self) -> bool:

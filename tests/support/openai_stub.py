@@ -38,11 +38,22 @@ class StubUsage:
 
 
 @dataclass
+class StubToolCall:
+    """A scripted reply that calls one tool (non-streaming responses only)."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
 class OpenAIStub:
     usage: StubUsage = field(default_factory=StubUsage)
     report_usage: bool = True
     model_reply: str = "gpt-4o-2024-08-06"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    """Every request body, in arrival order (what the client really sent)."""
+    script: list[str | StubToolCall] = field(default_factory=list)
+    """Replies in order (text, or a tool call); when it runs out, the stub echoes the last message."""
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -66,6 +77,11 @@ class OpenAIStub:
                     last = " ".join(part.get("text", "") for part in last)
                 reply = "echo: " + " ".join(str(last).split()[:6])
                 n = int(body.get("n") or 1)
+                scripted = stub.script.pop(0) if stub.script else None
+                if isinstance(scripted, StubToolCall):
+                    self._tool_call(scripted)
+                    return
+                reply = scripted if scripted is not None else reply
                 if body.get("stream"):
                     self._stream(body, reply)
                 else:
@@ -80,6 +96,24 @@ class OpenAIStub:
                          "finish_reason": "stop", "logprobs": None}
                         for i in range(n)
                     ],
+                }
+                if stub.report_usage:
+                    payload["usage"] = stub.usage.payload()
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _tool_call(self, call: StubToolCall) -> None:
+                message = {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": f"call_{len(stub.requests):04d}", "type": "function",
+                     "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}]}
+                payload: dict[str, Any] = {
+                    "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
+                    "model": stub.model_reply,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls", "logprobs": None}],
                 }
                 if stub.report_usage:
                     payload["usage"] = stub.usage.payload()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -21,8 +22,11 @@ class VLLMServer:
     """``with VLLMServer(model_dir) as url:`` -> ``http://127.0.0.1:PORT/v1``; stopped on exit."""
 
     def __init__(self, model_dir: Path, *, served_name: str = "smollm2-135m-instruct",
-                 startup_timeout_s: float = 420.0, log_path: Path | None = None) -> None:
+                 startup_timeout_s: float = 420.0, log_path: Path | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
         self.model_dir = model_dir
+        self.extra_args = list(extra_args)
+        """More ``vllm serve`` flags (e.g. ``--enable-auto-tool-choice --tool-call-parser hermes``)."""
         self.served_name = served_name
         self.port = free_port()
         self.startup_timeout_s = startup_timeout_s
@@ -42,7 +46,7 @@ class VLLMServer:
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
              "--host", "127.0.0.1", "--port", str(self.port),
              "--served-model-name", self.served_name, "--dtype", "float32", "--enforce-eager",
-             "--block-size", "32", "--enable-prompt-tokens-details", "--seed", "0"],
+             "--block-size", "32", "--enable-prompt-tokens-details", "--seed", "0", *self.extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         deadline = time.monotonic() + self.startup_timeout_s

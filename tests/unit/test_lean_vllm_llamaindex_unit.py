@@ -37,19 +37,20 @@ class FakeBackend:
         return [GenerationChunk(text="Par"), GenerationChunk(text="is", finish_reason="stop"),
                 GenerationChunk(text="", model="fake-model", usage=self.usage)]
 
-    def generate(self, prompt: Any, options: SamplingOptions, *, cache_salt: str | None = None) -> GenerationResult:
+    def generate(self, prompt: Any, options: SamplingOptions, *, cache_salt: str | None = None,
+                 tools: Any = None) -> GenerationResult:
         return self._result(prompt, options, cache_salt)
 
     async def agenerate(self, prompt: Any, options: SamplingOptions, *,
-                        cache_salt: str | None = None) -> GenerationResult:
+                        cache_salt: str | None = None, tools: Any = None) -> GenerationResult:
         return self._result(prompt, options, cache_salt)
 
     def stream(self, prompt: Any, options: SamplingOptions, *,
-               cache_salt: str | None = None) -> Iterator[GenerationChunk]:
+               cache_salt: str | None = None, tools: Any = None) -> Iterator[GenerationChunk]:
         yield from self._chunks(prompt, options, cache_salt)
 
     async def astream(self, prompt: Any, options: SamplingOptions, *,
-                      cache_salt: str | None = None) -> AsyncIterator[GenerationChunk]:
+                      cache_salt: str | None = None, tools: Any = None) -> AsyncIterator[GenerationChunk]:
         for chunk in self._chunks(prompt, options, cache_salt):
             yield chunk
 
@@ -83,7 +84,7 @@ def test_default_model_is_the_bundled_smollm2(tmp_path: Path, monkeypatch: pytes
     metadata = LeanVLLM(max_tokens=16).metadata
     assert (metadata.context_window, metadata.num_output, metadata.model_name) == (
         8192, 16, "smollm2-135m-instruct")
-    assert metadata.is_chat_model and not metadata.is_function_calling_model
+    assert metadata.is_chat_model and metadata.is_function_calling_model
 
 
 @pytest.mark.parametrize(("config", "max_model_len", "expected"), [
@@ -125,7 +126,7 @@ def test_unknown_call_option_fails_before_any_engine(tmp_path: Path) -> None:
         llm.complete("hi", frequency_penalty=1.0)
     assert "max_tokens" in info.value.allowed and "tenant" in info.value.allowed
     with pytest.raises(InvalidParameterError, match="tool"):
-        llm.chat([ChatMessage(role="tool", content="42")])
+        llm.chat([ChatMessage(role="function", content="42")])  # tool results are role "tool"
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ EXPECTED = {
                  "LeanVLLM", "LLMPort", "LeanPipelineQueryEngine"},
     lean_backends: {"EngineModel", "EngineStats", "LocalVLLMEngine", "PromptTooLongError", "RemoteEngineError",
                     "RemoteVLLMClient", "TextBackend", "VLLMEngineSettings", "VLLMOptions", "get_engine",
+                    "ToolCall", "ToolCallDelta", "ToolCallOutputError", "ToolCallingChoice", "ToolCallingChunk",
+                    "ToolRequest", "ToolSpec",
                     "resolve_model_dir", "shutdown_engines"},
     lean_cli: {"build_parser", "main"},
 }

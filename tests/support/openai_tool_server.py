@@ -1,0 +1,125 @@
+"""A loopback HTTP server speaking the OpenAI chat-completions wire format with tool calls.
+
+It answers like a function-calling model that follows a script: a request whose last message is
+a user turn and that binds tools gets a ``tool_calls`` answer (the named ``tool_choice``, else the
+first bound tool the script has arguments for); a request whose last message is a tool result
+gets a text answer quoting that result. Every call id is new (``call_<request number>``), so a
+test can tell a served step from a fresh one. Streaming sends the arguments in two pieces, as
+OpenAI does. ``requests`` keeps every request body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+USAGE = {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52}
+
+
+@dataclass
+class ToolCallServer:
+    arguments: dict[str, dict[str, Any]]
+    """Per tool name, the arguments the scripted model calls it with."""
+    raw_arguments: str | None = None
+    """When set, sent as every call's arguments instead (e.g. text that is not JSON)."""
+    tool_name: str | None = None
+    """When set, the name every call uses instead (e.g. a tool that was not bound)."""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def tool_requests(self) -> list[dict[str, Any]]:
+        """The requests answered with tool calls."""
+        return [body for body in self.requests if body["messages"][-1]["role"] != "tool" and body.get("tools")]
+
+    def reply(self, body: dict[str, Any], number: int) -> dict[str, Any]:
+        """The assistant message for one request (OpenAI's ``message`` shape)."""
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            return {"role": "assistant", "content": f"The tool said: {last['content']}"}
+        tools = [tool["function"]["name"] for tool in body.get("tools") or []]
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict):
+            tools = [choice["function"]["name"]]
+        known = [name for name in tools if name in self.arguments]
+        if not known:
+            return {"role": "assistant", "content": "I have no tool for that."}
+        name = self.tool_name or known[0]
+        arguments = self.raw_arguments if self.raw_arguments is not None else json.dumps(self.arguments[known[0]])
+        return {"role": "assistant", "content": None,
+                "tool_calls": [{"id": f"call_{number}", "type": "function",
+                                "function": {"name": name, "arguments": arguments}}]}
+
+    def __enter__(self) -> ToolCallServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    server.requests.append(body)
+                    number = len(server.requests)
+                message = server.reply(body, number)
+                finish = "tool_calls" if message.get("tool_calls") else "stop"
+                if body.get("stream"):
+                    self._stream(body, message, finish)
+                else:
+                    self._json(message, finish)
+
+            def _json(self, message: dict[str, Any], finish: str) -> None:
+                payload = {"id": "chatcmpl-tools", "object": "chat.completion", "created": int(time.time()),
+                           "model": "gpt-4o-mini",
+                           "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                           "usage": USAGE}
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, body: dict[str, Any], message: dict[str, Any], finish: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                base = {"id": "chatcmpl-tools", "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": "gpt-4o-mini"}
+                deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+                for call in message.get("tool_calls") or []:
+                    arguments = call["function"]["arguments"]
+                    half = len(arguments) // 2
+                    deltas.append({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                   "function": {"name": call["function"]["name"],
+                                                                "arguments": arguments[:half]}}]})
+                    deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]})
+                words = (message.get("content") or "").split(" ")
+                deltas += [{"content": (" " if i else "") + word} for i, word in enumerate(words) if word]
+                for i, delta in enumerate(deltas):
+                    chunk = {**base, "choices": [{"index": 0, "delta": delta,
+                                                  "finish_reason": finish if i == len(deltas) - 1 else None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
