@@ -68,8 +68,7 @@ FAQ = (
 ROOMS = {"B4": "Room B4 is available today from 1 pm to 6 pm.",
          "C2": "Room C2 is available today until 12 noon."}
 ROOM_CODE = re.compile(r"\b([A-D][0-9])\b")
-SYSTEM = ("You answer questions about the coworking space Quillgate Works. When a tool response has "
-          "arrived, answer the question in one short sentence of plain words.")
+SYSTEM = "You answer questions about the coworking space Quillgate Works in one short sentence."
 STREAM = (  # (tenant, question)
     ("acme", "What time does the front desk open?"),
     ("acme", "What time does the front desk open?"),        # exact repeat: every step from the cache

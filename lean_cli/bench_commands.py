@@ -7,6 +7,7 @@ prints a short summary. The benchmark modules (and their heavy imports) load whe
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,24 @@ def _cmd_compression(args: argparse.Namespace) -> int:
         print(f"{row.dataset} {row.method} target {target}: {row.achieved_ratio:.2f}x | answer kept "
               f"{retention} of {row.answerable_items}{support} | {speed} tok/s")
     print(f"written: {out} and {out.with_suffix('.png')}")
+    if args.ceiling:
+        _write_ceiling(args, out)
     return 0
+
+
+def _write_ceiling(args: argparse.Namespace, out: Path) -> None:
+    from lean_benchmarks.compression_ceiling import unit_ceiling
+
+    ratios = [r for r in (args.ratio or [0.33, 0.25]) if r != "auto"]
+    rows = [row for path in args.data for row in unit_ceiling(
+        path, ratios=ratios, split=args.split, limit=args.limit, target_model=args.target_model)]
+    for row in rows:
+        print(f"ceiling {row.dataset} {row.granularity}s at {row.target_ratio:g}: {row.ceiling:.1%} "
+              f"({row.reachable_items} of {row.answerable_items} answerable items)")
+    path = out.with_suffix(".ceiling.json")
+    path.write_text(json.dumps({"split": args.split, "limit": args.limit, "target_model": args.target_model,
+                                "rows": [row.as_dict() for row in rows]}, indent=2), encoding="utf-8")
+    print(f"written: {path}")
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
@@ -225,6 +243,10 @@ def _add_compression(bench: Any) -> None:
     compression.add_argument("--target-model", default="gpt-4o", help="model whose tokens count (default: gpt-4o)")
     compression.add_argument("--accuracy", action="store_true",
                              help="also answer with the local model, original vs compressed context (slow on CPU)")
+    compression.add_argument("--ceiling", action="store_true",
+                             help="also measure the whole-unit ceiling: the share of answerable items whose "
+                                  "smallest answer-holding sentence / clause fits each fixed ratio (an oracle "
+                                  "bound; written as <out>.ceiling.json)")
     compression.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")
     compression.set_defaults(func=_cmd_compression)
 

@@ -55,7 +55,7 @@ class LeanBudgetMiddleware(AgentMiddleware):  # type: ignore[type-arg]
     **Tool steps.** The length predictor models answers to questions, not tool-call arguments:
     while the step may call a tool (tools bound and ``tool_choice`` not ``"none"``), the budget is
     at least ``min_tokens_with_tools``, and neither stop sequences nor early stopping are used
-    (they could cut a tool call's JSON). The ledger's
+    (they could cut a tool call's JSON); early stopping (``ChatLeanVLLM`` only) needs no tools bound. The ledger's
     "output" event and length history are recorded for steps that end in a text answer only (a
     tool-call step's length says nothing about answers).
 

@@ -153,11 +153,13 @@ def test_cached_agent_example(tmp_path: Path, smollm2_path: Path) -> None:
     rows = re.findall(rf"^\[(\w+)\s*\] ({step}(?: \+ {step})*)\s+[\d.]+s  (.*)$", out, flags=re.MULTILINE)
     assert [tenant for tenant, _, _ in rows] == ["acme"] * 6 + ["globex"]
     assert [served for _, served, _ in rows] == [
+        # The 135M model's text answers run into their budget ("length"), and a cut answer is
+        # never cached: a repeat is served its tool-call step, and the model answers again.
         "model + model",
-        "cache exact + cache exact",    # the same question: every step served, tool calls included
+        "cache exact + model",          # the same question: the tool call from the cache, the tool runs
         "cache semantic + model",       # reworded: step 1 by meaning; step 2 holds a tool result: exact only
         "model + model",
-        "cache exact + cache exact",
+        "cache exact + model",
         "model + model",                # another room: another tool result, a miss
         "model + model"]                # another tenant never gets acme's entries
     tools = re.findall(r"^ {9}tool (\w+)\((.*)\)(?: \[compressed (\d+) -> (\d+) tokens\])?$", out,
@@ -171,9 +173,9 @@ def test_cached_agent_example(tmp_path: Path, smollm2_path: Path) -> None:
     assert "│ cache" in out and "│ compression" in out and "smollm2-135m-instruct" in out
     ledger = CostLedger(tmp_path / "l.sqlite3")
     acme, globex = ledger.calls(tenant="acme"), ledger.calls(tenant="globex")
-    assert len(acme) == 7 and len(globex) == 2  # one row per paid step; cache hits are not calls
+    assert len(acme) == 9 and len(globex) == 2  # one row per paid step; cache hits are not calls
     assert [c.tags for c in globex] == [("agent", "step:1"), ("agent", "step:2")]
     hits = [e.cache_hit for e in ledger.savings(tenant="acme") if e.layer == "cache"]
-    assert hits.count(True) == 5
+    assert hits.count(True) == 3
     assert {e.layer for e in ledger.savings(tenant="acme")} >= {"cache", "compression", "output"}
     ledger.close()
