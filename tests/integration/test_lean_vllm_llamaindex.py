@@ -146,8 +146,9 @@ def test_unknown_call_option_names_the_allowed_ones(llm: LeanVLLM) -> None:
 async def test_bad_per_call_values_are_rejected(llm: LeanVLLM) -> None:
     with pytest.raises(ValidationError, match="temperature"):
         await llm.acomplete(QUESTION, temperature=-1)
-    with pytest.raises(InvalidParameterError, match="tool"):
-        llm.chat([ChatMessage(role="tool", content="42")])
+    # "tool" messages are tool results now (function calling); the legacy "function" role is not.
+    with pytest.raises(InvalidParameterError, match="function"):
+        llm.chat([ChatMessage(role="function", content="42")])
 
 
 def test_bad_construction_values_are_rejected() -> None:
