@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.loopback import LoopbackServer, Reply, openai_completion
 
 __all__ = ["AgentChatServer", "ScriptedStep"]
 
@@ -40,20 +40,13 @@ class ScriptedStep:
 
 
 @dataclass
-class AgentChatServer:
+class AgentChatServer(LoopbackServer):
     script: list[ScriptedStep]
     model_reply: str = "gpt-4o-mini-2024-07-18"
     fail_requests: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seen: list[str] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
 
     @staticmethod
     def step_of(body: dict[str, Any]) -> int:
@@ -87,41 +80,15 @@ class AgentChatServer:
         cached = min(prompt_tokens, (shared // 4) // _BLOCK * _BLOCK)
         completion = max(1, len(json.dumps(message)) // 4)
         finish = step.finish_reason or ("tool_calls" if step.tool_calls else "stop")
-        return 200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model_reply,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                      "total_tokens": prompt_tokens + completion,
-                      "prompt_tokens_details": {"cached_tokens": cached},
-                      "completion_tokens_details": {"reasoning_tokens": 0}},
-        }
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                 "total_tokens": prompt_tokens + completion, "prompt_tokens_details": {"cached_tokens": cached},
+                 "completion_tokens_details": {"reasoning_tokens": 0}}
+        return 200, openai_completion(message, finish=finish, model=self.model_reply, usage=usage,
+                                      completion_id=f"chatcmpl-{uuid.uuid4().hex[:12]}")
 
-    def __enter__(self) -> AgentChatServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, payload = server._reply(body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+    def respond(self, body: dict[str, Any]) -> Reply:
+        status, payload = self._reply(body)
+        return Reply(payload, status=status)
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from lean_core.usage import TokenUsage
+from tests.support.loopback import LoopbackServer, Reply, sse
 
 
 @dataclass
@@ -53,20 +53,14 @@ class ToolCallReply:
 
 
 @dataclass
-class AnthropicStub:
+class AnthropicStub(LoopbackServer):
+    url_suffix = ""
     usage: AnthropicStubUsage = field(default_factory=AnthropicStubUsage)
     model_reply: str = "claude-sonnet-4-5-20250929"
     script: list[str | ToolCallReply] = field(default_factory=list)
     """Replies in order; when it runs out, the stub echoes the last user text."""
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def _next_reply(self, body: dict[str, Any]) -> str | ToolCallReply:
         with self._lock:
@@ -85,65 +79,35 @@ class AnthropicStub:
         blocks.append({"type": "tool_use", "id": f"toolu_{index:04d}", "name": reply.name, "input": reply.arguments})
         return blocks
 
-    def __enter__(self) -> AnthropicStub:
-        stub = self
+    def respond(self, body: dict[str, Any]) -> Reply:
+        reply = self._next_reply(body)
+        content = self._content(reply, len(self.requests))
+        stop = "tool_use" if isinstance(reply, ToolCallReply) else "end_turn"
+        message = {"id": f"msg_{len(self.requests):04d}", "type": "message", "role": "assistant",
+                   "model": self.model_reply, "content": content, "stop_reason": stop,
+                   "stop_sequence": None, "usage": self.usage.payload()}
+        return Reply(events=_stream(message)) if body.get("stream") else Reply(message)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
 
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                reply = stub._next_reply(body)
-                content = stub._content(reply, len(stub.requests))
-                stop = "tool_use" if isinstance(reply, ToolCallReply) else "end_turn"
-                message = {"id": f"msg_{len(stub.requests):04d}", "type": "message", "role": "assistant",
-                           "model": stub.model_reply, "content": content, "stop_reason": stop,
-                           "stop_sequence": None, "usage": stub.usage.payload()}
-                if body.get("stream"):
-                    self._stream(message)
-                else:
-                    data = json.dumps(message).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+def _event(name: str, data: dict[str, Any]) -> str:
+    return sse({"type": name, **data}, event=name)
 
-            def _event(self, name: str, data: dict[str, Any]) -> None:
-                self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
-            def _stream(self, message: dict[str, Any]) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                usage = {**message["usage"], "output_tokens": 1}
-                self._event("message_start", {"type": "message_start", "message": {
-                    **message, "content": [], "stop_reason": None, "usage": usage}})
-                for index, block in enumerate(message["content"]):
-                    if block["type"] == "text":
-                        self._event("content_block_start", {"type": "content_block_start", "index": index,
-                                                            "content_block": {"type": "text", "text": ""}})
-                        for word in block["text"].split(" "):
-                            self._event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                                "delta": {"type": "text_delta", "text": word + " "}})
-                    else:
-                        self._event("content_block_start", {"type": "content_block_start", "index": index,
-                                                            "content_block": {**block, "input": {}}})
-                        self._event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {
-                            "type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
-                    self._event("content_block_stop", {"type": "content_block_stop", "index": index})
-                self._event("message_delta", {"type": "message_delta", "delta": {
-                    "stop_reason": message["stop_reason"], "stop_sequence": None},
-                    "usage": message["usage"]})  # cumulative, as the API reports it now
-                self._event("message_stop", {"type": "message_stop"})
-                self.wfile.flush()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+def _stream(message: dict[str, Any]) -> list[str]:
+    """The Messages API's event stream for one finished message."""
+    usage = {**message["usage"], "output_tokens": 1}
+    frames = [_event("message_start", {"message": {**message, "content": [], "stop_reason": None, "usage": usage}})]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            frames.append(_event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}}))
+            frames += [_event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": word + " "}})
+                       for word in block["text"].split(" ")]
+        else:
+            frames.append(_event("content_block_start", {"index": index, "content_block": {**block, "input": {}}}))
+            frames.append(_event("content_block_delta", {"index": index, "delta": {
+                "type": "input_json_delta", "partial_json": json.dumps(block["input"])}}))
+        frames.append(_event("content_block_stop", {"index": index}))
+    # the usage is cumulative, as the API reports it now
+    frames.append(_event("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                                           "usage": message["usage"]}))
+    return [*frames, _event("message_stop", {})]

@@ -7,13 +7,11 @@ offline, streaming included, while the test decides exactly what usage the "prov
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from lean_core.usage import TokenUsage
+from tests.support.loopback import LoopbackServer, Reply, openai_chunk_base, openai_completion, sse
 
 
 @dataclass
@@ -46,7 +44,7 @@ class StubToolCall:
 
 
 @dataclass
-class OpenAIStub:
+class OpenAIStub(LoopbackServer):
     usage: StubUsage = field(default_factory=StubUsage)
     report_usage: bool = True
     model_reply: str = "gpt-4o-2024-08-06"
@@ -54,101 +52,33 @@ class OpenAIStub:
     """Every request body, in arrival order (what the client really sent)."""
     script: list[str | StubToolCall] = field(default_factory=list)
     """Replies in order (text, or a tool call); when it runs out, the stub echoes the last message."""
-    _server: ThreadingHTTPServer | None = None
 
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+    def respond(self, body: dict[str, Any]) -> Reply:
+        self.requests.append(body)
+        usage = self.usage.payload() if self.report_usage else None
+        scripted = self.script.pop(0) if self.script else None
+        if isinstance(scripted, StubToolCall):
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{len(self.requests):04d}", "type": "function",
+                 "function": {"name": scripted.name, "arguments": json.dumps(scripted.arguments)}}]}
+            return Reply(openai_completion(message, finish="tool_calls", model=self.model_reply, usage=usage))
+        if scripted is None:
+            last = body["messages"][-1]["content"] if "messages" in body else body.get("prompt", "")
+            if isinstance(last, list):
+                last = " ".join(part.get("text", "") for part in last)
+            scripted = "echo: " + " ".join(str(last).split()[:6])
+        if body.get("stream"):
+            return Reply(events=self._stream(body, scripted))
+        message = {"role": "assistant", "content": scripted}
+        return Reply(openai_completion(message, finish="stop", model=self.model_reply, usage=usage,
+                                       n=int(body.get("n") or 1)))
 
-    def __enter__(self) -> OpenAIStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                last = body["messages"][-1]["content"] if "messages" in body else body.get("prompt", "")
-                if isinstance(last, list):
-                    last = " ".join(part.get("text", "") for part in last)
-                reply = "echo: " + " ".join(str(last).split()[:6])
-                n = int(body.get("n") or 1)
-                scripted = stub.script.pop(0) if stub.script else None
-                if isinstance(scripted, StubToolCall):
-                    self._tool_call(scripted)
-                    return
-                reply = scripted if scripted is not None else reply
-                if body.get("stream"):
-                    self._stream(body, reply)
-                else:
-                    self._json(body, reply, n)
-
-            def _json(self, body: dict[str, Any], reply: str, n: int) -> None:
-                payload: dict[str, Any] = {
-                    "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
-                    "model": stub.model_reply,
-                    "choices": [
-                        {"index": i, "message": {"role": "assistant", "content": reply},
-                         "finish_reason": "stop", "logprobs": None}
-                        for i in range(n)
-                    ],
-                }
-                if stub.report_usage:
-                    payload["usage"] = stub.usage.payload()
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _tool_call(self, call: StubToolCall) -> None:
-                message = {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": f"call_{len(stub.requests):04d}", "type": "function",
-                     "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}]}
-                payload: dict[str, Any] = {
-                    "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
-                    "model": stub.model_reply,
-                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls", "logprobs": None}],
-                }
-                if stub.report_usage:
-                    payload["usage"] = stub.usage.payload()
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _stream(self, body: dict[str, Any], reply: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk",
-                        "created": int(time.time()), "model": stub.model_reply}
-                pieces = [{"role": "assistant", "content": ""}] + [
-                    {"content": word + " "} for word in reply.split()
-                ]
-                for i, delta in enumerate(pieces):
-                    finish = "stop" if i == len(pieces) - 1 else None
-                    chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                if stub.report_usage and wants_usage:
-                    chunk = {**base, "choices": [], "usage": stub.usage.payload()}
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+    def _stream(self, body: dict[str, Any], reply: str) -> list[str]:
+        base = openai_chunk_base(self.model_reply)
+        pieces = [{"role": "assistant", "content": ""}] + [{"content": word + " "} for word in reply.split()]
+        frames = [sse({**base, "choices": [{"index": 0, "delta": delta,
+                                            "finish_reason": "stop" if i == len(pieces) - 1 else None}]})
+                  for i, delta in enumerate(pieces)]
+        if self.report_usage and (body.get("stream_options") or {}).get("include_usage"):
+            frames.append(sse({**base, "choices": [], "usage": self.usage.payload()}))
+        return [*frames, sse("[DONE]")]

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.loopback import LoopbackServer, Reply, openai_chunk_base, openai_completion, sse
+
 USAGE = {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52}
+_MODEL = "gpt-4o-mini"
 
 
 @dataclass
-class ToolCallServer:
+class ToolCallServer(LoopbackServer):
     arguments: dict[str, dict[str, Any]]
     """Per tool name, the arguments the scripted model calls it with."""
     raw_arguments: str | None = None
@@ -29,13 +30,7 @@ class ToolCallServer:
     tool_name: str | None = None
     """When set, the name every call uses instead (e.g. a tool that was not bound)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def tool_requests(self) -> list[dict[str, Any]]:
         """The requests answered with tool calls."""
@@ -59,67 +54,28 @@ class ToolCallServer:
                 "tool_calls": [{"id": f"call_{number}", "type": "function",
                                 "function": {"name": name, "arguments": arguments}}]}
 
-    def __enter__(self) -> ToolCallServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server._lock:
-                    server.requests.append(body)
-                    number = len(server.requests)
-                message = server.reply(body, number)
-                finish = "tool_calls" if message.get("tool_calls") else "stop"
-                if body.get("stream"):
-                    self._stream(body, message, finish)
-                else:
-                    self._json(message, finish)
-
-            def _json(self, message: dict[str, Any], finish: str) -> None:
-                payload = {"id": "chatcmpl-tools", "object": "chat.completion", "created": int(time.time()),
-                           "model": "gpt-4o-mini",
-                           "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-                           "usage": USAGE}
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _stream(self, body: dict[str, Any], message: dict[str, Any], finish: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                base = {"id": "chatcmpl-tools", "object": "chat.completion.chunk", "created": int(time.time()),
-                        "model": "gpt-4o-mini"}
-                deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-                for call in message.get("tool_calls") or []:
-                    arguments = call["function"]["arguments"]
-                    half = len(arguments) // 2
-                    deltas.append({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
-                                                   "function": {"name": call["function"]["name"],
-                                                                "arguments": arguments[:half]}}]})
-                    deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]})
-                words = (message.get("content") or "").split(" ")
-                deltas += [{"content": (" " if i else "") + word} for i, word in enumerate(words) if word]
-                for i, delta in enumerate(deltas):
-                    chunk = {**base, "choices": [{"index": 0, "delta": delta,
-                                                  "finish_reason": finish if i == len(deltas) - 1 else None}]}
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                if (body.get("stream_options") or {}).get("include_usage"):
-                    self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': USAGE})}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+    def respond(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            self.requests.append(body)
+            number = len(self.requests)
+        message = self.reply(body, number)
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        if not body.get("stream"):
+            return Reply(openai_completion(message, finish=finish, model=_MODEL, usage=USAGE,
+                                           completion_id="chatcmpl-tools"))
+        base = openai_chunk_base(_MODEL, "chatcmpl-tools")
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        for call in message.get("tool_calls") or []:
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            deltas.append({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                           "function": {"name": call["function"]["name"], "arguments": arguments[:half]}}]})
+            deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]})
+        words = (message.get("content") or "").split(" ")
+        deltas += [{"content": (" " if i else "") + word} for i, word in enumerate(words) if word]
+        frames = [sse({**base, "choices": [{"index": 0, "delta": delta,
+                                            "finish_reason": finish if i == len(deltas) - 1 else None}]})
+                  for i, delta in enumerate(deltas)]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            frames.append(sse({**base, "choices": [], "usage": USAGE}))
+        return Reply(events=[*frames, sse("[DONE]")])
