@@ -297,7 +297,7 @@ def run_compression_bench(
     ``split``: "dev" or "held_out" keeps one half of each file by a stable hash of the item id
     (develop on one, report the other); ``ratios`` may include ``"auto"`` (see :data:`AUTO`).
     """
-    from rich.progress import Progress
+    from lean_benchmarks.progress import bench_progress
 
     _validate(ratios, methods, limit, passages)
     counter = TokenCounter()
@@ -327,7 +327,7 @@ def run_compression_bench(
     warmed: set[str] = set()
     tallies: dict[tuple[str, str, float | str], _Tally] = {}
     total = sum(len(items) for _, items in loaded) * len(resolved) * len(ratios)
-    with Progress(disable=not show_progress) as progress:
+    with bench_progress(show=show_progress) as progress:
         task = progress.add_task("compressing", total=total)
         for dataset, items in loaded:
             progress.update(task, description=f"compressing {dataset}")

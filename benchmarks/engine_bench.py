@@ -60,7 +60,7 @@ def run_engine_bench(*, prompts: int = 256, max_tokens: int = 64, rounds: int = 
                      model: str | None = None, out: Path | None = None,
                      chart: Path | None = None, show_progress: bool = True) -> EngineBenchResult:
     from langchain_core.language_models import LanguageModelInput
-    from rich.progress import Progress
+    from lean_benchmarks.progress import bench_progress
     from vllm import LLM, SamplingParams
     from vllm import __version__ as vllm_version
     from vllm.platforms import current_platform
@@ -80,7 +80,7 @@ def run_engine_bench(*, prompts: int = 256, max_tokens: int = 64, rounds: int = 
         device=f"{'cpu' if on_cpu else current_platform.get_device_name()} ({platform.processor() or platform.machine()})",
         date=time.strftime("%Y-%m-%d"),
     )
-    with Progress(disable=not show_progress) as progress:
+    with bench_progress(show=show_progress) as progress:
         task = progress.add_task("starting engines", total=2 * rounds + 2)
         wrapper.invoke("warm up")  # starts the wrapper's engine
         progress.advance(task)

@@ -78,8 +78,6 @@ def run_pipeline_bench(data: Sequence[str | Path], *, rag_limit: int = 100, stre
                        passages: int = 20, model: str | None = None, settings: PipelineSettings | None = None,
                        out: Path | None = None, chart: Path | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Run the layer study on the shared data; returns (and writes) the JSON result."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from lean_backends.pipeline_model import EngineModel
     from lean_benchmarks.demo.runner import write_study_chart
     from lean_benchmarks.demo.workload import answer_is_correct
@@ -88,8 +86,9 @@ def run_pipeline_bench(data: Sequence[str | Path], *, rag_limit: int = 100, stre
     engine_model = EngineModel.local(model)
     rows = cumulative_settings(settings)
     started = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), disable=not show_progress) as progress:
+    from lean_benchmarks.progress import bench_progress
+
+    with bench_progress(show=show_progress) as progress:
         tasks = {name: progress.add_task(name, total=len(items)) for name, _ in rows}
         study = run_layer_study(engine_model, items, rows=rows, is_correct=answer_is_correct, concurrency=16,
                                 progress=lambda name, done, total: progress.update(tasks[name], completed=done))

@@ -129,7 +129,7 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
                     out: Path | None = None, chart: Path | None = None,
                     show_progress: bool = True) -> PruneBenchResult:
     """Measure the original and each pruned checkpoint (see the module docstring)."""
-    from rich.progress import Progress
+    from lean_benchmarks.progress import bench_progress
 
     from lean_backends.vllm_engine import resolve_model_dir
 
@@ -155,7 +155,7 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
     order = [base_dir, *dirs]
     quality: dict[Path, tuple[int, float, int]] = {}
     speed: dict[int, tuple[float, int, float]] = {}
-    with Progress(disable=not show_progress) as progress:
+    with bench_progress(show=show_progress) as progress:
         task = progress.add_task("perplexity", total=2 * len(order) + 1)
         for d in order:
             progress.update(task, description=f"perplexity {d.name}")

@@ -342,7 +342,7 @@ def run_template_bench(*, templates_path: Path = DEFAULT_TEMPLATES, requests: in
     ``names`` limits it to those templates; ``engine=False`` skips everything that needs vLLM
     (tokens and lint only); ``outputs=False`` skips the verbose-vs-lean generations.
     """
-    from rich.progress import Progress
+    from lean_benchmarks.progress import bench_progress
 
     if requests < 1:
         raise InvalidParameterError("requests", allowed="an integer >= 1", received=requests)
@@ -357,7 +357,7 @@ def run_template_bench(*, templates_path: Path = DEFAULT_TEMPLATES, requests: in
     result = TemplateBenchResult(benchmark="template", templates_path=str(templates_path), templates=len(templates),
                                  deterministic_templates=sum(t.deterministic for t in templates),
                                  model=None, device=None, block_size=None, date=time.strftime("%Y-%m-%d"))
-    with Progress(disable=not show_progress) as progress:
+    with bench_progress(show=show_progress) as progress:
         task = progress.add_task("tokens and lint", total=len(templates))
         for t in templates:
             result.rows.append(_static_row(t, counter))
