@@ -197,6 +197,10 @@ class _Groups:
         if ra != rb:
             self._parent[ra] = rb
 
+    def group(self, text: str) -> str:
+        """The group's representative text (its normalised root): equal for duplicates."""
+        return self._find(normalize_prompt(text))
+
     def same(self, a: str, b: str) -> bool:
         return self._find(normalize_prompt(a)) == self._find(normalize_prompt(b))
 
@@ -316,7 +320,7 @@ def run_cache_bench(
     ``out``: JSON path; a PNG (precision/recall/false hits per method, latency at scale) goes next to it.
     ``embedder``/``verifier``: default the bundled MiniLM and the shipped calibration.
     """
-    from rich.progress import Progress
+    from lean_benchmarks.progress import bench_progress
 
     _validate(pairs, methods, split, limit, threshold, stream, entries, store)
     if embedder is None:
@@ -355,7 +359,7 @@ def run_cache_bench(
             raise InvalidParameterError("pairs", allowed="a file with pairs in the chosen split", received=str(path))
         loaded.append((source, chosen, used, everything, subset))
 
-    with Progress(disable=not show_progress) as progress:
+    with bench_progress(show=show_progress) as progress:
         for source, chosen, used, everything, subset in loaded:
             _run_pairs(result, source, chosen, used, everything, subset, methods, threshold, embedder,
                        verifier, progress)

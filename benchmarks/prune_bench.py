@@ -129,9 +129,8 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
                     out: Path | None = None, chart: Path | None = None,
                     show_progress: bool = True) -> PruneBenchResult:
     """Measure the original and each pruned checkpoint (see the module docstring)."""
-    from lean_benchmarks.progress import bench_progress
-
     from lean_backends.vllm_engine import resolve_model_dir
+    from lean_benchmarks.progress import bench_progress
 
     dirs = [resolve_model_dir(m) for m in models]
     if not dirs:

@@ -44,8 +44,10 @@ from lean_core.cache.types import CacheLookup, CacheNamespace, CacheStats, check
 from lean_core.errors import InvalidParameterError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import FrameType
 
+    from lean_core.cache.answer_equivalence import AnswerEquivalence
     from lean_core.ledger import CostLedger
 
 __all__ = ["LeanCache"]
@@ -144,11 +146,17 @@ class LeanCache(BaseCache):
         tenant_key: the metadata key naming the tenant.
         ledger: where hits (with the tokens they saved) and misses are recorded as layer "cache".
             Only without ``cache``; give a ``ResponseCache`` its own ledger instead.
+        max_error_rate: δ in (0, 0.5]: serve semantic hits under an error budget
+            (:mod:`lean_core.cache.error_budget`) instead of the static threshold; None (default):
+            the static verifier. Only without ``cache`` (give the ``ResponseCache`` the option).
+        answer_equivalence: with ``max_error_rate``, how explorations compare a fresh answer with
+            the cached one (see ``ResponseCache``); only without ``cache``.
     """
 
     def __init__(self, *, cache: ResponseCache | None = None, mode: CacheMode | None = None,
                  ttl_s: float | None = None, default_tenant: str | None = None, tenant_key: str = "tenant",
-                 ledger: CostLedger | None = None) -> None:
+                 ledger: CostLedger | None = None, max_error_rate: float | None = None,
+                 answer_equivalence: AnswerEquivalence | Callable[[str, str], bool] | None = None) -> None:
         if mode is not None and mode not in ("exact", "semantic"):
             raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=mode)
         check_ttl(ttl_s)
@@ -157,7 +165,8 @@ class LeanCache(BaseCache):
         if not isinstance(tenant_key, str) or not tenant_key:
             raise InvalidParameterError("tenant_key", allowed="a non-empty str", received=tenant_key)
         if cache is None:
-            cache = ResponseCache(mode=mode or "semantic", ttl_s=ttl_s, ledger=ledger)
+            cache = ResponseCache(mode=mode or "semantic", ttl_s=ttl_s, ledger=ledger, max_error_rate=max_error_rate,
+                                  answer_equivalence=answer_equivalence)
         elif not isinstance(cache, ResponseCache):
             raise InvalidParameterError("cache", allowed="a lean_core.cache.ResponseCache or None",
                                         received=type(cache).__name__)
@@ -168,6 +177,10 @@ class LeanCache(BaseCache):
             if ledger is not None and ledger is not cache.ledger:
                 raise InvalidParameterError("ledger", allowed="None when `cache` is given (give the "
                                             "ResponseCache the ledger)", received=ledger)
+            for name, value in (("max_error_rate", max_error_rate), ("answer_equivalence", answer_equivalence)):
+                if value is not None:
+                    raise InvalidParameterError(name, allowed="None when `cache` is given (give the ResponseCache "
+                                                "the option)", received=value)
         self.cache: ResponseCache = cache
         """The response cache holding the entries (its ``stats`` count this instance's lookups)."""
         self.ttl_s: float | None = ttl_s

@@ -8,6 +8,7 @@
     lean-inference cache     calibrate the semantic-hit verifier, rebuild or inspect a cache file
     lean-inference budget    fit the output-length predictor, or refresh it from a ledger
     lean-inference prune     prune a checkpoint that stock vLLM loads
+    lean-inference ledger    maintain a cost ledger (prune old records into daily roll-ups)
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from lean_cli._argtypes import positive_int as _positive_int
 from lean_cli.bench_commands import add_bench_commands
 from lean_cli.budget_commands import add_budget_commands
 from lean_cli.cache_commands import add_cache_commands
+from lean_cli.ledger_commands import add_ledger_commands, point_in_time
 from lean_cli.prune_commands import add_prune_commands
 from lean_core.errors import LeanInferenceError
+from lean_core.ledger_records import LAYERS
 
 __all__ = ["build_parser", "main"]
 
@@ -35,23 +38,26 @@ _DESCRIPTION = ("Cut what LLM inference costs (tokens, dollars, GPU time) withou
 def _cmd_report(args: argparse.Namespace) -> int:
     """A read-only report: damaged rows are skipped and counted (in the table and the JSON export);
     a file that cannot be read at all is a LedgerCorruptError, printed as one line by ``main``."""
-    from lean_core.ledger import CostLedger, default_ledger_path
+    from lean_core.ledger import CostLedger
     from lean_core.report import render_table, write_chart
 
-    # An empty --ledger is refused by CostLedger, not silently replaced by the default ledger.
-    source = args.ledger if args.ledger is not None else default_ledger_path()
-    path = Path(source)
+    # An empty --ledger is refused by CostLedger, not silently replaced by the default ledger; None
+    # is the default (LEAN_INFERENCE_LEDGER, which may be a postgresql:// URL, or the user data dir).
+    source = args.ledger
+    filters = {"tenant": args.tenant, "since": args.since, "until": args.until, "layer": args.layer}
     with CostLedger(source, read_only=True) as ledger:
-        summary = ledger.summary(tenant=args.tenant, skip_bad_rows=True)
-        print(render_table(summary, title=f"cost ledger {path}"))
-        png = Path(args.png) if args.png else path.with_suffix(".png")
+        summary = ledger.summary(skip_bad_rows=True, **filters)
+        where = ledger.path if ledger.path is not None else ledger.store.location
+        print(render_table(summary, title=f"cost ledger {where}"))
+        png = Path(args.png) if args.png else ledger.path.with_suffix(".png") if ledger.path is not None \
+            else Path("ledger-report.png")
         try:
             write_chart(summary, png)
             print(f"chart written to {png}")
             if args.json:
-                print(f"JSON written to {ledger.export_json(args.json, skip_bad_rows=True)}")
+                print(f"JSON written to {ledger.export_json(args.json, skip_bad_rows=True, **filters)}")
             if args.csv:
-                print(f"CSV written to {ledger.export_csv(args.csv)}")
+                print(f"CSV written to {ledger.export_csv(args.csv, **filters)}")
         except OSError as exc:
             print(f"lean-inference report: could not write an output file: {exc}", file=sys.stderr)
             return 1
@@ -131,11 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     report = sub.add_parser("report", help="print a ledger's summary and write its PNG chart")
-    report.add_argument("--ledger", default=None, help="ledger file (default: LEAN_INFERENCE_LEDGER or the user data dir)")
+    report.add_argument("--ledger", default=None, help="ledger file or postgresql:// URL "
+                        "(default: LEAN_INFERENCE_LEDGER or the user data dir)")
     report.add_argument("--png", default=None, help="chart path (default: next to the ledger, .png)")
     report.add_argument("--json", default=None, help="also export every record as JSON")
     report.add_argument("--csv", default=None, help="also export every record as CSV")
     report.add_argument("--tenant", default=None, help="only this tenant's records")
+    report.add_argument("--since", type=point_in_time, default=None,
+                        help="only records at or after this time: ISO date/time (UTC unless it has an offset) "
+                             "or a duration ago (7d)")
+    report.add_argument("--until", type=point_in_time, default=None, help="only records before this time")
+    report.add_argument("--layer", choices=LAYERS, default=None, help="only this layer's savings events")
     report.set_defaults(func=_cmd_report)
 
     count = sub.add_parser("count", help="count and price a prompt file")
@@ -151,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cache_commands(sub)
     add_budget_commands(sub, _positive_int)
     add_prune_commands(sub)
+    add_ledger_commands(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lean_cli._argtypes import non_negative_int, positive_int
+from lean_cli.cache_stream_commands import add_cache_stream_commands
 
 __all__ = ["add_bench_commands"]
 
@@ -365,12 +366,60 @@ def _add_agent(bench: Any) -> None:
     agent.set_defaults(func=_cmd_agent)
 
 
+def _cmd_ledger(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from lean_benchmarks.ledger_bench import embedded_postgres_dsn, run_ledger_bench
+
+    source = nullcontext(args.postgres) if args.postgres else embedded_postgres_dsn()
+    with source as dsn:
+        result = run_ledger_bench(dsn, records=args.records, processes=args.processes, threads=args.threads,
+                                  concurrent_calls=args.calls, overhead_calls=args.overhead_calls,
+                                  postgres_label="--postgres URL" if args.postgres else "embedded-postgres")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.model_dump_json(indent=2))
+    for row in result.overhead:
+        print(f"record overhead {row.store}: p50 {row.p50_ms} ms, p90 {row.p90_ms} ms, p99 {row.p99_ms} ms")
+    if result.concurrency:
+        c = result.concurrency
+        print(f"{c.processes} processes x {c.threads_per_process} threads: {c.calls_stored:,} of "
+              f"{c.calls_written:,} calls stored, {c.lost} lost, {c.duplicated} duplicated ({c.calls_per_second:,.0f}/s)")
+    for r in result.report:
+        print(f"summary over {r.records:,} records ({r.local_call_share:.0%} local calls): {r.summary_seconds} s "
+              f"({r.tenant_summary_seconds} s for one tenant"
+              + (f", {r.pruned_summary_seconds} s after pruning into roll-ups)" if r.prune_seconds else ")"))
+    print(f"results written to {out}")
+    return 0
+
+
+def _add_ledger(bench: Any) -> None:
+    ledger = bench.add_parser("ledger", help="cost ledger on PostgreSQL: concurrent writers, 1M-record report, "
+                                             "record overhead vs SQLite")
+    where = ledger.add_mutually_exclusive_group()
+    where.add_argument("--postgres", default=None, help="postgresql:// URL of a server to measure "
+                       "(benchmark schemas are dropped afterwards)")
+    where.add_argument("--embedded-postgres", action="store_true",
+                       help="start a throwaway embedded PostgreSQL (the default)")
+    ledger.add_argument("--records", type=non_negative_int, default=1_000_000,
+                        help="records the report runs over (default: 1,000,000; 0 skips it)")
+    ledger.add_argument("--calls", type=non_negative_int, default=100_000,
+                        help="calls the concurrent writers write in all (default: 100,000; 0 skips it)")
+    ledger.add_argument("--processes", type=positive_int, default=8, help="writer processes (default: 8)")
+    ledger.add_argument("--threads", type=positive_int, default=4, help="threads per writer process (default: 4)")
+    ledger.add_argument("--overhead-calls", type=positive_int, default=2_000,
+                        help="calls timed one by one per store (default: 2,000)")
+    ledger.add_argument("--out", required=True, help="JSON output path")
+    ledger.set_defaults(func=_cmd_ledger)
+
+
 def add_bench_commands(sub: Any) -> argparse.ArgumentParser:
     """Register ``bench`` and its benchmarks on the main parser's sub-commands."""
     parser: argparse.ArgumentParser = sub.add_parser(
         "bench", help="run a benchmark; results go to JSON (summarised in BENCHMARKS.md)")
     bench = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for add in (_add_engine, _add_compression, _add_cache, _add_budget, _add_template, _add_prune, _add_pipeline,
-                _add_agent):
+                _add_agent, _add_ledger):
         add(bench)
+    add_cache_stream_commands(bench)
     return parser

@@ -1,4 +1,5 @@
-"""The cost ledger's SQLite layer: schema, row encoding, strict row decoding and error naming.
+"""The cost ledger's row layer: row encoding, strict row decoding and error naming (the schema
+and its migrations are in :mod:`lean_core.ledger_store.migrations`).
 
 Rows are decoded strictly: a stored value of the wrong type, a text that is not UTF-8, a bad
 decimal, JSON or timestamp makes the whole row bad (:class:`BadRow`), never a half-read record.
@@ -20,34 +21,9 @@ from lean_core.errors import LedgerCorruptError, LedgerError, LedgerPathError
 from lean_core.ledger_records import LAYERS, CallRecord, OutputLengthRecord, SavingsEvent
 from lean_core.usage import TokenUsage, UsageSource
 
-SCHEMA_VERSION = "1"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS calls (
-    id TEXT PRIMARY KEY, ts TEXT NOT NULL, model TEXT NOT NULL, provider TEXT,
-    input_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
-    reasoning_tokens INTEGER NOT NULL, usage_source TEXT NOT NULL, latency_s REAL,
-    priced INTEGER NOT NULL, input_cost_usd TEXT, output_cost_usd TEXT, cost_usd TEXT,
-    unpriced_reason TEXT, tenant TEXT, tags TEXT NOT NULL, run_id TEXT
-);
-CREATE TABLE IF NOT EXISTS savings (
-    id TEXT PRIMARY KEY, ts TEXT NOT NULL, layer TEXT NOT NULL, model TEXT NOT NULL, provider TEXT,
-    input_tokens_before INTEGER NOT NULL, input_tokens_after INTEGER NOT NULL,
-    output_tokens_before INTEGER NOT NULL, output_tokens_after INTEGER NOT NULL,
-    cache_hit INTEGER, cost_saved_usd TEXT, tenant TEXT, call_id TEXT
-);
-CREATE TABLE IF NOT EXISTS output_lengths (
-    id TEXT PRIMARY KEY, ts TEXT NOT NULL, model TEXT NOT NULL, feature_version TEXT NOT NULL,
-    features TEXT NOT NULL, output_tokens INTEGER NOT NULL, max_tokens INTEGER, finish_reason TEXT,
-    tenant TEXT
-);
-CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts);
-CREATE INDEX IF NOT EXISTS savings_ts ON savings (ts);
-"""
 CALL_COLUMNS = (
     "id", "ts", "model", "provider", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-    "output_tokens", "reasoning_tokens", "usage_source", "latency_s", "priced", "input_cost_usd",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "usage_source", "latency_s", "priced", "input_cost_usd",
     "output_cost_usd", "cost_usd", "unpriced_reason", "tenant", "tags", "run_id",
 )
 SAVINGS_COLUMNS = (
@@ -60,7 +36,7 @@ LENGTH_COLUMNS = ("id", "ts", "model", "feature_version", "features", "output_to
 T = TypeVar("T")
 
 
-def recovery_hint(path: Path | None) -> str:
+def recovery_hint(path: Path | str | None) -> str:
     """What to do with a damaged ledger file (every LedgerCorruptError about damage ends with it)."""
     name = str(path) if path is not None else "LEDGER"
     return (f"The file was left untouched. To keep recording, move it aside (mv {name} {name}.damaged): "
@@ -138,7 +114,7 @@ def call_row(r: CallRecord) -> tuple[Any, ...]:
     u = r.usage
     return (
         r.id, ts(r.timestamp), r.model, r.provider, u.input_tokens, u.cached_input_tokens,
-        u.cache_write_tokens, u.output_tokens, u.reasoning_tokens, u.source, r.latency_s,
+        u.cache_write_tokens, u.cache_write_1h_tokens, u.output_tokens, u.reasoning_tokens, u.source, r.latency_s,
         int(r.priced), _dec_text(r.input_cost_usd), _dec_text(r.output_cost_usd), _dec_text(r.cost_usd),
         r.unpriced_reason, r.tenant, json.dumps(list(r.tags)), r.run_id,
     )
@@ -259,7 +235,8 @@ def call_from_row(row: Sequence[Any]) -> CallRecord:
     c = _Cells(CALL_COLUMNS, row)
     usage = _built(lambda: TokenUsage(
         input_tokens=c.count("input_tokens"), cached_input_tokens=c.count("cached_input_tokens"),
-        cache_write_tokens=c.count("cache_write_tokens"), output_tokens=c.count("output_tokens"),
+        cache_write_tokens=c.count("cache_write_tokens"),
+        cache_write_1h_tokens=c.count("cache_write_1h_tokens"), output_tokens=c.count("output_tokens"),
         reasoning_tokens=c.count("reasoning_tokens"), source=c.choice("usage_source", get_args(UsageSource)),
     ))
     return _built(lambda: CallRecord(
@@ -292,7 +269,7 @@ def length_from_row(row: Sequence[Any]) -> OutputLengthRecord:
 
 
 def decode_rows(rows: Sequence[Sequence[Any]], decode: Callable[[Sequence[Any]], T], *, table: str,
-                path: Path | None, skip_bad_rows: bool) -> tuple[list[T], int]:
+                path: Path | str | None, skip_bad_rows: bool) -> tuple[list[T], int]:
     """``rows`` are ``(rowid, *columns)``; returns the records and how many bad rows were skipped.
 
     Without ``skip_bad_rows`` the first bad row raises LedgerCorruptError naming it."""

@@ -1,8 +1,9 @@
 """The cost ledger: every LLM call's tokens and cost, and what each layer saved.
 
-The embedded default is one SQLite file in WAL mode. Every record is its own committed
-transaction, so a process killed mid-stream loses at most the record it was writing and never
-corrupts the file; other processes may write to the same file at the same time.
+The embedded default is one SQLite file in WAL mode; a PostgreSQL database serves a fleet
+(:mod:`lean_core.ledger_store`). Every record is its own committed transaction, so a process
+killed mid-stream loses at most the record it was writing and never corrupts the ledger; other
+processes (and, on PostgreSQL, other hosts) may write to the same ledger at the same time.
 """
 
 from __future__ import annotations
@@ -10,19 +11,22 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import os
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from lean_core import _ledger_sql as sql
 from lean_core._validation import check_seconds, check_tags, check_text, check_time
-from lean_core.errors import InvalidParameterError, LedgerCorruptError, LedgerPathError
-from lean_core.ledger_records import LAYERS, CallRecord, OutputLengthRecord, SavingsEvent
+from lean_core.errors import InvalidParameterError
+from lean_core.ledger_listener import LedgerListener
+from lean_core.ledger_records import LAYERS, CallRecord, Layer, OutputLengthRecord, SavingsEvent
+from lean_core.ledger_store.base import LedgerFilter, LedgerStore
+from lean_core.ledger_store.retention import PruneResult, RetentionPolicy
+from lean_core.ledger_store.sqlite import SQLiteLedgerStore
 from lean_core.pricing import PriceQuote, price_usage
 from lean_core.usage import TokenUsage
 
@@ -32,11 +36,17 @@ if TYPE_CHECKING:
 __all__ = ["CostLedger", "default_ledger_path"]
 
 Pricer = Callable[..., PriceQuote]
-_R = TypeVar("_R")
+_log = logging.getLogger(__name__)
+_TABLES: dict[str, tuple[Sequence[str], Callable[[Sequence[Any]], Any]]] = {
+    "calls": (sql.CALL_COLUMNS, sql.call_from_row),
+    "savings": (sql.SAVINGS_COLUMNS, sql.savings_from_row),
+    "output_lengths": (sql.LENGTH_COLUMNS, sql.length_from_row),
+}
 
 
 def default_ledger_path() -> Path:
-    """``LEAN_INFERENCE_LEDGER`` or ``<user data dir>/lean-inference/ledger.sqlite3``."""
+    """``LEAN_INFERENCE_LEDGER`` or ``<user data dir>/lean-inference/ledger.sqlite3`` (a
+    ``postgresql://`` URL in ``LEAN_INFERENCE_LEDGER`` is used by ``CostLedger(None)`` directly)."""
     env = os.environ.get("LEAN_INFERENCE_LEDGER")
     if env:
         return Path(env).expanduser()
@@ -48,148 +58,50 @@ def default_ledger_path() -> Path:
 class CostLedger:
     """Records LLM calls and per-layer savings; thread-safe, asyncio-safe, multi-process safe.
 
-    A damaged file is detected when it is opened (``PRAGMA quick_check``, about 5 ms for 10k
-    calls) or when a read meets a bad page or row, and raised as
-    :class:`~lean_core.errors.LedgerCorruptError` naming the file and how to recover; the file is
-    never modified. :meth:`summary` skips bad rows and counts them
-    (``LedgerSummary.skipped_rows``); :meth:`calls` and friends raise unless ``skip_bad_rows``.
+    The records live in a store: one SQLite file (the embedded default,
+    :class:`~lean_core.ledger_store.SQLiteLedgerStore`) or a PostgreSQL database shared by many
+    processes and hosts (:class:`~lean_core.ledger_store.PostgresLedgerStore`, extra ``postgres``).
+    A ledger from an earlier release is migrated when it is opened; a damaged, foreign or newer
+    one is never modified: :class:`~lean_core.errors.LedgerCorruptError` names the fix.
+    :meth:`summary` skips damaged rows and counts them (``LedgerSummary.skipped_rows``);
+    :meth:`calls` and friends raise unless ``skip_bad_rows``. :meth:`prune` keeps old records'
+    totals as daily roll-ups that :meth:`summary` includes.
 
     Args:
         path: SQLite file (created with its parent directory), ``":memory:"`` for a throwaway
-            ledger, or None for :func:`default_ledger_path`. Not empty, not a directory.
+            ledger, a ``postgresql://`` URL, a :class:`~lean_core.ledger_store.LedgerStore`, or
+            None for :func:`default_ledger_path`. Not empty, not a directory.
         read_only: open an existing ledger for reports only (works in read-only directories).
+            Ignored for a store object (it was opened already).
         pricer: prices a :class:`TokenUsage` for (model, provider); defaults to genai-prices.
+        listeners: told about every stored call and savings event
+            (:class:`~lean_core.ledger_listener.LedgerListener`); one that raises is logged once
+            and never stops recording.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | None = None,
+        path: str | os.PathLike[str] | LedgerStore | None = None,
         *,
         read_only: bool = False,
         pricer: Pricer = price_usage,
+        listeners: Sequence[LedgerListener] = (),
     ) -> None:
         if not isinstance(read_only, bool):
             raise InvalidParameterError("read_only", allowed="True or False", received=read_only)
         if not callable(pricer):
             raise InvalidParameterError("pricer", allowed="a callable (usage, model, *, provider, at) -> PriceQuote",
                                         received=pricer)
-        self.path: Path | None = _ledger_path(path)
-        self.read_only = read_only
+        if isinstance(listeners, str | bytes) or not isinstance(listeners, Sequence) \
+                or not all(isinstance(listener, LedgerListener) for listener in listeners):
+            raise InvalidParameterError("listeners", allowed="a sequence of LedgerListener (on_call, on_savings)",
+                                        received=listeners)
         self._pricer = pricer
-        self._lock = threading.Lock()
-        self._conn = self._open()
-
-    # -- opening -----------------------------------------------------------------------------
-    def _open(self) -> sqlite3.Connection:
-        if self.path is None:
-            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            conn.text_factory = sql.text_factory
-            conn.executescript(sql.SCHEMA)
-            self._write_meta(conn)
-            return conn
-        if self.read_only:
-            return self._open_read_only(self.path)
-        return self._open_writable(self.path)
-
-    def _open_writable(self, path: Path) -> sqlite3.Connection:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerPathError(f"cannot create the ledger directory {path.parent}: {exc}") from exc
-        existed = path.exists() and path.stat().st_size > 0
-        try:
-            conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise LedgerPathError(f"cannot open the ledger {path} for writing: {exc}") from exc
-        conn.text_factory = sql.text_factory
-        try:
-            conn.execute("PRAGMA busy_timeout = 30000")
-            fresh = True
-            if existed:
-                self._check_integrity(conn, path)
-                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    self._check_meta(conn, path)  # before any write: never adopt a foreign file
-                    fresh = False
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            # Every statement is IF NOT EXISTS: an older ledger gains the tables added since.
-            conn.executescript(sql.SCHEMA)
-            if fresh:
-                self._write_meta(conn)
-        except LedgerCorruptError:
-            conn.close()
-            raise
-        except sql.DB_ERRORS as exc:
-            conn.close()
-            if sql.is_path_problem(exc):
-                raise LedgerPathError(
-                    f"the ledger {path} cannot be written ({exc}); check the directory's permissions, "
-                    "or open it with read_only=True to read reports"
-                ) from exc
-            raise sql.damaged(path, exc) from exc
-        return conn
-
-    def _open_read_only(self, path: Path) -> sqlite3.Connection:
-        if not path.is_file():
-            raise LedgerPathError(f"no ledger at {path}")
-        last: sql.DbError | None = None
-        # A WAL file in a read-only directory cannot get its -shm file: fall back to immutable mode.
-        for query in ("mode=ro", "mode=ro&immutable=1"):
-            conn: sqlite3.Connection | None = None
-            try:
-                conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True,
-                                       check_same_thread=False, isolation_level=None)
-                conn.text_factory = sql.text_factory
-                self._check_integrity(conn, path)
-                self._check_meta(conn, path)
-                return conn
-            except LedgerCorruptError:
-                if conn is not None:
-                    conn.close()
-                raise
-            except sql.DB_ERRORS as exc:
-                if conn is not None:
-                    conn.close()
-                if not sql.is_path_problem(exc):
-                    raise sql.damaged(path, exc) from exc
-                last = exc
-        raise LedgerPathError(f"cannot open the ledger {path} for reading: {last}")
-
-    @staticmethod
-    def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
-        # quick_check reads every page (O(file size): ~5 ms for 10k calls, ~60 ms for 100k) but
-        # skips the index-content cross-check of integrity_check (~3x slower).
-        try:
-            rows = conn.execute("PRAGMA quick_check").fetchall()
-        except sql.DB_ERRORS as exc:
-            if sql.is_path_problem(exc):
-                raise
-            raise sql.damaged(path, f"not a readable SQLite ledger: {exc}") from exc
-        if rows != [("ok",)]:
-            raise sql.damaged(path, "fails its integrity check: " + "; ".join(str(r[0]) for r in rows[:3]))
-
-    @staticmethod
-    def _write_meta(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (sql.SCHEMA_VERSION,))
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('kind', 'lean-inference-ledger')")
-
-    @staticmethod
-    def _check_meta(conn: sqlite3.Connection, path: Path) -> None:
-        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "calls", "savings"} <= tables:
-            raise LedgerCorruptError(
-                f"{path} is a SQLite file but not a lean-inference ledger (tables: {sorted(tables)}). "
-                "It was left untouched; choose another ledger path."
-            )
-        meta = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta").fetchall()}
-        if meta.get("kind") != "lean-inference-ledger":
-            raise LedgerCorruptError(f"{path} is not a lean-inference ledger (meta: {sql.one_line(meta)}). "
-                                     "It was left untouched.")
-        if meta.get("schema_version") != sql.SCHEMA_VERSION:
-            raise LedgerCorruptError(
-                f"{path} has ledger schema {meta.get('schema_version')!r}; this version reads "
-                f"{sql.SCHEMA_VERSION!r}. It was left untouched."
-            )
+        self._listeners = tuple(listeners)
+        self._failed_listeners: set[int] = set()
+        self.store = _open_store(path, read_only=read_only)
+        self.path: Path | None = self.store.path
+        self.read_only = self.store.read_only
 
     # -- writing -----------------------------------------------------------------------------
     def record_call(
@@ -211,7 +123,8 @@ class CostLedger:
         else raises InvalidParameterError naming the parameter, and nothing is stored."""
         record = self._build_call(model=model, usage=usage, provider=provider, latency_s=latency_s,
                                   tenant=tenant, tags=tags, run_id=run_id, timestamp=timestamp)
-        self._insert("calls", sql.CALL_COLUMNS, sql.call_row(record))
+        self.store.insert("calls", sql.CALL_COLUMNS, sql.call_row(record))
+        self._notify("on_call", record)
         return record
 
     async def arecord_call(
@@ -226,10 +139,11 @@ class CostLedger:
         run_id: str | None = None,
         timestamp: datetime | None = None,
     ) -> CallRecord:
-        """Async :meth:`record_call`; the SQLite write runs in a worker thread."""
+        """Async :meth:`record_call` (PostgreSQL: async I/O; SQLite: the write runs in a worker thread)."""
         record = self._build_call(model=model, usage=usage, provider=provider, latency_s=latency_s,
                                   tenant=tenant, tags=tags, run_id=run_id, timestamp=timestamp)
-        await asyncio.to_thread(self._insert, "calls", sql.CALL_COLUMNS, sql.call_row(record))
+        await self.store.ainsert("calls", sql.CALL_COLUMNS, sql.call_row(record))
+        self._notify("on_call", record)
         return record
 
     def record(self, event: SavingsEvent) -> SavingsEvent:
@@ -239,13 +153,15 @@ class CostLedger:
         ``cost_saved_usd`` (None when the model is unpriced).
         """
         priced = self._price_savings(event)
-        self._insert("savings", sql.SAVINGS_COLUMNS, sql.savings_row(priced))
+        self.store.insert("savings", sql.SAVINGS_COLUMNS, sql.savings_row(priced))
+        self._notify("on_savings", priced)
         return priced
 
     async def arecord(self, event: SavingsEvent) -> SavingsEvent:
-        """Async :meth:`record`; the SQLite write runs in a worker thread."""
+        """Async :meth:`record` (PostgreSQL: async I/O; SQLite: the write runs in a worker thread)."""
         priced = self._price_savings(event)
-        await asyncio.to_thread(self._insert, "savings", sql.SAVINGS_COLUMNS, sql.savings_row(priced))
+        await self.store.ainsert("savings", sql.SAVINGS_COLUMNS, sql.savings_row(priced))
+        self._notify("on_savings", priced)
         return priced
 
     def record_savings(self, **fields: Any) -> SavingsEvent:
@@ -262,13 +178,13 @@ class CostLedger:
 
     def record_output_length(self, record: OutputLengthRecord) -> OutputLengthRecord:
         """Store one answer's length and query features (the length predictor's history)."""
-        self._insert("output_lengths", sql.LENGTH_COLUMNS, sql.length_row(_length_record(record)))
+        self.store.insert("output_lengths", sql.LENGTH_COLUMNS, sql.length_row(_length_record(record)))
         return record
 
     async def arecord_output_length(self, record: OutputLengthRecord) -> OutputLengthRecord:
         """Async :meth:`record_output_length`."""
         row = sql.length_row(_length_record(record))
-        await asyncio.to_thread(self._insert, "output_lengths", sql.LENGTH_COLUMNS, row)
+        await self.store.ainsert("output_lengths", sql.LENGTH_COLUMNS, row)
         return record
 
     def _build_call(self, *, model: str, usage: TokenUsage, provider: str | None,
@@ -311,106 +227,144 @@ class CostLedger:
             return event.model_copy(update={"cost_saved_usd": before.total_cost_usd - after.total_cost_usd})
         return event.model_copy(update={"cost_saved_usd": None})
 
-    def _insert(self, table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
-        if self.read_only:
-            raise LedgerPathError(f"the ledger {self.path} was opened read-only")
-        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        with self._lock:
+    def _notify(self, hook: str, record: CallRecord | SavingsEvent) -> None:
+        """Tell the listeners; one that raises is logged (once) and never breaks recording."""
+        for listener in self._listeners:
             try:
-                self._conn.execute(statement, row)  # autocommit: one durable transaction per record
-            except sql.DB_ERRORS as exc:
-                raise sql.storage_error(self.path, exc, action="write to") from exc
-            except (UnicodeEncodeError, OverflowError) as exc:  # a lone surrogate, an int past 64 bits
-                raise InvalidParameterError(table, allowed="UTF-8 text and 64-bit integers",
-                                            received=sql.one_line(exc)) from None
+                getattr(listener, hook)(record)
+            except Exception:
+                if id(listener) in self._failed_listeners:
+                    _log.debug("ledger listener %r failed again in %s", listener, hook, exc_info=True)
+                else:
+                    self._failed_listeners.add(id(listener))
+                    _log.warning("ledger listener %r failed in %s; recording goes on (further failures are "
+                                 "logged at DEBUG)", listener, hook, exc_info=True)
 
     # -- reading -----------------------------------------------------------------------------
     def calls(self, *, tenant: str | None = None, since: datetime | None = None,
               until: datetime | None = None, skip_bad_rows: bool = False) -> list[CallRecord]:
-        """Stored calls, oldest first, optionally filtered by tenant and time range.
+        """Stored calls, oldest first, optionally filtered by tenant and time range ``[since, until)``.
 
         A damaged row raises LedgerCorruptError naming it, or is left out with ``skip_bad_rows``
-        (:meth:`summary` counts them)."""
-        return self._read("calls", sql.CALL_COLUMNS, sql.call_from_row, tenant=tenant, since=since,
-                          until=until, skip_bad_rows=skip_bad_rows)[0]
+        (:meth:`summary` counts them). Pruned calls are only in the roll-ups (:meth:`summary`)."""
+        flt = LedgerFilter(tenant=tenant, since=since, until=until)
+        return self._read("calls", flt, skip_bad_rows=skip_bad_rows)[0]
 
     def savings(self, *, tenant: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, skip_bad_rows: bool = False) -> list[SavingsEvent]:
-        """Stored savings events, oldest first, optionally filtered (bad rows as :meth:`calls`)."""
-        return self._read("savings", sql.SAVINGS_COLUMNS, sql.savings_from_row, tenant=tenant, since=since,
-                          until=until, skip_bad_rows=skip_bad_rows)[0]
+                until: datetime | None = None, layer: Layer | None = None,
+                skip_bad_rows: bool = False) -> list[SavingsEvent]:
+        """Stored savings events, oldest first, optionally filtered by tenant, time range and
+        layer (bad rows as :meth:`calls`)."""
+        flt = LedgerFilter(tenant=tenant, since=since, until=until, layer=layer)
+        return self._read("savings", flt, skip_bad_rows=skip_bad_rows)[0]
 
     def output_lengths(self, *, model: str | None = None, tenant: str | None = None,
                        since: datetime | None = None, until: datetime | None = None,
                        skip_bad_rows: bool = False) -> list[OutputLengthRecord]:
         """Stored answer lengths, oldest first (empty for a read-only ledger older than the table)."""
         check_text("model", model, optional=True)
-        present = self._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='output_lengths'", ())
-        if not present:
+        flt = LedgerFilter(tenant=tenant, since=since, until=until)
+        if "output_lengths" not in self.store.tables():
             return []
-        records, _ = self._read("output_lengths", sql.LENGTH_COLUMNS, sql.length_from_row, tenant=tenant,
-                                since=since, until=until, skip_bad_rows=skip_bad_rows)
+        records, _ = self._read("output_lengths", flt, skip_bad_rows=skip_bad_rows)
         return [r for r in records if model is None or r.model == model]
 
-    def _read(self, table: str, columns: Sequence[str], decode: Callable[[Sequence[Any]], _R], *,
-              tenant: str | None, since: datetime | None, until: datetime | None,
-              skip_bad_rows: bool) -> tuple[list[_R], int]:
+    def _read(self, table: str, flt: LedgerFilter, *, skip_bad_rows: bool, condition: str = "",
+              params: Sequence[Any] = ()) -> tuple[list[Any], int]:
         if not isinstance(skip_bad_rows, bool):
             raise InvalidParameterError("skip_bad_rows", allowed="True or False", received=skip_bad_rows)
-        rows = self._select(table, ("rowid", *columns), tenant=tenant, since=since, until=until)
-        return sql.decode_rows(rows, decode, table=table, path=self.path, skip_bad_rows=skip_bad_rows)
+        columns, decode = _TABLES[table]
+        rows = self._select(table, (self.store.rowid_column(), *columns), flt, condition=condition, params=params)
+        return sql.decode_rows(rows, decode, table=table, path=self.path or self.store.location,
+                               skip_bad_rows=skip_bad_rows)
 
-    def _select(self, table: str, columns: Sequence[str], *, tenant: str | None,
-                since: datetime | None, until: datetime | None) -> list[tuple[Any, ...]]:
-        check_text("tenant", tenant, optional=True)
-        check_time("since", since)
-        check_time("until", until)
-        where, params = [], []
-        if tenant is not None:
-            where.append("tenant = ?")
-            params.append(tenant)
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(sql.ts(since))
-        if until is not None:
-            where.append("ts < ?")
-            params.append(sql.ts(until))
-        statement = f"SELECT {', '.join(columns)} FROM {table}"
-        if where:
-            statement += " WHERE " + " AND ".join(where)
-        return self._query(statement + " ORDER BY ts, rowid", params)
+    def _select(self, table: str, columns: Sequence[str], flt: LedgerFilter, *, condition: str = "",
+                params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        where, values = flt.where(table)
+        if condition:
+            where = f"{where} AND {condition}" if where else f" WHERE {condition}"
+            values = [*values, *params]
+        selected = ", ".join(self._column_sql(table, c) for c in columns)
+        return self.store.query(f"SELECT {selected} FROM {table}{where} ORDER BY ts, {self.store.rowid_column()}",
+                                values)
 
-    def _query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._conn.execute(statement, params).fetchall()
-            except sql.DB_ERRORS as exc:  # a damaged page past quick_check, a lock, an I/O error
-                raise sql.storage_error(self.path, exc, action="read") from exc
+    def _column_sql(self, table: str, column: str) -> str:
+        # A read-only ledger from the first release is read as it is: its calls wrote no 1-hour count.
+        if table == "calls" and column == "cache_write_1h_tokens" and self.store.schema_version < 2:
+            return "0 AS cache_write_1h_tokens"
+        return column
 
     def summary(self, *, tenant: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, skip_bad_rows: bool = True) -> LedgerSummary:
+                until: datetime | None = None, layer: Layer | None = None,
+                skip_bad_rows: bool = True) -> LedgerSummary:
         """Totals per model and per layer, baseline vs actual cost, compared like with like
         (unpriced calls at their savings' reference prices, or left out: see ``comparison_basis``).
 
-        Damaged rows are left out and counted (``skipped_rows``) unless ``skip_bad_rows=False``."""
-        from lean_core.report import summarize
+        Includes the daily roll-ups of pruned records (:meth:`prune`; a rolled-up day counts whole
+        when ``[since, until)`` touches it). ``layer`` narrows the savings events (calls have no
+        layer). Damaged rows are left out and counted (``skipped_rows``) unless
+        ``skip_bad_rows=False``. On PostgreSQL the server sums the records."""
+        from lean_core.ledger_store._summary import (
+            aggregate_part,
+            combine,
+            record_part,
+            rollup_part,
+        )
 
-        calls, bad_calls = self._read("calls", sql.CALL_COLUMNS, sql.call_from_row, tenant=tenant, since=since,
-                                      until=until, skip_bad_rows=skip_bad_rows)
-        savings, bad_savings = self._read("savings", sql.SAVINGS_COLUMNS, sql.savings_from_row, tenant=tenant,
-                                          since=since, until=until, skip_bad_rows=skip_bad_rows)
-        return summarize(calls, savings, pricer=self._pricer, skipped_rows=bad_calls + bad_savings)
+        flt = LedgerFilter(tenant=tenant, since=since, until=until, layer=layer)
+        skipped = [0]
+
+        def read(table: str) -> Callable[[str, Sequence[Any]], list[Any]]:
+            def rows(condition: str, params: Sequence[Any]) -> list[Any]:
+                records, bad = self._read(table, flt, skip_bad_rows=skip_bad_rows, condition=condition, params=params)
+                skipped[0] += bad
+                return records
+            return rows
+
+        if self.store.aggregates_in_database:
+            live = aggregate_part(self.store, flt, pricer=self._pricer, read_calls=read("calls"),
+                                  read_savings=read("savings"), skipped_rows=lambda: skipped[0])
+        else:
+            calls = read("calls")("", ())
+            savings = read("savings")("", ())
+            live = record_part(calls, savings, pricer=self._pricer, skipped_rows=skipped[0])
+        rolled = rollup_part(self.store, flt)
+        return live.summary if rolled is None else combine([live, rolled])
+
+    # -- retention ---------------------------------------------------------------------------
+    def prune(self, older_than: timedelta | None = None, max_records: int | None = None, *,
+              policy: RetentionPolicy | None = None, now: datetime | None = None) -> PruneResult:
+        """Delete old records, keeping their totals as daily roll-ups (see :class:`RetentionPolicy`).
+
+        Give ``older_than`` and/or ``max_records``, or a ``policy``; ``now`` (aware datetime)
+        defaults to the current time. :meth:`summary` stays the same over any period."""
+        from lean_core.ledger_store.retention import prune
+
+        if policy is None:
+            policy = RetentionPolicy(older_than=older_than, max_records=max_records)
+        elif not isinstance(policy, RetentionPolicy) or older_than is not None or max_records is not None:
+            raise InvalidParameterError("policy", allowed="a RetentionPolicy, without older_than/max_records",
+                                        received=policy)
+        check_time("now", now)
+        return prune(self.store, policy, pricer=self._pricer, now=now)
+
+    async def aprune(self, older_than: timedelta | None = None, max_records: int | None = None, *,
+                     policy: RetentionPolicy | None = None, now: datetime | None = None) -> PruneResult:
+        """Async :meth:`prune` (runs in a worker thread: it is maintenance, not the hot path)."""
+        return await asyncio.to_thread(self.prune, older_than, max_records, policy=policy, now=now)
 
     # -- export ------------------------------------------------------------------------------
-    def export_json(self, path: str | os.PathLike[str], *, skip_bad_rows: bool = False) -> Path:
+    def export_json(self, path: str | os.PathLike[str], *, skip_bad_rows: bool = False, tenant: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None,
+                    layer: Layer | None = None) -> Path:
         """Write ``{"calls": [...], "savings": [...], "skipped_rows": n}`` with exact decimal strings.
 
-        ``skip_bad_rows`` exports every readable record of a damaged ledger (a salvage)."""
+        ``skip_bad_rows`` exports every readable record of a damaged ledger (a salvage); the
+        filters are :meth:`summary`'s (records only: pruned records live on as roll-ups)."""
         out = Path(path)
-        calls, bad_calls = self._read("calls", sql.CALL_COLUMNS, sql.call_from_row, tenant=None, since=None,
-                                      until=None, skip_bad_rows=skip_bad_rows)
-        savings, bad_savings = self._read("savings", sql.SAVINGS_COLUMNS, sql.savings_from_row, tenant=None,
-                                          since=None, until=None, skip_bad_rows=skip_bad_rows)
+        flt = LedgerFilter(tenant=tenant, since=since, until=until, layer=layer)
+        calls, bad_calls = self._read("calls", flt, skip_bad_rows=skip_bad_rows)
+        savings, bad_savings = self._read("savings", flt, skip_bad_rows=skip_bad_rows)
         payload = {
             "calls": [r.model_dump(mode="json") for r in calls],
             "savings": [e.model_dump(mode="json") for e in savings],
@@ -419,16 +373,19 @@ class CostLedger:
         out.write_text(json.dumps(payload, indent=2))
         return out
 
-    def export_csv(self, path: str | os.PathLike[str]) -> Path:
+    def export_csv(self, path: str | os.PathLike[str], *, tenant: str | None = None,
+                   since: datetime | None = None, until: datetime | None = None,
+                   layer: Layer | None = None) -> Path:
         """Write one CSV with a ``record_type`` column (``call`` or ``savings``) and flat fields.
 
         The cells are written as stored (a damaged text cell with U+FFFD in place of bad bytes)."""
         out = Path(path)
+        flt = LedgerFilter(tenant=tenant, since=since, until=until, layer=layer)
         call_fields = list(sql.CALL_COLUMNS)
         savings_fields = [c for c in sql.SAVINGS_COLUMNS if c not in call_fields]
         header = ["record_type", *call_fields, *savings_fields]
-        calls = self._select("calls", sql.CALL_COLUMNS, tenant=None, since=None, until=None)
-        savings = self._select("savings", sql.SAVINGS_COLUMNS, tenant=None, since=None, until=None)
+        calls = self._select("calls", sql.CALL_COLUMNS, flt)
+        savings = self._select("savings", sql.SAVINGS_COLUMNS, flt)
         with out.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=header)
             writer.writeheader()
@@ -440,8 +397,11 @@ class CostLedger:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.store.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close` (closes this event loop's PostgreSQL connections too)."""
+        await self.store.aclose()
 
     def __enter__(self) -> CostLedger:
         return self
@@ -450,8 +410,29 @@ class CostLedger:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    async def __aenter__(self) -> CostLedger:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
     def __repr__(self) -> str:
-        return f"CostLedger(path={str(self.path) if self.path else ':memory:'!r}, read_only={self.read_only})"
+        if isinstance(self.store, SQLiteLedgerStore):
+            return f"CostLedger(path={str(self.path) if self.path else ':memory:'!r}, read_only={self.read_only})"
+        return f"CostLedger(store={self.store!r})"
+
+
+def _open_store(path: object, *, read_only: bool) -> LedgerStore:
+    if isinstance(path, LedgerStore):
+        return path
+    if path is None and os.environ.get("LEAN_INFERENCE_LEDGER", "").startswith(("postgresql://", "postgres://")):
+        path = os.environ["LEAN_INFERENCE_LEDGER"]
+    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        from lean_core.ledger_store.postgres import PostgresLedgerStore
+
+        return PostgresLedgerStore(path, read_only=read_only)
+    return SQLiteLedgerStore(_ledger_path(path), read_only=read_only)
 
 
 def _ledger_path(path: object) -> Path | None:

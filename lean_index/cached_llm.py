@@ -22,6 +22,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
 from pydantic import Field, PrivateAttr, SerializeAsAny
 
+from lean_core.cache.error_budget import check_max_error_rate
 from lean_core.cache.response_cache import CacheMode, ResponseCache, check_ttl
 from lean_core.cache.tenancy import current_tenant
 from lean_core.cache.types import CacheLookup, CacheNamespace, check_tenant
@@ -124,6 +125,14 @@ class LeanCachedLLM(WrappedFunctionCalling, FunctionCallingLLM):
     ledger: CostLedger | None = Field(None, exclude=True)
     """Where every lookup is recorded as a "cache" savings event (a hit saves the original
     call's tokens). Taken from ``cache`` when one is given."""
+    max_error_rate: float | None = None
+    """δ in (0, 0.5]: serve semantic hits under an error budget (only where explorations bound the
+    share of wrong hits by δ; :mod:`lean_core.cache.error_budget`) instead of the static
+    threshold; None (default): the static verifier. Taken from ``cache`` when one is given."""
+    answer_equivalence: Any = Field(None, exclude=True)
+    """With ``max_error_rate``: how a fresh answer is compared with a cached one (an
+    ``AnswerEquivalence`` or a callable ``(cached, fresh) -> bool``; None: the default check).
+    Only without ``cache``."""
 
     _cache: ResponseCache = PrivateAttr()
 
@@ -141,8 +150,9 @@ class LeanCachedLLM(WrappedFunctionCalling, FunctionCallingLLM):
             if name not in data:
                 data[name] = getattr(llm, name, None)
         super().__init__(llm=llm, **data)
-        self._cache = cache if cache is not None else ResponseCache(mode=self.mode, ttl_s=self.ttl_s,
-                                                                    ledger=self.ledger)
+        self._cache = cache if cache is not None else ResponseCache(
+            mode=self.mode, ttl_s=self.ttl_s, ledger=self.ledger, max_error_rate=self.max_error_rate,
+            answer_equivalence=self.answer_equivalence)
 
     @classmethod
     def class_name(cls) -> str:
@@ -481,6 +491,7 @@ def _check_options(data: dict[str, Any]) -> None:
     ledger = data.get("ledger")
     if ledger is not None and not isinstance(ledger, CostLedger):
         raise InvalidParameterError("ledger", allowed="a CostLedger or None", received=type(ledger).__name__)
+    check_max_error_rate(data.get("max_error_rate"))
 
 
 def _options_from_cache(cache: ResponseCache, data: dict[str, Any]) -> dict[str, Any]:
@@ -495,4 +506,11 @@ def _options_from_cache(cache: ResponseCache, data: dict[str, Any]) -> dict[str,
     if data.get("ledger") is not None and data["ledger"] is not cache.ledger:
         raise InvalidParameterError("ledger", allowed="the given cache's ledger or unset (give the ledger "
                                     "to the ResponseCache)", received=type(data["ledger"]).__name__)
-    return {**data, "mode": cache.mode, "ledger": cache.ledger}
+    given = cache.error_budget.max_error_rate if cache.error_budget is not None else None
+    if data.get("max_error_rate") is not None and data["max_error_rate"] != given:
+        raise InvalidParameterError("max_error_rate", allowed=f"the given cache's ({given!r}) or unset",
+                                    received=data["max_error_rate"])
+    if data.get("answer_equivalence") is not None:
+        raise InvalidParameterError("answer_equivalence", allowed="unset when `cache` is given (give it to the "
+                                    "ResponseCache)", received=type(data["answer_equivalence"]).__name__)
+    return {**data, "mode": cache.mode, "ledger": cache.ledger, "max_error_rate": given}

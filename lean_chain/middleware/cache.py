@@ -26,6 +26,7 @@ from lean_chain.middleware._common import (
 )
 from lean_core.budget import finish_reason_of, is_truncated
 from lean_core.cache.agent_key import agent_step_key
+from lean_core.cache.answer_equivalence import AnswerEquivalence
 from lean_core.cache.response_cache import CacheMode, ResponseCache
 from lean_core.cache.types import CacheLookup, CacheNamespace, CacheStats, check_tenant
 from lean_core.ledger import CostLedger
@@ -88,17 +89,23 @@ class LeanCacheMiddleware(AgentMiddleware):  # type: ignore[type-arg]
         tenant_key: the context / metadata key naming the tenant.
         ledger: where hits (with the tokens they saved) and misses are recorded as layer "cache";
             only without ``cache`` (give a ``ResponseCache`` its own ledger instead).
+        max_error_rate: δ in (0, 0.5]: semantic hits under an error budget instead of the static
+            threshold (see :class:`~lean_chain.LeanCache`); only without ``cache``.
+        answer_equivalence: with ``max_error_rate``, how a fresh answer is compared with a cached
+            one; only without ``cache``.
     """
 
     def __init__(self, *, cache: ResponseCache | None = None, mode: CacheMode | None = None,
                  ttl_s: float | None = None, default_tenant: str | None = None, tenant_key: str = "tenant",
-                 ledger: CostLedger | None = None) -> None:
+                 ledger: CostLedger | None = None, max_error_rate: float | None = None,
+                 answer_equivalence: AnswerEquivalence | Callable[[str, str], bool] | None = None) -> None:
         super().__init__()
         check_tenant_key(tenant_key)
         # LeanCache validates the options and builds the ResponseCache exactly as the chat-model
         # cache does; this middleware shares its store and stats.
         self._lean = LeanCache(cache=cache, mode=mode, ttl_s=ttl_s, default_tenant=default_tenant,
-                               tenant_key=tenant_key, ledger=ledger)
+                               tenant_key=tenant_key, ledger=ledger, max_error_rate=max_error_rate,
+                               answer_equivalence=answer_equivalence)
         self.cache: ResponseCache = self._lean.cache
         """The response cache holding the entries."""
         self.ttl_s = ttl_s

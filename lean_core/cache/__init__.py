@@ -1,7 +1,26 @@
 """Layer 5: exact and verified semantic response caching, namespaced by tenant and model."""
 
+from lean_core.cache.answer_equivalence import (
+    AllOf,
+    AnswerEquivalence,
+    AnyOf,
+    EmbeddingEquivalence,
+    FactsAgree,
+    JudgeEquivalence,
+    JudgeFailures,
+    NormalizedExactMatch,
+    answer_text,
+    default_answer_equivalence,
+)
 from lean_core.cache.calibrate import LabelledPair, fit_calibration, is_calibration_pair, load_pairs
 from lean_core.cache.conversation_key import ConversationKey, ConversationTurn, conversation_key
+from lean_core.cache.error_budget import (
+    BudgetDecision,
+    ErrorBudget,
+    ErrorEstimate,
+    EvidenceDamagedError,
+    Observation,
+)
 from lean_core.cache.normalize import normalize_prompt, prompt_key
 from lean_core.cache.pair_features import PairFeatures, pair_features
 from lean_core.cache.postgres_store import PostgresCacheStore
@@ -33,6 +52,10 @@ from lean_core.cache.verifier import (
 )
 
 __all__ = [
+    "AllOf",
+    "AnswerEquivalence",
+    "AnyOf",
+    "BudgetDecision",
     "CacheEntry",
     "CacheLookup",
     "CacheMode",
@@ -42,8 +65,17 @@ __all__ = [
     "Calibration",
     "ConversationKey",
     "ConversationTurn",
+    "EmbeddingEquivalence",
+    "ErrorBudget",
+    "ErrorEstimate",
+    "EvidenceDamagedError",
+    "FactsAgree",
     "HitKind",
+    "JudgeEquivalence",
+    "JudgeFailures",
     "LabelledPair",
+    "NormalizedExactMatch",
+    "Observation",
     "PairFeatures",
     "PostgresCacheStore",
     "ResponseCache",
@@ -52,10 +84,12 @@ __all__ = [
     "SemanticVerifier",
     "UnstorableEntryError",
     "Verdict",
+    "answer_text",
     "check_tenant",
     "conversation_key",
     "current_prefix_salt",
     "current_tenant",
+    "default_answer_equivalence",
     "default_cache_path",
     "default_calibration_path",
     "fit_calibration",

@@ -41,11 +41,24 @@ import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from lean_core._extras import require
+from lean_core.cache._evidence_store import (
+    checksum,
+    estimate_of,
+    observations_of,
+    pg_evidence_ddl,
+    pg_evidence_sql,
+)
 from lean_core.cache._postgres_conn import AsyncPool, SyncPool, describe_dsn, died, redact
-from lean_core.cache._store_codec import StoredEntry, decode_text, encode_text, stored_entry
+from lean_core.cache._store_codec import (
+    Damaged,
+    StoredEntry,
+    decode_text,
+    encode_text,
+    stored_entry,
+)
 from lean_core.cache._store_eviction import (
     CountersDisagree,
     LargestTenants,
@@ -67,12 +80,15 @@ from lean_core.cache._store_postgres_sql import (
     ddl,
     pgvector_version,
 )
+from lean_core.cache.error_budget import BASIS_CODES, ErrorEstimate, EvidenceDamagedError
 from lean_core.cache.store import CacheStore
 from lean_core.cache.types import CacheEntry, CacheNamespace, SemanticCandidate
 from lean_core.errors import CacheStoreError, InvalidParameterError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from lean_core.cache.error_budget import Basis, Observation
 
 __all__ = ["PostgresCacheStore"]
 
@@ -137,6 +153,8 @@ class PostgresCacheStore(CacheStore):
         self._durable = durable_writes
         self._lock = threading.Lock()
         self._schema: Sql | None = None  # the statements, once the schema is known
+        self._evidence_sql = pg_evidence_sql(table)
+        self._evidence_ready = False  # the evidence table exists (tables of earlier versions gain it)
         self._pid = os.getpid()
         self._sync_pool: SyncPool | None = None
         self._async_pools: dict[asyncio.AbstractEventLoop, AsyncPool] = {}
@@ -153,6 +171,7 @@ class PostgresCacheStore(CacheStore):
             with conn.transaction():
                 conn.execute(sql.lock_totals)
                 conn.execute(sql.put, params)
+                conn.execute(self._evidence_sql["clear"], params)  # a replaced answer voids its evidence
                 if self._bounded:
                     total, mine = conn.execute(sql.sizes, {"tenant": stored.tenant}).fetchone()
                     run_eviction(self._eviction(stored.tenant, total, mine),
@@ -218,6 +237,63 @@ class PostgresCacheStore(CacheStore):
         for pool in pools:
             pool.abandon()
 
+    # -- error-budget evidence (async: the base class's worker threads) -----------------------
+    def record_evidence(self, namespace: CacheNamespace, prompt_key: str, observation: Observation, *,
+                        now: float) -> bool:
+        code = BASIS_CODES[observation.basis]
+        params = {**_key_params(namespace, prompt_key, now), "similarity": float(observation.similarity),
+                  "correct": bool(observation.correct), "basis": code}
+        params["checksum"] = checksum(params["tenant"], params["llm_hash"], params["prompt_key"],
+                                      observation.similarity, observation.correct, code)
+        psycopg, _ = self._modules()
+
+        def op(conn: Any, sql: Sql) -> bool:
+            try:  # one INSERT, only while the entry exists: appends never overwrite each other
+                return int(conn.execute(self._evidence_sql["insert"], params).rowcount) == 1
+            except psycopg.errors.ForeignKeyViolation:  # the entry went meanwhile
+                return False
+
+        return bool(self._evidence_op(op))
+
+    def evidence(self, namespace: CacheNamespace, prompt_key: str) -> tuple[Observation, ...]:
+        params = _key_params(namespace, prompt_key, 0.0)
+        rows = self._evidence_op(lambda conn, sql: conn.execute(self._evidence_sql["select"], params).fetchall())
+        try:
+            return observations_of(rows, params["tenant"], params["llm_hash"], params["prompt_key"])
+        except Damaged as exc:
+            self._rebuild_evidence(str(exc))
+
+    def audited(self, namespace: CacheNamespace, basis: Basis | None, *, confidence: float) -> ErrorEstimate:
+        params = _namespace_params(namespace)
+        rows = self._evidence_op(lambda conn, sql: conn.execute(self._evidence_sql["audited"], params).fetchall())
+        return estimate_of(rows, (BASIS_CODES[basis],) if basis is not None else (1, 2), confidence)
+
+    def _evidence_op(self, op: Callable[[Any, Sql], _T]) -> _T:
+        """Run ``op``; an evidence table without its columns (damaged) is rebuilt empty."""
+        psycopg, _ = self._modules()
+
+        def guarded(conn: Any, sql: Sql) -> _T | str:
+            try:
+                return op(conn, sql)
+            except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable) as exc:
+                return f"damaged: {str(exc).strip()}"
+
+        result = self._run(guarded)
+        if isinstance(result, str) and result.startswith("damaged: "):
+            self._rebuild_evidence(result.removeprefix("damaged: "))
+        return result  # type: ignore[return-value]
+
+    def _rebuild_evidence(self, damage: str) -> NoReturn:
+        def op(conn: Any, sql: Sql) -> None:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                conn.execute(self._evidence_sql["drop"])
+                conn.execute(pg_evidence_ddl(self.table))
+
+        self._run(op)
+        raise EvidenceDamagedError(f"PostgreSQL cache store table {self.table}: the evidence table was damaged "
+                                   f"({damage}); rebuilt empty")
+
     # -- CacheStore (async, on psycopg's AsyncConnection) ------------------------------------
     async def aput(self, entry: CacheEntry, vector: np.ndarray | None) -> None:
         stored = stored_entry(entry)
@@ -227,6 +303,7 @@ class PostgresCacheStore(CacheStore):
             async with conn.transaction():
                 await conn.execute(sql.lock_totals)
                 await conn.execute(sql.put, params)
+                await conn.execute(self._evidence_sql["clear"], params)
                 if not self._bounded:
                     return
                 total, mine = await (await conn.execute(sql.sizes, {"tenant": stored.tenant})).fetchone()
@@ -377,6 +454,11 @@ class PostgresCacheStore(CacheStore):
                             conn.execute(self._ddl())
                     row = conn.execute(PROBE, self._probe_params()).fetchone()
                 self._schema = self._check_schema(row)
+            if not self._evidence_ready:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                    conn.execute(pg_evidence_ddl(self.table))
+                self._evidence_ready = True
             pgvector.register_vector(conn)
         except BaseException:
             conn.close()
@@ -422,6 +504,11 @@ class PostgresCacheStore(CacheStore):
                             await conn.execute(self._ddl())
                     row = await (await conn.execute(PROBE, self._probe_params())).fetchone()
                 self._schema = self._check_schema(row)
+            if not self._evidence_ready:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                    await conn.execute(pg_evidence_ddl(self.table))
+                self._evidence_ready = True
             await pgvector.register_vector_async(conn)
         except BaseException:
             await conn.close()

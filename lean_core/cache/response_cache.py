@@ -8,6 +8,11 @@ Two rules from issue 22 live here, so every adapter gets them:
 * **No tenant, no sharing.** ``namespace=None`` (the adapter could not resolve a tenant) is a
   miss that touches no store, and an update that stores nothing; it is counted in
   ``CacheStats.no_tenant`` and recorded in the ledger as a miss without a tenant.
+* **An error budget instead of a threshold** (``max_error_rate=δ``, :mod:`lean_core.cache.error_budget`):
+  behind the hard vetoes, a semantic candidate is served only where the evidence of explorations
+  (fresh answers compared with cached ones) bounds the share of wrong hits by δ. A miss that
+  explores is remembered here, in memory, until the adapter stores the model's answer with
+  :meth:`ResponseCache.update`, which compares the two answers and records the outcome.
 * **The cache never breaks a call.** Any failure of the store, the embedder or the encoding of a
   prompt makes a lookup a miss and an update a no-op; it is counted (``lookup_errors``,
   ``store_errors``) and logged once per kind of failure, never raised. Only misuse of this API
@@ -25,14 +30,31 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from lean_core._validation import check_count
+from lean_core.cache.error_budget import (
+    ErrorBudget,
+    ErrorEstimate,
+    EvidenceDamagedError,
+    Observation,
+    PendingExploration,
+    PendingExplorations,
+    RecentAudits,
+    async_equivalence,
+    check_max_error_rate,
+    resolve_equivalence,
+)
 from lean_core.cache.normalize import normalize_prompt, prompt_key
 from lean_core.cache.types import CacheEntry, CacheLookup, CacheNamespace, CacheStats
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger_records import SavingsEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lean_core.cache.answer_equivalence import AnswerEquivalence
+    from lean_core.cache.error_budget import Basis, BudgetDecision
     from lean_core.cache.store import CacheStore
-    from lean_core.cache.verifier import SemanticVerifier
+    from lean_core.cache.types import SemanticCandidate
+    from lean_core.cache.verifier import SemanticVerifier, Verdict
     from lean_core.embeddings import Embedder
     from lean_core.ledger import CostLedger
 
@@ -66,11 +88,21 @@ class ResponseCache:
         verifier: the semantic-hit verifier (default the calibration shipped for MiniLM).
         candidates: how many nearest same-namespace entries the verifier may examine per lookup.
         ledger: where hits and misses are recorded as layer "cache".
+        max_error_rate: δ in (0, 0.5]: serve a semantic hit only where the evidence bounds the share
+            of wrong semantic hits by δ (:mod:`lean_core.cache.error_budget`). None (default): the
+            verifier's static threshold decides, as before.
+        answer_equivalence: with ``max_error_rate``, how a fresh answer is compared with a cached
+            one: an :class:`~lean_core.cache.answer_equivalence.AnswerEquivalence` or a callable
+            ``(cached_payload, fresh_payload) -> bool``; None: ``default_answer_equivalence()``.
+        confidence: the one-sided confidence, in (0.5, 1), of the bound kept under δ (default 0.9).
+        seed: seeds the exploration coin, so a replayed stream decides identically (None: unseeded).
     """
 
     def __init__(self, store: CacheStore | None = None, *, mode: CacheMode = "semantic", ttl_s: float | None = None,
                  embedder: Embedder | None = None, verifier: SemanticVerifier | None = None, candidates: int = 4,
-                 ledger: CostLedger | None = None) -> None:
+                 ledger: CostLedger | None = None, max_error_rate: float | None = None,
+                 answer_equivalence: AnswerEquivalence | Callable[[str, str], bool] | None = None,
+                 confidence: float = 0.9, seed: int | None = None) -> None:
         if mode not in ("exact", "semantic"):
             raise InvalidParameterError("mode", allowed="'exact' or 'semantic'", received=mode)
         check_ttl(ttl_s)
@@ -87,6 +119,18 @@ class ResponseCache:
         self._stats_lock = threading.Lock()
         self._recent_vectors: dict[str, Any] = {}
         self._warned: set[tuple[_Operation, str]] = set()
+        delta = check_max_error_rate(max_error_rate)
+        self.error_budget: ErrorBudget | None = None
+        """The error budget's decision (None without ``max_error_rate``)."""
+        budget = ErrorBudget(delta if delta is not None else 0.5, confidence=confidence, seed=seed)  # validates
+        if delta is not None:
+            self.error_budget = budget
+        if answer_equivalence is not None:
+            resolve_equivalence(answer_equivalence)  # validates the type now
+        self._equivalence_object: object = answer_equivalence
+        self._equivalent: Callable[[str, str], bool] | None = None
+        self._pending = PendingExplorations()
+        self._audits = RecentAudits()
 
     # -- lazily built parts (constructors do no I/O) --------------------------------------------
     @property
@@ -157,7 +201,10 @@ class ResponseCache:
         vector = self._vector(prompt)
         found = self.store.search(namespace, vector, k=self.candidates,
                                   min_similarity=self.verifier.min_similarity, now=now)
-        result = self._verify(prompt, found)
+        if self.error_budget is None:
+            result = self._verify(prompt, found)
+        else:
+            result = self._budget_verify(prompt, namespace, found)
         if result.entry is not None:
             self.store.touch(namespace, result.entry.prompt_key, now=now)
         return result
@@ -172,7 +219,10 @@ class ResponseCache:
         vector = await asyncio.to_thread(self._vector, prompt)
         found = await self.store.asearch(namespace, vector, k=self.candidates,
                                          min_similarity=self.verifier.min_similarity, now=now)
-        result = self._verify(prompt, found)
+        if self.error_budget is None:
+            result = self._verify(prompt, found)
+        else:
+            result = await self._abudget_verify(prompt, namespace, found)
         if result.entry is not None:
             await self.store.atouch(namespace, result.entry.prompt_key, now=now)
         return result
@@ -204,6 +254,153 @@ class ResponseCache:
             reasons.append(verdict.reason)
         return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
 
+    # -- the error budget (lean_core.cache.error_budget) ----------------------------------------
+    def _first_unvetoed(self, prompt: str, found: list[SemanticCandidate],
+                        reasons: list[str]) -> tuple[SemanticCandidate, Verdict] | None:
+        """The best candidate that no hard veto refuses (the budget decides the rest), or None."""
+        for candidate in found:
+            verdict = self.verifier.verdict(prompt, candidate.entry.prompt, candidate.similarity)
+            if verdict.accepted or verdict.reason in _SOFT_REASONS:
+                return candidate, verdict
+            reasons.append(verdict.reason)
+        return None
+
+    def _budget_verify(self, prompt: str, namespace: CacheNamespace, found: list[SemanticCandidate]) -> CacheLookup:
+        budget = self.error_budget
+        assert budget is not None
+        reasons: list[str] = []
+        best = self._first_unvetoed(prompt, found, reasons)
+        if best is None:
+            return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
+        candidate, verdict = best
+        try:
+            observations = self.store.evidence(namespace, candidate.entry.prompt_key)
+            decision = budget.decide(similarity=candidate.similarity, prior=verdict.probability,
+                                     similarity_floor=self.verifier.calibration.similarity_floor,
+                                     observations=observations,
+                                     audited=lambda basis: self._audited(namespace, basis))
+        except EvidenceDamagedError as exc:
+            return self._evidence_damaged(exc, reasons)
+        return self._decided(prompt, namespace, candidate, verdict.probability, decision, reasons)
+
+    async def _abudget_verify(self, prompt: str, namespace: CacheNamespace,
+                              found: list[SemanticCandidate]) -> CacheLookup:
+        budget = self.error_budget
+        assert budget is not None
+        reasons: list[str] = []
+        best = self._first_unvetoed(prompt, found, reasons)
+        if best is None:
+            return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
+        candidate, verdict = best
+        try:
+            observations = await self.store.aevidence(namespace, candidate.entry.prompt_key)
+            decision = budget.basis(similarity=candidate.similarity, prior=verdict.probability,
+                                    similarity_floor=self.verifier.calibration.similarity_floor,
+                                    observations=observations)
+            if isinstance(decision, str):
+                audited = self._audits.get(namespace, decision) or self._audits.keep(
+                    namespace, decision, await self.store.aaudited(namespace, decision, confidence=budget.confidence))
+                decision = budget.certify(decision, audited)
+        except EvidenceDamagedError as exc:
+            return self._evidence_damaged(exc, reasons)
+        return self._decided(prompt, namespace, candidate, verdict.probability, decision, reasons)
+
+    def _audited(self, namespace: CacheNamespace, basis: Basis) -> ErrorEstimate:
+        assert self.error_budget is not None
+        recent = self._audits.get(namespace, basis)
+        return recent or self._audits.keep(namespace, basis, self.store.audited(
+            namespace, basis, confidence=self.error_budget.confidence))
+
+    def _decided(self, prompt: str, namespace: CacheNamespace, candidate: SemanticCandidate, probability: float,
+                 decision: BudgetDecision, reasons: list[str]) -> CacheLookup:
+        if decision.serve:
+            return CacheLookup(entry=candidate.entry, kind="semantic", similarity=candidate.similarity,
+                               probability=probability, rejected=len(reasons), rejection_reasons=tuple(reasons))
+        reasons.append(decision.reason)
+        if decision.explore:
+            self._pending.remember(namespace, prompt_key(prompt), PendingExploration(
+                candidate_key=candidate.entry.prompt_key, cached_payload=candidate.entry.payload,
+                similarity=candidate.similarity, basis=decision.basis, remembered_at=time.monotonic()))
+        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons),
+                           exploration=decision.explore, audit=decision.audit)
+
+    def _evidence_damaged(self, exc: EvidenceDamagedError, reasons: list[str]) -> CacheLookup:
+        """The store found its evidence damaged and rebuilt it: this lookup serves nothing."""
+        with self._stats_lock:
+            self.stats.evidence_rebuilds += 1
+        _log.warning("%s; this lookup is answered as a miss", _brief(exc))
+        reasons.append("evidence rebuilt")
+        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
+
+    def _equivalence(self) -> Callable[[str, str], bool]:
+        if self._equivalent is None:
+            self._equivalent = resolve_equivalence(self._equivalence_object)
+        return self._equivalent
+
+    def _settle(self, namespace: CacheNamespace, key: str, payload: str) -> tuple[PendingExploration, bool] | None:
+        """The exploration waiting for this answer and whether the answers agree, or None."""
+        pending = self._pending.take(namespace, key) if self.error_budget is not None else None
+        if pending is None:
+            return None
+        try:
+            return pending, bool(self._equivalence()(pending.cached_payload, payload))
+        except Exception as exc:  # a failing check is "not equivalent", and counted
+            return pending, self._equivalence_failed(exc)
+
+    async def _asettle(self, namespace: CacheNamespace, key: str,
+                       payload: str) -> tuple[PendingExploration, bool] | None:
+        pending = self._pending.take(namespace, key) if self.error_budget is not None else None
+        if pending is None:
+            return None
+        if self._equivalence_object is None:
+            self._equivalence_object = _default_equivalence()
+        check = async_equivalence(self._equivalence_object)
+        try:
+            if check is not None:
+                return pending, bool(await check(pending.cached_payload, payload))
+            return pending, bool(await asyncio.to_thread(self._equivalence(), pending.cached_payload, payload))
+        except Exception as exc:
+            return pending, self._equivalence_failed(exc)
+
+    def _equivalence_failed(self, exc: Exception) -> bool:
+        with self._stats_lock:
+            self.stats.equivalence_failures += 1
+        _log.warning("answer equivalence failed (%s: %s); counted as not equivalent", type(exc).__name__, _brief(exc))
+        return False
+
+    def _observed(self, settled: tuple[PendingExploration, bool]) -> Observation:
+        pending, correct = settled
+        with self._stats_lock:
+            if correct:
+                self.stats.exploration_agreements += 1
+            else:
+                self.stats.exploration_disagreements += 1
+        return Observation(similarity=pending.similarity, correct=correct, basis=pending.basis)
+
+    def _record(self, namespace: CacheNamespace, settled: tuple[PendingExploration, bool]) -> None:
+        try:
+            self.store.record_evidence(namespace, settled[0].candidate_key, self._observed(settled), now=time.time())
+        except EvidenceDamagedError as exc:
+            self._evidence_damaged(exc, [])
+        except Exception as exc:
+            self.report_failure("store", exc)
+
+    async def _arecord(self, namespace: CacheNamespace, settled: tuple[PendingExploration, bool]) -> None:
+        try:
+            await self.store.arecord_evidence(namespace, settled[0].candidate_key, self._observed(settled),
+                                              now=time.time())
+        except EvidenceDamagedError as exc:
+            self._evidence_damaged(exc, [])
+        except Exception as exc:
+            self.report_failure("store", exc)
+
+    def error_estimate(self, namespace: CacheNamespace) -> ErrorEstimate:
+        """The audited error rate of ``namespace``'s semantic hits: wrong among the would-be hits
+        that were checked against the model (a random sample of what is served), with its upper
+        bound at the budget's confidence. Raises what the store raises."""
+        confidence = self.error_budget.confidence if self.error_budget is not None else 0.9
+        return self.store.audited(namespace, None, confidence=confidence)
+
     # -- writes ---------------------------------------------------------------------------------
     def _entry(self, prompt: str, payload: str, namespace: CacheNamespace | None, ttl_s: float | None,
                input_tokens: int, output_tokens: int) -> CacheEntry | None:
@@ -229,8 +426,14 @@ class ResponseCache:
         counted in ``stats.store_errors``, never raised). ``exact_only``: store no vector, so only
         an exact lookup can serve it."""
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
-        if entry is None:
+        if entry is None or namespace is None:
             return None
+        settled = self._settle(namespace, entry.prompt_key, payload)
+        if settled is not None:
+            self._record(namespace, settled)
+            # Equivalent: the evidence went to the candidate, which serves this prompt from now on;
+            # the prompt itself is kept for exact repeats only (a second vector would split its evidence).
+            exact_only = exact_only or settled[1]
         try:
             vector = self._vector(prompt) if self.mode == "semantic" and not exact_only else None
             self.store.put(entry, vector)
@@ -246,8 +449,12 @@ class ResponseCache:
                       exact_only: bool = False) -> CacheEntry | None:
         """Async :meth:`update`."""
         entry = self._entry(prompt, payload, namespace, ttl_s, input_tokens, output_tokens)
-        if entry is None:
+        if entry is None or namespace is None:
             return None
+        settled = await self._asettle(namespace, entry.prompt_key, payload)
+        if settled is not None:
+            await self._arecord(namespace, settled)
+            exact_only = exact_only or settled[1]
         try:
             vector = None
             if self.mode == "semantic" and not exact_only:
@@ -304,6 +511,8 @@ class ResponseCache:
             stats.rejected_candidates += result.rejected
             for reason in result.rejection_reasons:
                 stats.rejection_reasons[reason] = stats.rejection_reasons.get(reason, 0) + 1
+            stats.explorations += result.exploration
+            stats.audits += result.audit
             if result.kind == "exact":
                 stats.exact_hits += 1
             elif result.kind == "semantic":
@@ -341,6 +550,16 @@ class ResponseCache:
         if savings is not None and self.ledger is not None:
             await self.ledger.arecord(savings)
         return result
+
+
+_SOFT_REASONS = frozenset({"below threshold", "similarity below floor"})
+"""Verifier refusals that the error budget overrides (every other refusal is a hard veto)."""
+
+
+def _default_equivalence() -> object:
+    from lean_core.cache.answer_equivalence import default_answer_equivalence
+
+    return default_answer_equivalence()
 
 
 def _timed(result: CacheLookup, started: float) -> CacheLookup:

@@ -27,6 +27,13 @@ from pathlib import Path
 from time import monotonic, sleep  # by name: callers may fake this module's wall clock (`time`)
 from typing import TYPE_CHECKING, Any
 
+from lean_core.cache._evidence_store import (
+    MAX_OBSERVATIONS,
+    checksum,
+    ensure_sqlite_evidence,
+    estimate_of,
+    observations_of,
+)
 from lean_core.cache._store_codec import Damaged, encode_text, row_checksum, stored_entry
 from lean_core.cache._store_eviction import CountersDisagree, fair_eviction, run_eviction
 from lean_core.cache._store_options import (
@@ -47,12 +54,17 @@ from lean_core.cache._store_sqlite_schema import (
     user_version,
     vector_of,
 )
+from lean_core.cache.error_budget import BASIS_CODES, ErrorEstimate, EvidenceDamagedError
 from lean_core.cache.store import CacheStore
 from lean_core.cache.types import CacheEntry, CacheNamespace, SemanticCandidate
 from lean_core.errors import CacheCorruptError, CacheStoreError, InvalidParameterError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
+
+    from lean_core.cache.error_budget import Basis, Observation
 
 __all__ = ["SQLiteCacheStore", "default_cache_path", "rebuild_sqlite_store"]
 
@@ -181,6 +193,7 @@ class SQLiteCacheStore(CacheStore):
             conn.executescript(SCHEMA)
             if user_version(conn) < SCHEMA_VERSION:
                 migrate(conn)
+            ensure_sqlite_evidence(conn)  # files of earlier versions gain the table
         except BaseException:
             conn.close()
             raise
@@ -299,6 +312,59 @@ class SQLiteCacheStore(CacheStore):
         with self._guard() as conn:
             conn.execute("UPDATE entries SET last_access = ? WHERE tenant = ? AND llm_hash = ? AND prompt_key = ?",
                          (now, *_key(namespace, prompt_key)))
+
+    # -- error-budget evidence ------------------------------------------------------------------
+    def record_evidence(self, namespace: CacheNamespace, prompt_key: str, observation: Observation, *,
+                        now: float) -> bool:
+        tenant, llm_hash, key = _key(namespace, prompt_key)
+        code = BASIS_CODES[observation.basis]
+        values = (tenant, llm_hash, key, float(observation.similarity), int(observation.correct), code, now,
+                  checksum(tenant, llm_hash, key, observation.similarity, observation.correct, code))
+
+        def op(conn: sqlite3.Connection) -> bool:
+            # One INSERT, only while the entry exists: appends never overwrite each other.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                added = conn.execute(
+                    "INSERT INTO evidence (tenant, llm_hash, prompt_key, similarity, correct, basis, recorded_at,"
+                    " checksum) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM entries WHERE tenant = ?"
+                    " AND llm_hash = ? AND prompt_key = ?)", (*values, tenant, llm_hash, key)).rowcount
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return bool(added == 1)
+
+        return self._evidence_op(op)
+
+    def evidence(self, namespace: CacheNamespace, prompt_key: str) -> tuple[Observation, ...]:
+        key = _key(namespace, prompt_key)
+        return self._evidence_op(lambda conn: observations_of(conn.execute(
+            "SELECT similarity, correct, basis, checksum FROM evidence WHERE tenant = ? AND llm_hash = ?"
+            " AND prompt_key = ? ORDER BY id DESC LIMIT ?", (*key, MAX_OBSERVATIONS)).fetchall(), *key))
+
+    def audited(self, namespace: CacheNamespace, basis: Basis | None, *, confidence: float) -> ErrorEstimate:
+        bases = (BASIS_CODES[basis],) if basis is not None else (1, 2)
+        return self._evidence_op(lambda conn: estimate_of(conn.execute(
+            "SELECT basis, count(*), sum(correct = 0) FROM evidence WHERE tenant = ? AND llm_hash = ? AND basis > 0"
+            " GROUP BY basis", _namespace(namespace)).fetchall(), bases, confidence))
+
+    def _evidence_op(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``op`` on the evidence; a damaged evidence table (rows that fail their checks, a
+        missing table or column) is rebuilt empty and reported as EvidenceDamagedError."""
+        with self._guard() as conn:
+            try:
+                return op(conn)
+            except Damaged as exc:
+                damage = str(exc)
+            except sqlite3.OperationalError as exc:
+                if "no such" not in str(exc) and "has no column" not in str(exc):
+                    raise
+                damage = str(exc)
+            conn.execute("DROP TABLE IF EXISTS evidence")
+            ensure_sqlite_evidence(conn)
+        raise EvidenceDamagedError(f"cache store {self.path}: the evidence table was damaged ({damage}); "
+                                   "rebuilt empty")
 
     def invalidate(self, *, tenant: str | None = None, namespace: CacheNamespace | None = None,
                    prompt_key: str | None = None) -> int:

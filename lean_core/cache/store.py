@@ -8,12 +8,16 @@ search can never return another tenant's or another model's entry, whatever the 
 from __future__ import annotations
 
 import asyncio
+import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
+
+from lean_core.cache.error_budget import BASIS_CODES, ErrorEstimate
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from lean_core.cache.error_budget import Basis, Observation
     from lean_core.cache.types import CacheEntry, CacheNamespace, SemanticCandidate
 
 __all__ = ["CacheStore"]
@@ -73,6 +77,58 @@ class CacheStore(ABC):
     def integrity_check(self) -> str:
         """"ok" when the store is sound, else a description of the damage."""
         return "ok"
+
+    # -- error-budget evidence (lean_core.cache.error_budget) ----------------------------------
+    # The SQLite and PostgreSQL stores persist it beside the entries; this default keeps it in
+    # memory for other stores (it is not deleted with entries, and lost on restart).
+    def record_evidence(self, namespace: CacheNamespace, prompt_key: str, observation: Observation, *,
+                        now: float) -> bool:
+        """Append one observation about an entry; False when the entry is gone (nothing recorded)."""
+        with self._memory_lock():
+            self._memory().setdefault((namespace.key, prompt_key), []).append(observation)
+        return True
+
+    def evidence(self, namespace: CacheNamespace, prompt_key: str) -> tuple[Observation, ...]:
+        """The entry's observations, oldest first. A store that finds its evidence damaged rebuilds
+        it empty and raises :class:`~lean_core.cache.error_budget.EvidenceDamagedError`."""
+        with self._memory_lock():
+            return tuple(self._memory().get((namespace.key, prompt_key), ()))
+
+    def audited(self, namespace: CacheNamespace, basis: Basis | None, *, confidence: float) -> ErrorEstimate:
+        """The namespace's audits of ``basis`` (None: of every basis) as an error estimate."""
+        codes = {BASIS_CODES[basis]} if basis is not None else {1, 2}
+        audits = wrong = 0
+        with self._memory_lock():
+            for (key, _), observations in self._memory().items():
+                if key != namespace.key:
+                    continue
+                for o in observations:
+                    if BASIS_CODES[o.basis] in codes:
+                        audits += 1
+                        wrong += not o.correct
+        return ErrorEstimate(audits=audits, wrong=wrong, confidence=confidence)
+
+    def _memory(self) -> dict[tuple[str, str], list[Observation]]:
+        memory: dict[tuple[str, str], list[Observation]] | None = self.__dict__.get("_evidence_memory")
+        if memory is None:
+            memory = self.__dict__["_evidence_memory"] = {}
+        return memory
+
+    def _memory_lock(self) -> threading.Lock:
+        lock: threading.Lock | None = self.__dict__.get("_evidence_memory_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_evidence_memory_lock", threading.Lock())
+        return lock
+
+    async def arecord_evidence(self, namespace: CacheNamespace, prompt_key: str, observation: Observation, *,
+                               now: float) -> bool:
+        return await asyncio.to_thread(self.record_evidence, namespace, prompt_key, observation, now=now)
+
+    async def aevidence(self, namespace: CacheNamespace, prompt_key: str) -> tuple[Observation, ...]:
+        return await asyncio.to_thread(self.evidence, namespace, prompt_key)
+
+    async def aaudited(self, namespace: CacheNamespace, basis: Basis | None, *, confidence: float) -> ErrorEstimate:
+        return await asyncio.to_thread(self.audited, namespace, basis, confidence=confidence)
 
     async def aput(self, entry: CacheEntry, vector: np.ndarray | None) -> None:
         await asyncio.to_thread(self.put, entry, vector)

@@ -122,6 +122,11 @@ class CacheLookup:
     """Why each rejected candidate was refused (e.g. "numbers differ", "roles swapped")."""
     seconds: float = 0.0
     """Wall time of the lookup, embedding included."""
+    exploration: bool = False
+    """With an error budget: this miss doubles as an exploration (the answer the caller stores
+    next is compared with the candidate's cached answer, and the outcome kept as evidence)."""
+    audit: bool = False
+    """The exploration checks a would-be hit on purpose (the random sample behind the error estimate)."""
 
     @property
     def hit(self) -> bool:
@@ -147,6 +152,18 @@ class CacheStats:
     store_errors: int = 0
     """Writes that failed (store, embedder, encoding, or an entry the store cannot hold); the answer
     still reached the caller, it was only not cached."""
+    explorations: int = 0
+    """With an error budget: misses whose answer is compared with a candidate's cached answer
+    (also counted in ``misses``). ``audits`` of them were would-be hits checked on purpose."""
+    audits: int = 0
+    exploration_agreements: int = 0
+    """Explorations whose fresh answer was equivalent to the cached one (serving would have been right)."""
+    exploration_disagreements: int = 0
+    """Explorations whose fresh answer differed (or whose equivalence check failed)."""
+    equivalence_failures: int = 0
+    """Equivalence checks that raised (counted as "not equivalent")."""
+    evidence_rebuilds: int = 0
+    """Times a damaged evidence table was found and rebuilt empty (that lookup served nothing)."""
 
     @property
     def hits(self) -> int:
@@ -164,7 +181,11 @@ class CacheStats:
                 f"misses {self.misses}, writes {self.writes}{self._troubles()}")
 
     def _troubles(self) -> str:
-        # Only when something went wrong, so the usual line stays short.
-        parts = [f"{label} {n}" for label, n in (("no tenant", self.no_tenant), ("lookup errors", self.lookup_errors),
-                                                  ("store errors", self.store_errors)) if n]
+        # Only counters that are not zero (failures, the error budget's work), so the usual line stays short.
+        parts = [f"{label} {n}" for label, n in (
+            ("no tenant", self.no_tenant), ("lookup errors", self.lookup_errors), ("store errors", self.store_errors),
+            ("explorations", self.explorations), ("audits", self.audits),
+            ("exploration agreements", self.exploration_agreements),
+            ("exploration disagreements", self.exploration_disagreements),
+            ("equivalence failures", self.equivalence_failures), ("evidence rebuilds", self.evidence_rebuilds)) if n]
         return "".join(f", {part}" for part in parts)

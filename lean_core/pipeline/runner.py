@@ -163,7 +163,7 @@ class LeanPipeline:
 
             c = self.settings.cache
             store = SQLiteCacheStore(c.path) if c.path else None
-            self._cache = ResponseCache(store, mode=c.mode, ttl_s=c.ttl_s, ledger=None)
+            self._cache = ResponseCache(store, mode=c.mode, ttl_s=c.ttl_s, ledger=None, max_error_rate=c.max_error_rate)
         return self._cache
 
     @property

@@ -43,6 +43,10 @@ class CacheLayerSettings(_Layer):
     scope: str = ""
     """Part of every cache key: set it to your index or knowledge-base version so answers from an
     older knowledge base are never served after re-indexing."""
+    max_error_rate: float | None = Field(None, gt=0, le=0.5)
+    """δ in (0, 0.5]: serve semantic hits under an error budget (:mod:`lean_core.cache.error_budget`:
+    only where explorations bound the share of wrong hits by δ) instead of the static threshold;
+    None: the static verifier. Ignored when a ``ResponseCache`` is passed to the pipeline."""
 
 
 class TemplateLayerSettings(_Layer):
@@ -142,7 +146,8 @@ class PipelineSettings(BaseModel):
 
     def fingerprint(self) -> str:
         """What changes an answer (cache identity): every layer's options except the cache's own."""
-        data = self.model_dump(exclude={"cache": {"path", "ttl_s", "enabled"}, "tenant": True, "prompt_cache": True})
+        data = self.model_dump(exclude={"cache": {"path", "ttl_s", "enabled", "max_error_rate"}, "tenant": True,
+                                          "prompt_cache": True})
         return json.dumps(data, sort_keys=True, default=str)
 
     @classmethod

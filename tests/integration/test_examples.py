@@ -179,3 +179,24 @@ def test_cached_agent_example(tmp_path: Path, smollm2_path: Path) -> None:
     assert hits.count(True) == 3
     assert {e.layer for e in ledger.savings(tenant="acme")} >= {"cache", "compression", "output"}
     ledger.close()
+
+
+def test_otel_export_example(tmp_path: Path) -> None:
+    out = _run_example("otel_export.py", "--cache", str(tmp_path / "c.sqlite3"), cwd=tmp_path)
+    assert out.count("\nA: ") + out.startswith("A: ") == 4
+    assert _int(r"(\d+) spans exported", out) == 7  # 3 model calls + 4 cache lookups (3 misses, 1 hit)
+    blocks = re.split(r"^span ", out, flags=re.MULTILINE)[1:]
+    calls = [b for b in blocks if b.startswith("'chat o4-mini'")]
+    savings = [b for b in blocks if b.startswith("'lean.savings cache'")]
+    assert len(calls) == 3 and len(savings) == 4
+    cached = [_int(r"gen_ai\.usage\.cache_read\.input_tokens = (\d+)", b) for b in calls]
+    assert cached[0] == 0 and cached[1] > 0 and cached[1] == cached[2]  # the system prompt, from the 2nd call on
+    assert all(_int(r"gen_ai\.usage\.reasoning\.output_tokens = (\d+)", b) == 64 for b in calls)
+    assert all("gen_ai.provider.name = 'openai'" in b and "lean.tenant = 'acme'" in b for b in calls)
+    (hit,) = [b for b in savings if "lean.cache_hit = True" in b]
+    # the hit saved the whole first call: its input and output tokens, at o4-mini's prices
+    assert _int(r"lean\.tokens_saved = (\d+)", hit) == (_int(r"gen_ai\.usage\.input_tokens = (\d+)", calls[0])
+                                                         + _int(r"gen_ai\.usage\.output_tokens = (\d+)", calls[0]))
+    saved = float(re.search(r"lean\.cost_saved_usd = ([\d.e-]+)", hit).group(1))  # type: ignore[union-attr]
+    assert saved == float(re.search(r"lean\.cost_usd = ([\d.e-]+)", calls[0]).group(1))  # type: ignore[union-attr]
+    assert "ledger: 3 calls, 4 savings records" in out
