@@ -24,8 +24,6 @@ from langchain_core.language_models.llms import (
     get_prompts,
     update_cache,
 )
-from langchain_core.load import dumpd
-from langchain_core.load.load import Reviver
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -37,6 +35,7 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 from langchain_core.runnables.config import var_child_runnable_config
 
+from lean_chain._payload import PayloadCodec
 from lean_core.cache import tenancy
 from lean_core.cache.conversation_key import USER_ROLE, ConversationTurn, conversation_key
 from lean_core.cache.response_cache import CacheMode, ResponseCache, check_ttl
@@ -54,15 +53,10 @@ __all__ = ["LeanCache"]
 
 _log = logging.getLogger(__name__)
 
-_PAYLOAD_VERSION = 1
-# What a cached payload may revive into: generations and message classes only (no class with
-# side effects in its constructor; see langchain_core.load's threat model). ``loads`` is this same
-# reviver as a json object_hook, but marked beta: calling it would warn in users' processes.
-_REVIVER = Reviver(
-    allowed_objects=[Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage,
-                     AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, ToolMessage],
-    secrets_from_env=False,
-)
+# What a cached payload may revive into: generations and message classes only.
+_CODEC = PayloadCodec(field="generations", expected=Generation, owner="LeanCache", allowed=[
+    Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk, ChatMessage,
+    HumanMessage, SystemMessage, ToolMessage])
 _MODEL_KEYS = ("model_name", "model", "model_id", "deployment_name", "repo_id")
 _MODEL_REPR = re.compile(r"\('(?:model_name|model|model_id|deployment_name|repo_id)', '([^'\\]+)'\)")
 
@@ -433,9 +427,8 @@ def _serialise(return_val: object) -> tuple[str | None, int, int]:
         if not isinstance(generation, Generation):
             raise InvalidParameterError("return_val", allowed="a non-empty sequence of Generation",
                                         received=f"an item of type {type(generation).__name__}")
-    data = dumpd(list(return_val))
-    if _unserialisable(data):
-        _log.warning("LeanCache: not caching a response that LangChain cannot serialise")
+    payload = _CODEC.encode(return_val)
+    if payload is None:
         return None, 0, 0
     input_tokens = output_tokens = 0
     for generation in return_val:  # n candidates of one prompt share one usage record: take it once
@@ -443,30 +436,8 @@ def _serialise(return_val: object) -> tuple[str | None, int, int]:
         if usage:
             input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
             break
-    payload = json.dumps({"v": _PAYLOAD_VERSION, "generations": data}, ensure_ascii=False)
     return payload, input_tokens, output_tokens
 
 
-def _unserialisable(value: object) -> bool:
-    if isinstance(value, dict):
-        if value.get("lc") == 1 and value.get("type") == "not_implemented":
-            return True
-        return any(_unserialisable(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_unserialisable(v) for v in value)
-    return False
-
-
 def _revive(result: CacheLookup) -> list[Generation] | None:
-    if result.entry is None:
-        return None
-    try:
-        data = json.loads(result.entry.payload, object_hook=_REVIVER)
-        generations = data["generations"] if isinstance(data, dict) and data.get("v") == _PAYLOAD_VERSION else None
-    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        _log.warning("LeanCache: treating an unreadable cached payload as a miss (%s)", exc)
-        return None
-    if not isinstance(generations, list) or not generations or not all(isinstance(g, Generation) for g in generations):
-        _log.warning("LeanCache: treating a cached payload that holds no generations as a miss")
-        return None
-    return generations
+    return None if result.entry is None else _CODEC.decode(result.entry.payload)

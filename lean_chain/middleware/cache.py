@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -10,11 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
-from langchain_core.load import dumpd
-from langchain_core.load.load import Reviver
 from langchain_core.messages import AIMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from lean_chain._payload import PayloadCodec
 from lean_chain.cache import LeanCache
 from lean_chain.middleware._common import (
     CACHE_METADATA_KEY,
@@ -34,9 +32,8 @@ from lean_core.ledger import CostLedger
 __all__ = ["CACHE_METADATA_KEY", "LeanCacheMiddleware"]
 
 _log = logging.getLogger(__name__)
-_PAYLOAD_VERSION = 1
-# Revived payloads may only build AI messages (no class with side effects in its constructor).
-_REVIVER = Reviver(allowed_objects=[AIMessage], secrets_from_env=False)
+# Revived payloads may only build AI messages.
+_CODEC = PayloadCodec(field="messages", allowed=[AIMessage], expected=AIMessage, owner="LeanCacheMiddleware")
 
 
 @dataclass(frozen=True)
@@ -181,10 +178,11 @@ class LeanCacheMiddleware(AgentMiddleware):  # type: ignore[type-arg]
         if message is None or not _storable(response, message):
             return None
         try:
-            data = dumpd(list(response.result))
-            payload = json.dumps({"v": _PAYLOAD_VERSION, "messages": data}, ensure_ascii=False)
+            payload = _CODEC.encode(response.result)
         except Exception as exc:
             self.cache.report_failure("store", exc)
+            return None
+        if payload is None:  # something in the step LangChain cannot serialise (logged)
             return None
         usage = message.usage_metadata
         if usage is None:
@@ -206,16 +204,8 @@ def _storable(response: ModelResponse[Any], message: AIMessage) -> bool:
 
 def _served(result: CacheLookup) -> ModelResponse[Any] | None:
     """The cached step as a response, or None (a miss, or a payload that does not revive)."""
-    if result.entry is None:
-        return None
-    try:
-        data = json.loads(result.entry.payload, object_hook=_REVIVER)
-        messages = data["messages"] if isinstance(data, dict) and data.get("v") == _PAYLOAD_VERSION else None
-    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        _log.warning("LeanCacheMiddleware: treating an unreadable cached payload as a miss (%s)", exc)
-        return None
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, AIMessage) for m in messages):
-        _log.warning("LeanCacheMiddleware: treating a cached payload that holds no AI message as a miss")
+    messages = None if result.entry is None else _CODEC.decode(result.entry.payload)
+    if messages is None:
         return None
     hit = {"hit": result.kind, "similarity": result.similarity}
     return ModelResponse(result=[_as_hit(m, hit) for m in messages])
