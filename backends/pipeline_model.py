@@ -31,10 +31,14 @@ class EngineModel:
 
     @classmethod
     def local(cls, model: str | os.PathLike[str] | None = None, **engine_settings: Any) -> EngineModel:
-        """The in-process vLLM engine on ``model`` (default: the bundled SmolLM2)."""
-        from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, resolve_model_dir
+        """The in-process vLLM engine on ``model`` (default: the bundled SmolLM2; a checkpoint
+        directory or a model-hub name). ``engine_settings`` are
+        :class:`~lean_backends.vllm_engine.VLLMEngineSettings` fields: the typed ones
+        (``max_model_len``, ``gpu_memory_utilization``, ``tensor_parallel_size``, ``quantization``, ...)
+        and ``engine_kwargs`` for any other vLLM engine argument, checked before the engine starts."""
+        from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, resolve_model
 
-        return cls(get_engine(VLLMEngineSettings(model=str(resolve_model_dir(model)), **engine_settings)))
+        return cls(get_engine(VLLMEngineSettings(model=resolve_model(model), **engine_settings)))
 
     @classmethod
     def remote(cls, base_url: str, *, model: str | None = None, api_key: str | None = None) -> EngineModel:

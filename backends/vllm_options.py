@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from lean_backends.text_backend import TextBackend
+from lean_backends.vllm_engine_args import check_engine_kwarg_names
 from lean_core.generation import SamplingOptions
 
 __all__ = ["VLLMOptions", "backend_for"]
@@ -22,8 +23,9 @@ class VLLMOptions(BaseModel):
     """Which model serves the calls, and the default sampling options of every call."""
 
     model: str | None = None
-    """Checkpoint directory for the in-process engine (None: the bundled SmolLM2-135M-Instruct);
-    with ``base_url``, the served model's name (None: the server's first model)."""
+    """Checkpoint directory for the in-process engine (None: the bundled SmolLM2-135M-Instruct), or a
+    model-hub name (``org/name``) that vLLM resolves itself where the machine can reach a hub (nothing
+    is downloaded here); with ``base_url``, the served model's name (None: the server's first model)."""
     base_url: str | None = None
     """URL of a running vLLM OpenAI-compatible server (e.g. ``http://localhost:8000/v1``);
     None runs vLLM in this process."""
@@ -56,6 +58,20 @@ class VLLMOptions(BaseModel):
     """KV-cache size in GiB on CPU."""
     enable_prefix_caching: bool = True
     """Reuse the KV cache of shared prompt prefixes (per tenant) in the in-process engine."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """GPUs each layer is split over (vLLM tensor parallelism), in-process engine."""
+    pipeline_parallel_size: int = Field(1, ge=1)
+    """Pipeline stages the layers are spread over (vLLM pipeline parallelism), in-process engine."""
+    quantization: str | None = None
+    """vLLM quantization method (e.g. ``"fp8"``, ``"awq"``; checked against the installed vLLM's
+    list before the engine starts); None: as the checkpoint says."""
+    enable_lora: bool = False
+    """Let the in-process engine serve LoRA adapters (``max_lora_rank`` etc. via ``engine_kwargs``)."""
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Any other ``vllm.engine.arg_utils.EngineArgs`` argument of the in-process engine, by name,
+    e.g. ``{"max_num_seqs": 128, "kv_cache_dtype": "fp8"}``. Names and values are checked against
+    the installed vLLM before the engine starts (:mod:`lean_backends.vllm_engine_args`); arguments
+    with a typed option above are refused here (use the option)."""
     tool_parser: str | None = None
     """vLLM tool parser (``vllm.tool_parsers``, e.g. ``"hermes"``) that finds calls in the model's
     own tool format when ``tool_choice="auto"``, in process. None: ``auto`` is plain text generation
@@ -65,6 +81,11 @@ class VLLMOptions(BaseModel):
     """Seconds to wait for a remote server's answer."""
     max_retries: int = Field(2, ge=0)
     """Retries of a failed request to a remote server (connection errors, 5xx)."""
+
+    @field_validator("engine_kwargs")
+    @classmethod
+    def _engine_kwarg_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_engine_kwarg_names(value)
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -102,11 +123,13 @@ def backend_for(options: VLLMOptions) -> TextBackend:
                     options.base_url, model=options.model, api_key=key, timeout_s=options.timeout,
                     max_retries=options.max_retries)
             return client
-    from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, resolve_model_dir
+    from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, resolve_model
 
     return get_engine(VLLMEngineSettings(
-        model=str(resolve_model_dir(options.model)), dtype=options.dtype,
+        model=resolve_model(options.model), dtype=options.dtype,
         enforce_eager=options.enforce_eager, max_model_len=options.max_model_len,
         gpu_memory_utilization=options.gpu_memory_utilization, kv_cache_gib=options.kv_cache_gib,
-        enable_prefix_caching=options.enable_prefix_caching,
+        enable_prefix_caching=options.enable_prefix_caching, tensor_parallel_size=options.tensor_parallel_size,
+        pipeline_parallel_size=options.pipeline_parallel_size, quantization=options.quantization,
+        enable_lora=options.enable_lora, engine_kwargs=options.engine_kwargs,
     ))

@@ -60,12 +60,12 @@ def run_engine_bench(*, prompts: int = 256, max_tokens: int = 64, rounds: int = 
                      model: str | None = None, out: Path | None = None,
                      chart: Path | None = None, show_progress: bool = True) -> EngineBenchResult:
     from langchain_core.language_models import LanguageModelInput
-    from lean_benchmarks.progress import bench_progress
     from vllm import LLM, SamplingParams
     from vllm import __version__ as vllm_version
     from vllm.platforms import current_platform
 
     from lean_backends.vllm_engine import resolve_model_dir
+    from lean_benchmarks.progress import bench_progress
     from lean_chain import ChatLeanVLLM
 
     model_dir = str(resolve_model_dir(model))

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.caches import BaseCache
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import (
@@ -23,10 +31,17 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableMap,
+    RunnablePassthrough,
+    ensure_config,
+)
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
+from langchain_core.utils.utils import LC_ID_PREFIX
 
 from lean_backends.tool_calling import ToolCallingChoice, ToolCallingChunk, ToolRequest
 from lean_backends.vllm_options import VLLMOptions
@@ -223,22 +238,55 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
 
     def batch(self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:
-        """Every input reaches the engine at once (continuous batching), callbacks per input."""
+        """Every input reaches the engine at once (continuous batching). With no callback, cache or
+        rate limiter to serve, the whole batch is one engine call (one hop to the engine's loop,
+        one shared set of sampling parameters, no per-input LangChain run); otherwise LangChain's
+        per-input path runs, callbacks per input."""
         if not inputs:
             return []
         if self.base_url is not None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        direct = _direct_batch(self, inputs, config, return_exceptions, kwargs)
+        if direct is not None:
+            chats, options, salt = direct
+            return self._direct_messages(self.backend().generate_many(chats, options, cache_salt=salt))
         return self.backend().run_on_loop(
             self.abatch(inputs, config, return_exceptions=return_exceptions, **kwargs))
+
+    async def abatch(self, inputs: list[LanguageModelInput],
+                     config: RunnableConfig | list[RunnableConfig] | None = None, *,
+                     return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:
+        """As :meth:`batch`, from async code."""
+        direct = None if self.base_url is not None or not inputs else _direct_batch(
+            self, inputs, config, return_exceptions, kwargs)
+        if direct is None:
+            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        chats, options, salt = direct
+        return self._direct_messages(await self.backend().agenerate_many(chats, options, cache_salt=salt))
+
+    def _direct_messages(self, results: Sequence[GenerationResult]) -> list[AIMessage]:
+        """What ``invoke`` returns for each result: the first generation's message, its metadata
+        merged as LangChain merges it, a run-style id."""
+        messages = []
+        for result in results:
+            generation = self._result(result).generations[0]
+            message = generation.message
+            message.response_metadata = {**(generation.generation_info or {}), **message.response_metadata}
+            message.id = f"{LC_ID_PREFIX}-{uuid.uuid4()}-0"
+            messages.append(message)
+        return messages  # type: ignore[return-value]
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the served model's own tokenizer (no engine start needed)."""
         if self.base_url is not None:
             return super().get_num_tokens(text)
-        from lean_backends.vllm_engine import resolve_model_dir
+        from lean_backends.vllm_engine import resolve_model
         from lean_core.tokens import count_tokens
 
-        return count_tokens(text, str(resolve_model_dir(self.model))).tokens
+        model = resolve_model(self.model)
+        if not Path(model).is_dir():  # a model-hub name: only the engine knows its tokenizer
+            return len(self.backend().tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
+        return count_tokens(text, model).tokens
 
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool], *,
                    tool_choice: str | bool | dict[str, Any] | None = None, parallel_tool_calls: bool | None = None,
@@ -304,6 +352,31 @@ class ChatLeanVLLM(VLLMOptions, BaseChatModel):
         parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         fallback = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=bound) | parse.with_fallbacks([fallback], exception_key="parsing_error")
+
+
+def _direct_batch(model: ChatLeanVLLM, inputs: Sequence[LanguageModelInput],
+                  config: RunnableConfig | list[RunnableConfig] | None, return_exceptions: bool,
+                  kwargs: dict[str, Any]) -> tuple[list[list[dict[str, Any]]], SamplingOptions, str | None] | None:
+    """The batch as one engine call (chats, options, salt), or None when a LangChain feature needs
+    the per-input path: a callback handler (tracing included), an LLM cache, a rate limiter,
+    per-input configs, ``max_concurrency``, tools, ``return_exceptions``, streaming, v1 output."""
+    configs = config if isinstance(config, list) else [config or {}]
+    first = ensure_config(configs[0])
+    if (return_exceptions or model.streaming or model.rate_limiter is not None or kwargs.get("tools") is not None
+            or getattr(model, "output_version", None) not in (None, "v0")
+            or any(ensure_config(c) != first for c in configs[1:]) or first.get("max_concurrency") is not None
+            or model.cache is True or isinstance(model.cache, BaseCache)
+            or (model.cache is None and get_llm_cache() is not None)):
+        return None
+    manager = CallbackManager.configure(first.get("callbacks"), model.callbacks, model.verbose, first.get("tags"),
+                                        model.tags, first.get("metadata"), model.metadata)
+    if manager.handlers:
+        return None
+    call = dict(_with_tenant(first, kwargs))
+    stop = call.pop("stop", None)
+    options, call = model._call_options(stop, call)
+    chats = [_to_chat(model._convert_input(item).to_messages()) for item in inputs]
+    return chats, options, model._cache_salt(call, None)
 
 
 def _with_tenant(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -98,9 +100,12 @@ class LeanVLLM(VLLMOptions, FunctionCallingLLM):
             window = backend.context_window or DEFAULT_CONTEXT_WINDOW  # 0: the server did not say
             name = self.model or backend.model_name
         else:
-            from lean_backends.vllm_engine import resolve_model_dir
+            from lean_backends.vllm_engine import resolve_model
 
-            model_dir = resolve_model_dir(self.model)
+            model_dir = Path(resolve_model(self.model))
+            if not model_dir.is_dir():  # a model-hub name: the engine knows its window
+                return LLMMetadata(context_window=self.backend().context_window, num_output=self.max_tokens,
+                                   is_chat_model=True, is_function_calling_model=True, model_name=model_dir.name)
             config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
             trained = _trained_window(config)
             if trained is None:  # an unusual config: ask the engine itself
@@ -209,6 +214,64 @@ class LeanVLLM(VLLMOptions, FunctionCallingLLM):
         pieces = self.backend().astream(chat, options, cache_salt=salt, tools=tools)
         return _achats(pieces)
 
+    # -- batches: one engine call for many requests ----------------------------------------
+    def complete_many(self, prompts: Sequence[str], formatted: bool = False,
+                      **kwargs: Any) -> list[CompletionResponse]:
+        """``complete`` for every prompt, all submitted to the engine at once (greedy results are
+        the one-by-one results). With no LlamaIndex callback or instrumentation handler the batch
+        is one engine call; otherwise every prompt goes through ``acomplete`` (events per prompt)."""
+        if not self._direct_ok():
+            return self.backend().run_on_loop(self.acomplete_many(prompts, formatted, **kwargs))
+        options, salt = self._call_options(kwargs)
+        results = self.backend().generate_many([_prompt(p, formatted) for p in prompts], options, cache_salt=salt)
+        return [_completion_of(r) for r in results]
+
+    async def acomplete_many(self, prompts: Sequence[str], formatted: bool = False,
+                             **kwargs: Any) -> list[CompletionResponse]:
+        """As :meth:`complete_many`, from async code."""
+        if not self._direct_ok():
+            return list(await asyncio.gather(*(self.acomplete(p, formatted, **kwargs) for p in prompts)))
+        options, salt = self._call_options(kwargs)
+        results = await self.backend().agenerate_many([_prompt(p, formatted) for p in prompts], options,
+                                                      cache_salt=salt)
+        return [_completion_of(r) for r in results]
+
+    def chat_many(self, conversations: Sequence[Sequence[ChatMessage]], **kwargs: Any) -> list[ChatResponse]:
+        """``chat`` for every conversation, all submitted at once (see :meth:`complete_many`);
+        tools are not taken here (use ``chat``)."""
+        if not self._direct_ok() or kwargs.get("tools") is not None:
+            return self.backend().run_on_loop(self.achat_many(conversations, **kwargs))
+        options, salt = self._call_options(kwargs)
+        results = self.backend().generate_many([_to_chat(c) for c in conversations], options, cache_salt=salt)
+        return [_chat_result(r) for r in results]
+
+    async def achat_many(self, conversations: Sequence[Sequence[ChatMessage]],
+                         **kwargs: Any) -> list[ChatResponse]:
+        """As :meth:`chat_many`, from async code."""
+        if not self._direct_ok() or kwargs.get("tools") is not None:
+            return list(await asyncio.gather(*(self.achat(c, **kwargs) for c in conversations)))
+        options, salt = self._call_options(kwargs)
+        results = await self.backend().agenerate_many([_to_chat(c) for c in conversations], options,
+                                                      cache_salt=salt)
+        return [_chat_result(r) for r in results]
+
+    def _direct_ok(self) -> bool:
+        """Whether no LlamaIndex handler would see a call: no callback-manager handler and no
+        instrumentation handler on the LLM callbacks' dispatcher or its ancestors."""
+        if self.base_url is not None or self.callback_manager.handlers:
+            return False
+        from llama_index.core.instrumentation import get_dispatcher
+        from llama_index.core.instrumentation.event_handlers import NullEventHandler
+        from llama_index.core.instrumentation.span_handlers import NullSpanHandler
+
+        dispatcher: Any = get_dispatcher("llama_index.core.llms.callbacks")
+        while dispatcher is not None:
+            if any(not isinstance(h, NullEventHandler) for h in dispatcher.event_handlers) or any(
+                    not isinstance(h, NullSpanHandler) for h in dispatcher.span_handlers):
+                return False
+            dispatcher = dispatcher.parent if dispatcher.propagate and dispatcher.parent_name else None
+        return True
+
 
 def _trained_window(config: dict[str, Any]) -> int | None:
     for section in (config, config.get("text_config") or {}):
@@ -217,6 +280,11 @@ def _trained_window(config: dict[str, Any]) -> int | None:
             if isinstance(value, int) and value > 0:
                 return value
     return None
+
+
+def _completion_of(result: GenerationResult) -> CompletionResponse:
+    return _response(result.text, None, result.usage, result.model, result.finish_reason,
+                     result.choices[0].early_stop)
 
 
 def _prompt(prompt: str, formatted: bool) -> PromptInput:
