@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 __all__ = ["non_negative_int", "positive_float", "positive_int"]
 
@@ -38,3 +39,18 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, received {value}")
     return value
+
+
+def bounded_float(what: str, *, high: float = 1.0) -> Callable[[str], float]:
+    """An argparse type for a number in (0, ``high``] whose error names ``what`` was expected."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} in (0, {high:g}], received {text!r}") from None
+        if not 0.0 < value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} in (0, {high:g}], received {value}")
+        return value
+
+    return parse

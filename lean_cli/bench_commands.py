@@ -8,33 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lean_cli._argtypes import non_negative_int, positive_int
+from lean_cli._argtypes import bounded_float, non_negative_int, positive_int
 from lean_cli.cache_stream_commands import add_cache_stream_commands
 
 __all__ = ["add_bench_commands"]
 
 
-def _unit_interval(what: str) -> Callable[[str], float]:
-    """An argparse type for a value in (0, 1] whose error names ``what`` was expected."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} in (0, 1], received {text!r}") from None
-        if not 0.0 < value <= 1.0:
-            raise argparse.ArgumentTypeError(f"expected {what} in (0, 1], received {value}")
-        return value
-
-    return parse
-
-
-_cosine = _unit_interval("a cosine")
-_share = _unit_interval("a kept share")
+_cosine = bounded_float("a cosine")
+_share = bounded_float("a kept share")
 
 
 def _kept_share(text: str) -> float | str:

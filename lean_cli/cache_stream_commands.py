@@ -18,19 +18,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lean_cli._argtypes import non_negative_int, positive_int
+from lean_cli._argtypes import bounded_float, non_negative_int, positive_int
 
 __all__ = ["add_cache_stream_commands"]
 
 
-def _delta(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an error rate in (0, 0.5], received {text!r}") from None
-    if not 0.0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"expected an error rate in (0, 0.5], received {value}")
-    return value
+_delta = bounded_float("an error rate", high=0.5)
+_cosine = bounded_float("a cosine")
 
 
 def _occurrences(text: str) -> tuple[int, int]:
@@ -42,16 +36,6 @@ def _occurrences(text: str) -> tuple[int, int]:
     if not 1 <= bounds[0] <= bounds[1] <= 100:
         raise argparse.ArgumentTypeError(f"expected 1 <= LEAST <= MOST <= 100, received {text!r}")
     return bounds
-
-
-def _cosine(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a cosine in (0, 1], received {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a cosine in (0, 1], received {value}")
-    return value
 
 
 def _cmd_cache_stream(args: argparse.Namespace) -> int:
