@@ -264,6 +264,13 @@ class PostgresLedgerStore(LedgerStore):
         self._apool = self._apool_loop = None
         if apool is not None and loop is not None and not loop.is_closed() and not loop.is_running():
             loop.run_until_complete(apool.close())
+        elif apool is not None and loop is not None and loop.is_closed():
+            # Its event loop has ended (``asyncio.run`` returned) and cannot close the pool any more:
+            # end the idle connections' sessions directly, or they would hold server slots until
+            # this process exits (a server has ~100).
+            for conn in list(getattr(apool, "_pool", ())):
+                with contextlib.suppress(Exception):
+                    conn.pgconn.finish()
 
     async def aclose(self) -> None:
         apool, loop = self._apool, self._apool_loop
