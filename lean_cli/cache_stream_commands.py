@@ -5,6 +5,9 @@
         [--pairs-per-file N] [--delta 0.01 --delta 0.02 ...] [--seed 0] --out results/cache_stream_x.json
     lean-inference bench answer-equivalence [--pairs FILE] --out results/answer_equivalence.json
 
+``cache-live`` puts the same cache in front of the bundled model on the demo workload and a
+ShareGPT slice, answer equivalence deciding (:mod:`lean_benchmarks.cache_live`).
+
 ``cache-stream`` builds a labelled stream from pair files and replays it through the error-bounded
 cache (one per δ), today's static verifier, a cosine threshold and GPTCache, side by side (see
 :mod:`lean_benchmarks.cache_stream`). It is its own command rather than a ``bench cache`` flag:
@@ -87,7 +90,7 @@ def _cmd_answer_equivalence(args: argparse.Namespace) -> int:
 
 
 def add_cache_stream_commands(bench: Any) -> None:
-    """Register ``cache-stream`` and ``answer-equivalence`` on the ``bench`` sub-commands."""
+    """Register ``cache-stream``, ``answer-equivalence`` and ``cache-live`` on the ``bench`` sub-commands."""
     stream = bench.add_parser("cache-stream", help="labelled prompt stream: error-bounded cache per delta vs "
                               "static verifier, cosine threshold and GPTCache")
     stream.add_argument("--pairs", action="append", default=None,
@@ -118,3 +121,42 @@ def add_cache_stream_commands(bench: Any) -> None:
                              help="JSONL {cached, fresh, label[, kind]} (default: the bundled answer pairs)")
     equivalence.add_argument("--out", required=True, help="JSON output path")
     equivalence.set_defaults(func=_cmd_answer_equivalence, parser=equivalence)
+
+    live = bench.add_parser("cache-live", help="the cache in front of the bundled model on the demo workload and "
+                            "a ShareGPT slice; answer equivalence (not labels) decides")
+    live.add_argument("--workload", action="append", choices=("demo", "sharegpt"), default=None,
+                      help="stream to replay (repeatable; default: both)")
+    live.add_argument("--sharegpt", default="../shared/data/queries/sharegpt_first_prompts.jsonl",
+                      help="ShareGPT first prompts JSONL (default: ../shared/data/queries/sharegpt_first_prompts.jsonl)")
+    live.add_argument("--size", type=positive_int, default=240, help="requests in the ShareGPT slice (default: 240)")
+    live.add_argument("--demo-limit", type=positive_int, default=None,
+                      help="first N demo questions (default: all)")
+    live.add_argument("--delta", action="append", type=_delta, default=None,
+                      help="error budget (repeatable; default: 0.02, 0.05)")
+    live.add_argument("--seed", type=non_negative_int, default=0, help="slice and exploration seed (default: 0)")
+    live.add_argument("--max-tokens", type=positive_int, default=64, help="greedy answer length cap (default: 64)")
+    live.add_argument("--model", default=None, help="model directory (default: the bundled SmolLM2)")
+    live.add_argument("--answers", default=None,
+                      help="JSONL of model answers to reuse and extend (resumable; keep it outside the project)")
+    live.add_argument("--out-dir", default="benchmarks/results",
+                      help="writes cache_live_<workload>.json and .png there (default: benchmarks/results)")
+    live.set_defaults(func=_cmd_cache_live, parser=live)
+
+
+def _cmd_cache_live(args: argparse.Namespace) -> int:
+    from lean_benchmarks.cache_live import DEFAULT_LIVE_DELTAS, LIVE_WORKLOADS, run_cache_live_bench
+
+    results = run_cache_live_bench(args.workload or LIVE_WORKLOADS, out_dir=args.out_dir, sharegpt=args.sharegpt,
+                                   size=args.size, demo_limit=args.demo_limit, deltas=args.delta or DEFAULT_LIVE_DELTAS,
+                                   seed=args.seed, max_tokens=args.max_tokens, model=args.model,
+                                   answers_file=args.answers)
+    for result in results:
+        print(f"{result.workload}: {result.requests} requests ({result.distinct_prompts} distinct), {result.model} "
+              f"({result.engine_dtype}), greedy, max {result.max_tokens} tokens; {result.measurement}")
+        for r in result.rows:
+            error = "n/a" if r.observed_error_rate is None else f"{r.observed_error_rate:.3f}"
+            print(f"  {r.method:<12} model calls {r.model_calls:>4} | hits {r.exact_hits:>3} exact, {r.semantic_hits:>3} "
+                  f"semantic | explorations {r.explorations:>3} (agreed {r.exploration_agreements}) | semantic not "
+                  f"equivalent {r.semantic_not_equivalent} (error {error}) | wall {r.wall_seconds:.1f} s")
+        print(f"written: {Path(args.out_dir) / f'cache_live_{result.workload}.json'} (and .png)")
+    return 0

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 from lean_core.errors import LedgerCorruptError, LedgerError, LedgerPathError
-from lean_core.ledger_records import LAYERS, CallRecord, OutputLengthRecord, SavingsEvent
+from lean_core.ledger_records import (
+    CACHE_MISS_REASONS,
+    LAYERS,
+    CallRecord,
+    OutputLengthRecord,
+    SavingsEvent,
+)
 from lean_core.usage import TokenUsage, UsageSource
 
 CALL_COLUMNS = (
@@ -28,7 +34,7 @@ CALL_COLUMNS = (
 )
 SAVINGS_COLUMNS = (
     "id", "ts", "layer", "model", "provider", "input_tokens_before", "input_tokens_after",
-    "output_tokens_before", "output_tokens_after", "cache_hit", "cost_saved_usd", "tenant", "call_id",
+    "output_tokens_before", "output_tokens_after", "cache_hit", "cost_saved_usd", "tenant", "call_id", "miss_reason",
 )
 LENGTH_COLUMNS = ("id", "ts", "model", "feature_version", "features", "output_tokens", "max_tokens",
                   "finish_reason", "tenant")
@@ -125,6 +131,7 @@ def savings_row(e: SavingsEvent) -> tuple[Any, ...]:
         e.id, ts(e.timestamp), e.layer, e.model, e.provider, e.input_tokens_before,
         e.input_tokens_after, e.output_tokens_before, e.output_tokens_after,
         None if e.cache_hit is None else int(e.cache_hit), _dec_text(e.cost_saved_usd), e.tenant, e.call_id,
+        e.miss_reason,
     )
 
 
@@ -163,6 +170,9 @@ class _Cells:
         if value not in allowed:
             raise BadRow(f"{name} is {value[:40]!r}, not one of {list(allowed)}")
         return value
+
+    def opt_choice(self, name: str, allowed: Sequence[str]) -> Any:
+        return None if self._raw(name, True) is None else self.choice(name, allowed)
 
     def opt_text(self, name: str) -> str | None:
         value = self._raw(name, True)
@@ -256,6 +266,7 @@ def savings_from_row(row: Sequence[Any]) -> SavingsEvent:
         input_tokens_after=c.count("input_tokens_after"), output_tokens_before=c.count("output_tokens_before"),
         output_tokens_after=c.count("output_tokens_after"), cache_hit=c.flag("cache_hit"),
         cost_saved_usd=c.decimal("cost_saved_usd"), tenant=c.opt_text("tenant"), call_id=c.opt_text("call_id"),
+        miss_reason=c.opt_choice("miss_reason", CACHE_MISS_REASONS),
     ))
 
 

@@ -292,6 +292,9 @@ class CostLedger:
         # A read-only ledger from the first release is read as it is: its calls wrote no 1-hour count.
         if table == "calls" and column == "cache_write_1h_tokens" and self.store.schema_version < 2:
             return "0 AS cache_write_1h_tokens"
+        # ... and a read-only ledger older than schema 4 recorded no reason for its cache misses.
+        if table == "savings" and column == "miss_reason" and self.store.schema_version < 4:
+            return "NULL AS miss_reason"
         return column
 
     def summary(self, *, tenant: str | None = None, since: datetime | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import ConfigDict, Field, StrictInt, model_validator
 
@@ -13,12 +13,31 @@ from lean_core._validation import ParameterCheckedModel
 from lean_core.errors import InvalidParameterError
 from lean_core.usage import TokenUsage
 
-__all__ = ["LAYERS", "CallRecord", "Layer", "OutputLengthRecord", "SavingsEvent"]
+__all__ = ["CACHE_MISS_REASONS", "LAYERS", "CacheMissReason", "CallRecord", "Layer", "OutputLengthRecord",
+           "SavingsEvent"]
 
 Layer = Literal["compression", "template", "pruning", "output", "cache"]
 """The layers that attribute savings: input compression, lean templates, model pruning,
 output budgets and response caching."""
 LAYERS: tuple[Layer, ...] = ("compression", "template", "pruning", "output", "cache")
+
+CacheMissReason = Literal["no_tenant", "lookup_error", "no_entry", "vetoed", "below_threshold", "look_alike",
+                          "uncertain", "exploration", "evidence_rebuilt"]
+"""Why a cache lookup served nothing (the deciding candidate is the nearest one no hard veto refused):
+
+* ``no_tenant``: no tenant could be resolved, so nothing was looked up (the cache fails closed).
+* ``lookup_error``: the store, the embedder or the encoding failed; answered as a miss.
+* ``no_entry``: no exact entry, and no semantic candidate near enough (or an exact-only lookup).
+* ``vetoed``: every candidate was refused by a hard veto (numbers, entities, negation, roles, ...).
+* ``below_threshold``: without an error budget, the static verifier's probability was too low.
+* ``look_alike``: with an error budget, the entry has a wrong answer at a similarity this close.
+* ``uncertain``: with an error budget, too little evidence to serve and too weak to explore.
+* ``exploration``: with an error budget, the model is called and its answer compared with the
+  cached one (an exploration of an uncertain candidate, or an audit of a would-be hit): what
+  learning the boundary costs.
+* ``evidence_rebuilt``: the store found its evidence damaged and rebuilt it; nothing was served.
+"""
+CACHE_MISS_REASONS: tuple[CacheMissReason, ...] = get_args(CacheMissReason)
 
 
 def _new_id() -> str:
@@ -81,11 +100,21 @@ class SavingsEvent(ParameterCheckedModel):
     output_tokens_after: StrictInt = Field(0, ge=0)
     cache_hit: bool | None = None
     """For the cache layer: hit (True) or miss (False); None for other layers."""
+    miss_reason: CacheMissReason | None = None
+    """For a cache miss: why nothing was served (``exploration`` marks what exploring costs);
+    None for hits, other layers, and misses recorded before reasons were (ledger schema < 4)."""
     cost_saved_usd: Decimal | None = None
     """Price of the tokens saved at the model's prices; None when the model is unpriced."""
     tenant: str | None = None
     call_id: str | None = None
     """The CallRecord this event belongs to, when there is one (a cache hit has none)."""
+
+    @model_validator(mode="after")
+    def _reason_is_a_cache_miss(self) -> SavingsEvent:
+        if self.miss_reason is not None and (self.layer != "cache" or self.cache_hit is not False):
+            raise InvalidParameterError("miss_reason", allowed="None except on a cache miss (layer 'cache', "
+                                        "cache_hit False)", received=self.miss_reason)
+        return self
 
     @property
     def input_tokens_saved(self) -> int:

@@ -67,6 +67,9 @@ class LayerSavings(BaseModel):
     """Priced events left out of the dollar totals because their call could not be priced."""
     left_out_cost_usd: Decimal = Decimal(0)
     """What those events would have saved at their own prices."""
+    cache_explorations: int = 0
+    """Cache misses that explored (``miss_reason == "exploration"``, also in ``cache_misses``):
+    calls an error-budget cache sent to the model to learn where it may serve."""
 
 
 class LedgerSummary(BaseModel):
@@ -150,6 +153,7 @@ def summarize(calls: Sequence[CallRecord], savings: Sequence[SavingsEvent], *,
             layer=layer, events=len(events),
             cache_hits=sum(1 for e in events if e.cache_hit is True),
             cache_misses=sum(1 for e in events if e.cache_hit is False),
+            cache_explorations=sum(1 for e in events if e.miss_reason == "exploration"),
             input_tokens_saved=sum(e.input_tokens_saved for e in events),
             output_tokens_saved=sum(e.output_tokens_saved for e in events),
             cost_saved_usd=sum((e.cost_saved_usd for e in kept if e.cost_saved_usd is not None), Decimal(0)),
@@ -298,6 +302,8 @@ def render_table(summary: LedgerSummary, *, title: str = "lean-inference cost le
         layers.add_column(name, justify="left" if name == "layer" else "right")
     for layer in summary.by_layer:
         hits = f"{layer.cache_hits}/{layer.cache_hits + layer.cache_misses}" if layer.layer == "cache" else "-"
+        if layer.layer == "cache" and layer.cache_explorations:
+            hits += f" ({layer.cache_explorations} explored)"
         left_out = [f"{_usd(layer.left_out_cost_usd)} ({layer.left_out_events})" if layer.left_out_events else "-"]
         layers.add_row(layer.layer, str(layer.events), hits, f"{layer.input_tokens_saved:,}",
                        f"{layer.output_tokens_saved:,}", _usd(layer.cost_saved_usd),

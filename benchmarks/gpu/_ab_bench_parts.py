@@ -16,7 +16,6 @@ from typing import Any
 from _vllm_bench_measure import (
     _QUESTIONS,
     _document,
-    _first_token,
     _full_length,
     _scheduler_limits,
     bench_prompts,
@@ -38,6 +37,9 @@ class AbSettings:
     """KV cache of each engine on CPU."""
     prefix_tokens: int = 8000
     ttft_requests: int = 8
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Further vLLM engine arguments, the same for raw vLLM and our classes (their ``engine_kwargs``),
+    e.g. ``{"load_format": "dummy"}`` for a config-only shape directory."""
 
 
 @dataclass
@@ -81,7 +83,7 @@ def raw_contender(settings: AbSettings, model_dir: str, *, label: str) -> tuple[
                                 max_model_len=settings.max_model_len, enable_prefix_caching=True,
                                 trust_remote_code=False)
     args.update({"block_size": 32} if on_cpu else {"gpu_memory_utilization": settings.memory_share})
-    llm = LLM(**args)
+    llm = LLM(**args, **settings.engine_kwargs)
     full = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens, ignore_eos=True)
 
     def run(ids: list[list[int]], chats: list[list[dict[str, str]]]) -> tuple[list[str], int]:
@@ -95,7 +97,7 @@ def raw_contender(settings: AbSettings, model_dir: str, *, label: str) -> tuple[
 def class_options(settings: AbSettings, model_dir: str, max_tokens: int) -> dict[str, Any]:
     return dict(model=model_dir, dtype=settings.dtype, max_model_len=settings.max_model_len,
                 gpu_memory_utilization=settings.memory_share, kv_cache_gib=settings.kv_cache_gib,
-                enable_prefix_caching=True, max_tokens=max_tokens)
+                enable_prefix_caching=True, max_tokens=max_tokens, engine_kwargs=dict(settings.engine_kwargs))
 
 
 def class_contenders(settings: AbSettings, model_dir: str, *, suffix: str = "",
@@ -141,6 +143,22 @@ def round_prompts(tokenizer: Any, n: int, round_index: int) -> tuple[list[list[i
     return ids, chats
 
 
+def _first_token(chat: Any, prompt: str) -> tuple[float, int, int, bool]:
+    """(seconds to the first chunk with text, cached prompt tokens, prompt tokens, whether any text
+    came) of one stream; without text (dummy weights may pick tokens that decode to nothing) the
+    seconds are those to the stream's end, and the run's ``no_text`` count says so."""
+    t0 = time.perf_counter()
+    ttft = None
+    usage: dict[str, Any] = {}
+    for chunk in chat.stream(prompt):
+        if ttft is None and chunk.content:
+            ttft = time.perf_counter() - t0
+        usage = chunk.usage_metadata or usage
+    cached = int((usage.get("input_token_details") or {}).get("cache_read", 0))
+    seconds = ttft if ttft is not None else time.perf_counter() - t0
+    return seconds, cached, int(usage.get("input_tokens", 0)), ttft is not None
+
+
 def ttft_pairs(settings: AbSettings, model_dir: str, run_index: int) -> dict[str, Any]:
     """One run of the prefix-cache test through ``ChatLeanVLLM.stream``: cold and warm requests
     alternated (cold: a document nobody sent before; warm: one shared document, sent once before,
@@ -153,8 +171,13 @@ def ttft_pairs(settings: AbSettings, model_dir: str, run_index: int) -> dict[str
     chat = ChatLeanVLLM(**class_options(settings, model_dir, 16))
     base = 100_000 * (run_index + 1)
 
+    no_text = 0
+
     def ask(document: str, question: str) -> tuple[float, int, int]:
-        return _first_token(chat, f"Document:\n{document}\n\nQuestion: {question}")
+        nonlocal no_text
+        seconds, cached, tokens, text = _first_token(chat, f"Document:\n{document}\n\nQuestion: {question}")
+        no_text += not text
+        return seconds, cached, tokens
 
     shared = _document(tokenizer, settings.prefix_tokens, seed=base)
     ask(shared, "Prime the cache.")  # the shared document's one cold request
@@ -174,6 +197,6 @@ def ttft_pairs(settings: AbSettings, model_dir: str, run_index: int) -> dict[str
         warm_cached.append(cached)
         prompt_tokens.append(tokens)
     return {"cold_ttft_s": cold, "warm_ttft_s": warm, "cold_cached_input_tokens": cold_cached,
-            "warm_cached_input_tokens": warm_cached, "prompt_tokens": prompt_tokens,
+            "warm_cached_input_tokens": warm_cached, "prompt_tokens": prompt_tokens, "no_text": no_text,
             "cold_median_s": statistics.median(cold), "warm_median_s": statistics.median(warm),
             "speedup": statistics.median(cold) / statistics.median(warm)}

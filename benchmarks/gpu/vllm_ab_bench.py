@@ -18,14 +18,32 @@ Sections (``--sections``, comma-separated):
   raw ``LLM.generate`` vs ``LeanVLLM.chat_many``, texts compared.
 - ``ttft``: time to first token through ``ChatLeanVLLM.stream`` with a ``--prefix-tokens`` shared
   document cached vs a new one, alternated, cached tokens as our usage reports them.
-- ``pruned``: a random-weight ~1B llama shape and its pruned shape (*random weights, speed
-  only*: throughput depends on shapes), raw vLLM and ``ChatLeanVLLM`` on both, four engines
-  resident, tokens/s ratio pruned / full per run. Checkpoints are written on the machine from a
-  config (``--shape 1b``; ``tiny`` for CPU checks).
+- ``pruned``: a llama shape and its pruned shape (``--shape``: ``8b`` 7.18B -> 5.27B params, ``1b``
+  1.07B -> 0.80B, ``tiny`` for CPU checks), *random weights, speed only* (throughput depends on
+  shapes), raw vLLM and ``ChatLeanVLLM`` on both. At most **two engines are resident** (two 8B
+  engines fill an 80 GB H100 at ``--memory-share`` 0.45; four do not fit): first raw full + raw
+  pruned, rounds alternated, then both shut down and ``ChatLeanVLLM`` full + pruned, rounds
+  alternated. The pair is chosen so that the target ratio (pruned / full tokens/s, for raw and
+  for ours) is always taken within a run between engines resident side by side; ours / raw per
+  shape (``chat_vs_raw_*``) crosses the two pairs, which ran one after the other, so a drift
+  between them shows there (the throughput section measures ours / raw alternated).
+
+Model shapes: ``--model-shape NAME`` runs throughput and ttft on that shape's full model instead
+of ``--model``'s weights. A shape's directory (``_ab_bench_shapes.dummy_model_dir``) holds a Llama
+``config.json`` and ``--model``'s tokenizer files (the bundled SmolLM2's: vocabulary 49,152) and no
+weights; every engine, raw and ours, starts it with ``load_format="dummy"`` (ours through the
+validated ``engine_kwargs``), so nothing is written or carried. vLLM seeds each dummy tensor with
+a fixed seed: both sides hold the same weights (greedy texts identical on the CPU), but dummy
+weights answer every prompt with the same text, so greedy identity on a shape is weak evidence
+(``distinct_raw_texts*`` in the JSON); identity on real weights comes from a ``--model`` run.
+``--engine-kwargs '{...}'`` adds vLLM engine arguments to every engine, raw and ours alike.
 
 Usage (GPU)::
 
     python benchmarks/gpu/vllm_ab_bench.py --model DIR --out ab.json
+    python benchmarks/gpu/vllm_ab_bench.py --model DIR --model-shape 8b --memory-share 0.45 \
+        --sections throughput,ttft --prefix-tokens 7800 --out ab8b.json
+    python benchmarks/gpu/vllm_ab_bench.py --model DIR --shape 8b --memory-share 0.45 --sections pruned
 
 The JSON names the device, the vLLM/torch/transformers versions and the date.
 """
@@ -34,36 +52,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from _ab_bench_parts import (
     AbSettings,
+    Contender,
     class_contenders,
     raw_contender,
     round_prompts,
     spread,
     ttft_pairs,
 )
-from _vllm_bench_measure import shutdown_and_wait
-from _vllm_bench_random import _params, _random_checkpoint_in_child
+from _ab_bench_shapes import DUMMY_LOAD, SHAPES, dummy_model_dir, shape_params
+from _vllm_bench_measure import _wait_for_free_gpu, shutdown_and_wait
 from _vllm_bench_run import _device, _versions
 
 __all__ = ["SHAPES", "main"]
-
-# Llama-3.2-1B-like body on SmolLM2's tokenizer (1.07B parameters); pruned with the fractions of
-# the project's best SmolLM2 plan (d4-mlp1216: 26/30 layers, MLP 1216/1536): 0.80B, -25 %.
-SHAPES: dict[str, tuple[dict[str, int], dict[str, int]]] = {
-    "1b": ({"num_layers": 16, "hidden_size": 2048, "intermediate_size": 8192, "num_heads": 32, "num_kv_heads": 8},
-           {"num_layers": 14, "hidden_size": 2048, "intermediate_size": 6464, "num_heads": 32, "num_kv_heads": 8}),
-    "tiny": ({"num_layers": 4, "hidden_size": 128, "intermediate_size": 512, "num_heads": 4, "num_kv_heads": 2},
-             {"num_layers": 3, "hidden_size": 128, "intermediate_size": 384, "num_heads": 4, "num_kv_heads": 2}),
-}
-
 
 def _rotated(items: list[Any], run: int) -> list[Any]:
     k = run % len(items)
@@ -88,6 +99,8 @@ def _throughput(settings: AbSettings, model_dir: str, result: dict[str, Any], ll
                                    tokenizer, settings.prompts, 0)[0])}
     for contender in contenders:
         section[contender.label] = {"tokens_per_s": spread(contender.tokens_per_s)}
+    # dummy weights answer every prompt with the same text: the identity check is then weak
+    section["distinct_raw_texts_per_run"] = [len(set(texts)) for texts in raw.texts]
     for contender in ours:
         ratios = [a / b for a, b in zip(contender.tokens_per_s, raw.tokens_per_s, strict=True)]
         same = [sum(x == y for x, y in zip(a, b, strict=True)) for a, b in zip(contender.texts, raw.texts,
@@ -116,6 +129,7 @@ def _greedy(settings: AbSettings, model_dir: str, tokenizer: Any, llm: Any, resu
     raw = [o.outputs[0].text for o in outputs]
     section: dict[str, Any] = {"prompts": len(chats), "batch_eq_single": sum(a == b for a, b in zip(batch, single, strict=True)),
                                "batch_eq_raw": sum(a == b for a, b in zip(batch, raw, strict=True)),
+                               "distinct_raw_texts": len(set(raw)),
                                "examples": [{"batch": a, "raw": b} for a, b in zip(batch, raw, strict=True) if a != b][:2]}
     if llamaindex:
         from llama_index.core.base.llms.types import ChatMessage
@@ -143,51 +157,64 @@ def _ttft(settings: AbSettings, model_dir: str, result: dict[str, Any]) -> None:
                                                           for x in r["warm_cached_input_tokens"]])}
 
 
-def _pruned(settings: AbSettings, model_dir: str, shape: str, result: dict[str, Any],
-            save: Callable[[], None]) -> None:
+def _pruned(settings: AbSettings, tokenizer_dir: str, shape: str, result: dict[str, Any],
+            save: Callable[[], None], pairs: Sequence[str] = ("raw", "chat")) -> None:
+    """Pruned / full tokens/s, two engines resident at a time: raw full + raw pruned (rounds
+    alternated), shut down, then ChatLeanVLLM full + pruned (rounds alternated)."""
     from transformers import AutoTokenizer
 
     full, small = SHAPES[shape]
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    vocab = int(json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["vocab_size"])
-    section: dict[str, Any] = {"label": "random weights, speed only", "full_shape": full, "pruned_shape": small,
-                               "full_params": _params(full, vocab=vocab), "pruned_params": _params(small, vocab=vocab)}
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    vocab = int(json.loads((Path(tokenizer_dir) / "config.json").read_text(encoding="utf-8"))["vocab_size"])
+    section: dict[str, Any] = {"label": "random weights, speed only", "shape": shape, "full_shape": full,
+                               "pruned_shape": small, "full_params": shape_params(full, vocab=vocab),
+                               "pruned_params": shape_params(small, vocab=vocab),
+                               "design": "pairs: raw full+pruned, then ChatLeanVLLM full+pruned; 2 engines "
+                                         "resident, rounds alternated within a pair"}
     result["pruned"] = section
+    settings = replace(settings, engine_kwargs={**settings.engine_kwargs, **DUMMY_LOAD})
+    warm_ids, warm_chats = round_prompts(tokenizer, min(16, settings.prompts), -1)
     with tempfile.TemporaryDirectory(prefix="lean-ab-") as work:
-        # Written before any engine starts, in a spawned child (see _random_checkpoint_in_child).
-        dirs = {key: str(_random_checkpoint_in_child(Path(work) / key, tokenizer_from=model_dir, **s))
+        dirs = {key: str(dummy_model_dir(Path(work) / key, s, tokenizer_from=tokenizer_dir, dtype=settings.dtype))
                 for key, s in (("full", full), ("pruned", small))}
-        contenders = []
-        raws = []
-        for key in ("full", "pruned"):
-            contenders += class_contenders(settings, dirs[key], suffix=f" ({key})", llamaindex=False)
-            raw, llm = raw_contender(settings, dirs[key], label=f"raw vllm.LLM.generate ({key})")
-            raws.append(llm)
-            contenders.append(raw)
-            section.setdefault("started", []).append(key)
-            save()  # a run cut off by a time limit still shows how far it got
-        warm_ids, warm_chats = round_prompts(tokenizer, min(16, settings.prompts), -1)
-        for contender in contenders:
-            if contender.label.startswith("raw"):
+        by: dict[str, Contender] = {}
+        for name, label in (("raw", "raw vllm.LLM.generate"), ("chat", "lean_chain.ChatLeanVLLM.batch")):
+            if name not in pairs:
+                continue
+            pair: list[Contender] = []
+            llms: list[Any] = []
+            for key in ("full", "pruned"):
+                if name == "raw":
+                    contender, raw_llm = raw_contender(settings, dirs[key], label=f"{label} ({key})")
+                    llms.append(raw_llm)
+                else:
+                    contender = class_contenders(settings, dirs[key], suffix=f" ({key})", llamaindex=False)[0]
+                pair.append(contender)
+                by[contender.label] = contender
+                section.setdefault("started", []).append(contender.label)
+                save()  # a run cut off by a time limit still shows how far it got
+            for contender in pair:
                 contender.run(warm_ids, warm_chats)
-        for run in range(settings.runs):
-            ids, chats = round_prompts(tokenizer, settings.prompts, 100 + run)
-            for contender in _rotated(contenders, run):
-                contender.timed(ids, chats)
-            section["tokens_per_s_so_far"] = {c.label: c.tokens_per_s for c in contenders}
-            save()
-        by = {c.label: c for c in contenders}
-        for name, label in (("chat", "lean_chain.ChatLeanVLLM.batch"), ("raw", "raw vllm.LLM.generate")):
-            f, p = by[f"{label} (full)"].tokens_per_s, by[f"{label} (pruned)"].tokens_per_s
+            for run in range(settings.runs):
+                ids, chats = round_prompts(tokenizer, settings.prompts, 100 + run)
+                for contender in _rotated(pair, run):
+                    contender.timed(ids, chats)
+                section["tokens_per_s_so_far"] = {c.label: c.tokens_per_s for c in by.values()}
+                save()
+            f, p = pair[0].tokens_per_s, pair[1].tokens_per_s
             section[name] = {"full_tokens_per_s": spread(f), "pruned_tokens_per_s": spread(p),
-                             "ratio_pruned_vs_full": spread([b / a for a, b in zip(f, p, strict=True)])}
-        for key in ("full", "pruned"):
+                             "ratio_pruned_vs_full": spread([b / a for a, b in zip(f, p, strict=True)]),
+                             "ratio_of_medians": statistics.median(p) / statistics.median(f)}
+            for engine in llms:  # the engine processes exit: their memory frees (the contender keeps the LLM)
+                _close(engine)
+            shutdown_and_wait_settings(settings)  # our engines too; waits for their processes to exit
+            _wait_for_free_gpu(min(0.95, 2 * settings.memory_share))  # the next pair needs both shares
+            save()
+        for key in ("full", "pruned") if set(pairs) == {"raw", "chat"} else ():
+            # measured one pair after the other, not alternated: a drift between pairs shows here
             c, r = by[f"lean_chain.ChatLeanVLLM.batch ({key})"], by[f"raw vllm.LLM.generate ({key})"]
             section[f"chat_vs_raw_{key}"] = spread([a / b for a, b in zip(c.tokens_per_s, r.tokens_per_s,
                                                                             strict=True)])
-        for llm in raws:
-            _close(llm)
-        shutdown_and_wait_settings(settings)
 
 
 def shutdown_and_wait_settings(settings: AbSettings) -> None:
@@ -206,12 +233,23 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3, help="alternated runs per section (default: 3)")
     parser.add_argument("--max-model-len", type=int, default=8192)
-    parser.add_argument("--memory-share", type=float, default=0.4, help="GPU memory share per resident engine")
-    parser.add_argument("--pruned-memory-share", type=float, default=0.2, help="the same, pruned section (4 engines)")
+    parser.add_argument("--memory-share", type=float, default=0.4,
+                        help="GPU memory share per resident engine (2 resident in every section)")
+    parser.add_argument("--pruned-memory-share", type=float, default=None,
+                        help="the same, pruned section (default: --memory-share)")
     parser.add_argument("--kv-cache-gib", type=float, default=2.0, help="KV cache per engine on CPU")
     parser.add_argument("--prefix-tokens", type=int, default=8000)
     parser.add_argument("--ttft-requests", type=int, default=8)
-    parser.add_argument("--shape", default="1b", choices=sorted(SHAPES))
+    parser.add_argument("--shape", default="1b", choices=sorted(SHAPES),
+                        help="the pruned section's full/pruned shapes (dummy weights)")
+    parser.add_argument("--model-shape", default=None, choices=sorted(SHAPES),
+                        help="throughput and ttft on this shape's full model with dummy weights "
+                             "(tokenizer: --model's) instead of --model's weights")
+    parser.add_argument("--pruned-pairs", default="raw,chat",
+                        help="which pruned pairs run (raw: raw vLLM full+pruned; chat: ChatLeanVLLM full+pruned); "
+                             "one per device call halves a call's engine starts")
+    parser.add_argument("--engine-kwargs", type=json.loads, default={},
+                        help="JSON object of further vLLM engine arguments, the same for raw vLLM and our classes")
     parser.add_argument("--no-llamaindex", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
@@ -225,16 +263,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"bad arguments: sections {sorted(unknown)}, runs {args.runs}, prompts {args.prompts}")
     if "ttft" in sections and args.prefix_tokens + 96 > args.max_model_len:
         raise SystemExit(f"--prefix-tokens {args.prefix_tokens} does not fit --max-model-len {args.max_model_len}")
+    if not isinstance(args.engine_kwargs, dict):
+        raise SystemExit(f"--engine-kwargs: a JSON object, got {args.engine_kwargs!r}")
+    pairs = [p.strip() for p in args.pruned_pairs.split(",") if p.strip()]
+    if not pairs or set(pairs) - {"raw", "chat"}:
+        raise SystemExit(f"--pruned-pairs: raw, chat or raw,chat; got {args.pruned_pairs!r}")
     from lean_backends.vllm_engine import resolve_model_dir
 
-    model_dir = str(resolve_model_dir(args.model))
+    tokenizer_dir = str(resolve_model_dir(args.model))  # the model, and the shapes' tokenizer
+    with tempfile.TemporaryDirectory(prefix="lean-ab-model-") as work:
+        return _run(args, sections, pairs, tokenizer_dir, Path(work))
+
+
+def _run(args: argparse.Namespace, sections: list[str], pruned_pairs: list[str], tokenizer_dir: str,
+         work: Path) -> int:
     settings = AbSettings(dtype=args.dtype, prompts=args.prompts, max_tokens=args.max_tokens, runs=args.runs,
                           max_model_len=args.max_model_len, memory_share=args.memory_share,
                           kv_cache_gib=args.kv_cache_gib, prefix_tokens=args.prefix_tokens,
-                          ttft_requests=args.ttft_requests)
-    result: dict[str, Any] = {"benchmark": "vllm_ab", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                              "device": _device(), "versions": _versions(), "model": model_dir,
-                              "settings": {**vars(settings), "sections": sections, "shape": args.shape}}
+                          ttft_requests=args.ttft_requests, engine_kwargs=dict(args.engine_kwargs))
+    main_settings, model_dir = settings, tokenizer_dir
+    if args.model_shape is not None:
+        model_dir = str(dummy_model_dir(work / args.model_shape, SHAPES[args.model_shape][0],
+                                        tokenizer_from=tokenizer_dir, dtype=args.dtype))
+        main_settings = replace(settings, engine_kwargs={**settings.engine_kwargs, **DUMMY_LOAD})
+    vocab = int(json.loads((Path(tokenizer_dir) / "config.json").read_text(encoding="utf-8"))["vocab_size"])
+    result: dict[str, Any] = {
+        "benchmark": "vllm_ab", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": _device(), "versions": _versions(), "model": model_dir,
+        "model_shape": None if args.model_shape is None else {
+            "name": args.model_shape, "shape": SHAPES[args.model_shape][0], "weights": "dummy (random), speed only",
+            "params": shape_params(SHAPES[args.model_shape][0], vocab=vocab)},
+        "settings": {**vars(main_settings), "sections": sections, "shape": args.shape,
+                     "model_shape": args.model_shape, "pruned_pairs": pruned_pairs}}
 
     def save() -> None:
         if args.out is not None:
@@ -247,13 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for section in sections:
         started = time.perf_counter()
         if section == "throughput":
-            _throughput(settings, model_dir, result, llamaindex)
+            _throughput(main_settings, model_dir, result, llamaindex)
         elif section == "ttft":
-            _ttft(settings, model_dir, result)
+            _ttft(main_settings, model_dir, result)
         elif section == "pruned":
             shutdown_and_wait_settings(settings)
-            _pruned(AbSettings(**{**vars(settings), "memory_share": args.pruned_memory_share}), model_dir,
-                    args.shape, result, save)
+            share = args.pruned_memory_share if args.pruned_memory_share is not None else args.memory_share
+            _pruned(replace(settings, memory_share=share), tokenizer_dir, args.shape, result, save,
+                    pairs=pruned_pairs)
         timings[section] = time.perf_counter() - started
         print(f"[ab] {section} done in {timings[section]:.1f}s", flush=True)
         save()

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASIS_CODES",
+    "LOOK_ALIKE",
     "Basis",
     "BudgetDecision",
     "ErrorBudget",
@@ -81,6 +82,10 @@ Basis = Literal["prior", "evidence"]
 BASIS_CODES: dict[Basis | None, int] = {None: 0, "prior": 1, "evidence": 2}
 """How an observation is stored: 0 an exploration of a miss, 1/2 an audit of a would-be hit of
 the prior / evidence basis (only audits count towards the namespace's error estimate)."""
+
+
+LOOK_ALIKE = "look-alike seen"
+"""The reason of a miss below a similarity at which the entry was seen wrong (rule 1)."""
 
 
 class EvidenceDamagedError(CacheStoreError):
@@ -203,7 +208,7 @@ class ErrorBudget:
               observations: tuple[Observation, ...]) -> BudgetDecision | Basis:
         """The basis that could serve this candidate, or the final (miss) decision when none can."""
         if any(not o.correct and o.similarity >= similarity - self.margin for o in observations):
-            return BudgetDecision(serve=False, explore=False, basis=None, reason="look-alike seen")
+            return BudgetDecision(serve=False, explore=False, basis=None, reason=LOOK_ALIKE)
         if prior >= self.evidence_prior_min and any(o.correct and o.similarity <= similarity for o in observations):
             return "evidence"
         if prior >= 1.0 - self.max_error_rate and similarity >= similarity_floor:

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from lean_core._validation import check_count
+from lean_core.cache._inputs import brief, check_prompt, check_ttl, embeddable
 from lean_core.cache.error_budget import (
+    LOOK_ALIKE,
     ErrorBudget,
     ErrorEstimate,
     EvidenceDamagedError,
@@ -43,7 +44,13 @@ from lean_core.cache.error_budget import (
     resolve_equivalence,
 )
 from lean_core.cache.normalize import normalize_prompt, prompt_key
-from lean_core.cache.types import CacheEntry, CacheLookup, CacheNamespace, CacheStats
+from lean_core.cache.types import (
+    CacheEntry,
+    CacheLookup,
+    CacheNamespace,
+    CacheStats,
+    NamespaceCacheStats,
+)
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger_records import SavingsEvent
 
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
     from lean_core.cache.verifier import SemanticVerifier, Verdict
     from lean_core.embeddings import Embedder
     from lean_core.ledger import CostLedger
+    from lean_core.ledger_records import CacheMissReason
 
 __all__ = ["CacheMode", "ResponseCache", "check_ttl", "embeddable"]
 
@@ -64,16 +72,6 @@ CacheMode = Literal["exact", "semantic"]
 _Operation = Literal["lookup", "store"]
 _RECENT_VECTORS = 256
 _log = logging.getLogger(__name__)
-
-
-def check_ttl(ttl_s: object) -> float | None:
-    """``ttl_s`` as seconds (> 0) or None; anything else is a named error (booleans included)."""
-    if ttl_s is None:
-        return None
-    # inf is refused: "never expires" is spelt None, and an infinite float would reach the store.
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not 0 < ttl_s < math.inf:
-        raise InvalidParameterError("ttl_s", allowed="finite seconds > 0, or None (never expires)", received=ttl_s)
-    return float(ttl_s)
 
 
 class ResponseCache:
@@ -167,28 +165,28 @@ class ResponseCache:
         :class:`~lean_core.cache.ConversationKey` marks ``semantic=False``). A failing store or
         embedder makes this a miss, counted in ``stats.lookup_errors``; it never raises."""
         started = time.perf_counter()
-        _check_prompt(prompt)
+        check_prompt(prompt)
         if namespace is None:
-            return self._finish(CacheLookup(entry=None), started, None, model)
+            return self._finish(CacheLookup(entry=None, miss_reason="no_tenant"), started, None, model)
         try:
             result = self._find(prompt, namespace, exact_only)
         except Exception as exc:  # the cache must never break the call it serves
             self.report_failure("lookup", exc)
-            result = CacheLookup(entry=None)
+            result = CacheLookup(entry=None, miss_reason="lookup_error")
         return self._finish(result, started, namespace, model)
 
     async def alookup(self, prompt: str, *, namespace: CacheNamespace | None, model: str | None = None,
                       exact_only: bool = False) -> CacheLookup:
         """Async :meth:`lookup`: store I/O is awaited (native on PostgreSQL), embedding runs off the loop."""
         started = time.perf_counter()
-        _check_prompt(prompt)
+        check_prompt(prompt)
         if namespace is None:
-            return await self._afinish(CacheLookup(entry=None), started, None, model)
+            return await self._afinish(CacheLookup(entry=None, miss_reason="no_tenant"), started, None, model)
         try:
             result = await self._afind(prompt, namespace, exact_only)
         except Exception as exc:
             self.report_failure("lookup", exc)
-            result = CacheLookup(entry=None)
+            result = CacheLookup(entry=None, miss_reason="lookup_error")
         return await self._afinish(result, started, namespace, model)
 
     def _find(self, prompt: str, namespace: CacheNamespace, exact_only: bool) -> CacheLookup:
@@ -197,7 +195,7 @@ class ResponseCache:
         if entry is not None:
             return CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0)
         if self.mode == "exact" or exact_only:
-            return CacheLookup(entry=None)
+            return CacheLookup(entry=None, miss_reason="no_entry")
         vector = self._vector(prompt)
         found = self.store.search(namespace, vector, k=self.candidates,
                                   min_similarity=self.verifier.min_similarity, now=now)
@@ -215,7 +213,7 @@ class ResponseCache:
         if entry is not None:
             return CacheLookup(entry=entry, kind="exact", similarity=1.0, probability=1.0)
         if self.mode == "exact" or exact_only:
-            return CacheLookup(entry=None)
+            return CacheLookup(entry=None, miss_reason="no_entry")
         vector = await asyncio.to_thread(self._vector, prompt)
         found = await self.store.asearch(namespace, vector, k=self.candidates,
                                          min_similarity=self.verifier.min_similarity, now=now)
@@ -250,57 +248,67 @@ class ResponseCache:
             if verdict.accepted:
                 return CacheLookup(entry=candidate.entry, kind="semantic", similarity=candidate.similarity,
                                    probability=verdict.probability, rejected=len(reasons),
-                                   rejection_reasons=tuple(reasons))
+                                   rejection_reasons=tuple(reasons), vetoes=_vetoes(reasons))
             reasons.append(verdict.reason)
-        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
+        # As with a budget, the nearest candidate no hard veto refused decides: here the threshold did.
+        reason: CacheMissReason = ("below_threshold" if any(r in _SOFT_REASONS for r in reasons)
+                                   else "vetoed" if reasons else "no_entry")
+        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons), miss_reason=reason,
+                           vetoes=_vetoes(reasons))
 
     # -- the error budget (lean_core.cache.error_budget) ----------------------------------------
-    def _first_unvetoed(self, prompt: str, found: list[SemanticCandidate],
-                        reasons: list[str]) -> tuple[SemanticCandidate, Verdict] | None:
-        """The best candidate that no hard veto refuses (the budget decides the rest), or None."""
+    # The sync and async paths share every line but the store's I/O: _budget_candidate picks the
+    # candidate, _budget_basis and _certified decide, _decided turns the decision into a lookup.
+    def _budget_candidate(self, prompt: str, found: list[SemanticCandidate]
+                          ) -> tuple[SemanticCandidate, Verdict, list[str]] | CacheLookup:
+        """The best candidate that no hard veto refuses (the budget decides the rest) with the
+        vetoes met before it, or the miss when there is none."""
+        reasons: list[str] = []
         for candidate in found:
             verdict = self.verifier.verdict(prompt, candidate.entry.prompt, candidate.similarity)
             if verdict.accepted or verdict.reason in _SOFT_REASONS:
-                return candidate, verdict
+                return candidate, verdict, reasons
             reasons.append(verdict.reason)
-        return None
+        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons),
+                           miss_reason="vetoed" if reasons else "no_entry", vetoes=len(reasons))
+
+    def _budget_basis(self, candidate: SemanticCandidate, verdict: Verdict,
+                      observations: tuple[Observation, ...]) -> BudgetDecision | Basis:
+        assert self.error_budget is not None
+        return self.error_budget.basis(similarity=candidate.similarity, prior=verdict.probability,
+                                       similarity_floor=self.verifier.calibration.similarity_floor,
+                                       observations=observations)
+
+    def _certified(self, namespace: CacheNamespace, basis: Basis, audited: ErrorEstimate) -> BudgetDecision:
+        assert self.error_budget is not None
+        with self._stats_lock:
+            self._namespace_stats(namespace).audited[basis] = audited
+        return self.error_budget.certify(basis, audited)
 
     def _budget_verify(self, prompt: str, namespace: CacheNamespace, found: list[SemanticCandidate]) -> CacheLookup:
-        budget = self.error_budget
-        assert budget is not None
-        reasons: list[str] = []
-        best = self._first_unvetoed(prompt, found, reasons)
-        if best is None:
-            return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
-        candidate, verdict = best
+        picked = self._budget_candidate(prompt, found)
+        if isinstance(picked, CacheLookup):
+            return picked
+        candidate, verdict, reasons = picked
         try:
-            observations = self.store.evidence(namespace, candidate.entry.prompt_key)
-            decision = budget.decide(similarity=candidate.similarity, prior=verdict.probability,
-                                     similarity_floor=self.verifier.calibration.similarity_floor,
-                                     observations=observations,
-                                     audited=lambda basis: self._audited(namespace, basis))
+            decision = self._budget_basis(candidate, verdict, self.store.evidence(namespace, candidate.entry.prompt_key))
+            if isinstance(decision, str):
+                decision = self._certified(namespace, decision, self._audited(namespace, decision))
         except EvidenceDamagedError as exc:
             return self._evidence_damaged(exc, reasons)
         return self._decided(prompt, namespace, candidate, verdict.probability, decision, reasons)
 
     async def _abudget_verify(self, prompt: str, namespace: CacheNamespace,
                               found: list[SemanticCandidate]) -> CacheLookup:
-        budget = self.error_budget
-        assert budget is not None
-        reasons: list[str] = []
-        best = self._first_unvetoed(prompt, found, reasons)
-        if best is None:
-            return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
-        candidate, verdict = best
+        picked = self._budget_candidate(prompt, found)
+        if isinstance(picked, CacheLookup):
+            return picked
+        candidate, verdict, reasons = picked
         try:
-            observations = await self.store.aevidence(namespace, candidate.entry.prompt_key)
-            decision = budget.basis(similarity=candidate.similarity, prior=verdict.probability,
-                                    similarity_floor=self.verifier.calibration.similarity_floor,
-                                    observations=observations)
+            decision = self._budget_basis(candidate, verdict,
+                                          await self.store.aevidence(namespace, candidate.entry.prompt_key))
             if isinstance(decision, str):
-                audited = self._audits.get(namespace, decision) or self._audits.keep(
-                    namespace, decision, await self.store.aaudited(namespace, decision, confidence=budget.confidence))
-                decision = budget.certify(decision, audited)
+                decision = self._certified(namespace, decision, await self._aaudited(namespace, decision))
         except EvidenceDamagedError as exc:
             return self._evidence_damaged(exc, reasons)
         return self._decided(prompt, namespace, candidate, verdict.probability, decision, reasons)
@@ -311,26 +319,38 @@ class ResponseCache:
         return recent or self._audits.keep(namespace, basis, self.store.audited(
             namespace, basis, confidence=self.error_budget.confidence))
 
+    async def _aaudited(self, namespace: CacheNamespace, basis: Basis) -> ErrorEstimate:
+        assert self.error_budget is not None
+        recent = self._audits.get(namespace, basis)
+        return recent or self._audits.keep(namespace, basis, await self.store.aaudited(
+            namespace, basis, confidence=self.error_budget.confidence))
+
     def _decided(self, prompt: str, namespace: CacheNamespace, candidate: SemanticCandidate, probability: float,
                  decision: BudgetDecision, reasons: list[str]) -> CacheLookup:
+        vetoes = len(reasons)  # so far only hard vetoes (see _budget_candidate)
         if decision.serve:
             return CacheLookup(entry=candidate.entry, kind="semantic", similarity=candidate.similarity,
-                               probability=probability, rejected=len(reasons), rejection_reasons=tuple(reasons))
+                               probability=probability, rejected=vetoes, rejection_reasons=tuple(reasons),
+                               vetoes=vetoes)
         reasons.append(decision.reason)
         if decision.explore:
             self._pending.remember(namespace, prompt_key(prompt), PendingExploration(
                 candidate_key=candidate.entry.prompt_key, cached_payload=candidate.entry.payload,
                 similarity=candidate.similarity, basis=decision.basis, remembered_at=time.monotonic()))
+        reason: CacheMissReason = ("exploration" if decision.explore
+                                   else "look_alike" if decision.reason == LOOK_ALIKE else "uncertain")
         return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons),
-                           exploration=decision.explore, audit=decision.audit)
+                           exploration=decision.explore, audit=decision.audit, miss_reason=reason, vetoes=vetoes)
 
     def _evidence_damaged(self, exc: EvidenceDamagedError, reasons: list[str]) -> CacheLookup:
         """The store found its evidence damaged and rebuilt it: this lookup serves nothing."""
         with self._stats_lock:
             self.stats.evidence_rebuilds += 1
-        _log.warning("%s; this lookup is answered as a miss", _brief(exc))
+        _log.warning("%s; this lookup is answered as a miss", brief(exc))
+        vetoes = len(reasons)
         reasons.append("evidence rebuilt")
-        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons))
+        return CacheLookup(entry=None, rejected=len(reasons), rejection_reasons=tuple(reasons),
+                           miss_reason="evidence_rebuilt", vetoes=vetoes)
 
     def _equivalence(self) -> Callable[[str, str], bool]:
         if self._equivalent is None:
@@ -365,34 +385,52 @@ class ResponseCache:
     def _equivalence_failed(self, exc: Exception) -> bool:
         with self._stats_lock:
             self.stats.equivalence_failures += 1
-        _log.warning("answer equivalence failed (%s: %s); counted as not equivalent", type(exc).__name__, _brief(exc))
+        _log.warning("answer equivalence failed (%s: %s); counted as not equivalent", type(exc).__name__, brief(exc))
         return False
 
-    def _observed(self, settled: tuple[PendingExploration, bool]) -> Observation:
+    def _observed(self, namespace: CacheNamespace, settled: tuple[PendingExploration, bool]) -> Observation:
         pending, correct = settled
         with self._stats_lock:
-            if correct:
-                self.stats.exploration_agreements += 1
-            else:
-                self.stats.exploration_disagreements += 1
+            for counters in (self.stats, self._namespace_stats(namespace)):
+                if correct:
+                    counters.exploration_agreements += 1
+                else:
+                    counters.exploration_disagreements += 1
         return Observation(similarity=pending.similarity, correct=correct, basis=pending.basis)
 
+    def _recorded(self, namespace: CacheNamespace, observation: Observation, stored: bool) -> None:
+        """A stored audit moves the namespace's error estimate at once (the next lookup re-reads it)."""
+        if not stored or observation.basis is None:
+            return
+        with self._stats_lock:
+            audited = self._namespace_stats(namespace).audited
+            seen = audited.get(observation.basis)
+            if seen is not None:
+                audited[observation.basis] = replace(seen, audits=seen.audits + 1,
+                                                     wrong=seen.wrong + (not observation.correct))
+
     def _record(self, namespace: CacheNamespace, settled: tuple[PendingExploration, bool]) -> None:
+        observation = self._observed(namespace, settled)
         try:
-            self.store.record_evidence(namespace, settled[0].candidate_key, self._observed(settled), now=time.time())
+            stored = self.store.record_evidence(namespace, settled[0].candidate_key, observation, now=time.time())
         except EvidenceDamagedError as exc:
             self._evidence_damaged(exc, [])
         except Exception as exc:
             self.report_failure("store", exc)
+        else:
+            self._recorded(namespace, observation, stored)
 
     async def _arecord(self, namespace: CacheNamespace, settled: tuple[PendingExploration, bool]) -> None:
+        observation = self._observed(namespace, settled)
         try:
-            await self.store.arecord_evidence(namespace, settled[0].candidate_key, self._observed(settled),
-                                              now=time.time())
+            stored = await self.store.arecord_evidence(namespace, settled[0].candidate_key, observation,
+                                                       now=time.time())
         except EvidenceDamagedError as exc:
             self._evidence_damaged(exc, [])
         except Exception as exc:
             self.report_failure("store", exc)
+        else:
+            self._recorded(namespace, observation, stored)
 
     def error_estimate(self, namespace: CacheNamespace) -> ErrorEstimate:
         """The audited error rate of ``namespace``'s semantic hits: wrong among the would-be hits
@@ -405,7 +443,7 @@ class ResponseCache:
     def _entry(self, prompt: str, payload: str, namespace: CacheNamespace | None, ttl_s: float | None,
                input_tokens: int, output_tokens: int) -> CacheEntry | None:
         """The entry to store (None without a namespace); misuse of the API raises here, before any I/O."""
-        _check_prompt(prompt)
+        check_prompt(prompt)
         if not isinstance(payload, str):
             raise InvalidParameterError("payload", allowed="a str (serialise the response first)",
                                         received=type(payload).__name__)
@@ -498,27 +536,30 @@ class ResponseCache:
         outcome = "answered as a miss" if operation == "lookup" else "answer not cached"
         if first:
             _log.warning("response cache %s failed (%s: %s); %s. Further %s failures of this kind are counted in "
-                         "CacheStats.%s_errors and logged at debug level.", operation, kind[1], _brief(exc),
+                         "CacheStats.%s_errors and logged at debug level.", operation, kind[1], brief(exc),
                          outcome, kind[1], operation)
         else:
-            _log.debug("response cache %s failed (%s: %s); %s", operation, kind[1], _brief(exc), outcome)
+            _log.debug("response cache %s failed (%s: %s); %s", operation, kind[1], brief(exc), outcome)
 
-    def _count(self, result: CacheLookup, *, no_tenant: bool) -> None:
+    def _count(self, result: CacheLookup, namespace: CacheNamespace | None) -> None:
         with self._stats_lock:
             stats = self.stats
-            stats.lookups += 1
-            stats.no_tenant += no_tenant
+            stats.no_tenant += namespace is None
             stats.rejected_candidates += result.rejected
             for reason in result.rejection_reasons:
                 stats.rejection_reasons[reason] = stats.rejection_reasons.get(reason, 0) + 1
-            stats.explorations += result.exploration
-            stats.audits += result.audit
-            if result.kind == "exact":
-                stats.exact_hits += 1
-            elif result.kind == "semantic":
-                stats.semantic_hits += 1
-            else:
-                stats.misses += 1
+            stats.count_lookup(result)
+            if namespace is not None:
+                self._namespace_stats(namespace).count_lookup(result)
+
+    def _namespace_stats(self, namespace: CacheNamespace) -> NamespaceCacheStats:
+        """``namespace``'s counters, made the most recently used (the caller holds ``_stats_lock``)."""
+        kept = self.stats.by_namespace
+        counters = kept.pop(namespace.key, None) or NamespaceCacheStats(tenant=namespace.tenant, llm=namespace.llm)
+        kept[namespace.key] = counters
+        while len(kept) > CacheStats.MAX_NAMESPACES:
+            del kept[next(iter(kept))]
+        return counters
 
     def _savings(self, result: CacheLookup, namespace: CacheNamespace | None,
                  model: str | None) -> SavingsEvent | None:
@@ -531,12 +572,13 @@ class ResponseCache:
         return SavingsEvent(layer="cache", model=model or fallback,
                             input_tokens_before=entry.input_tokens if entry else 0,
                             output_tokens_before=entry.output_tokens if entry else 0,
-                            cache_hit=result.hit, tenant=None if namespace is None else namespace.tenant)
+                            cache_hit=result.hit, miss_reason=None if result.hit else result.miss_reason,
+                            tenant=None if namespace is None else namespace.tenant)
 
     def _finish(self, result: CacheLookup, started: float, namespace: CacheNamespace | None,
                 model: str | None) -> CacheLookup:
         result = _timed(result, started)
-        self._count(result, no_tenant=namespace is None)
+        self._count(result, namespace)
         savings = self._savings(result, namespace, model)
         if savings is not None and self.ledger is not None:
             self.ledger.record(savings)
@@ -545,7 +587,7 @@ class ResponseCache:
     async def _afinish(self, result: CacheLookup, started: float, namespace: CacheNamespace | None,
                        model: str | None) -> CacheLookup:
         result = _timed(result, started)
-        self._count(result, no_tenant=namespace is None)
+        self._count(result, namespace)
         savings = self._savings(result, namespace, model)
         if savings is not None and self.ledger is not None:
             await self.ledger.arecord(savings)
@@ -556,6 +598,11 @@ _SOFT_REASONS = frozenset({"below threshold", "similarity below floor"})
 """Verifier refusals that the error budget overrides (every other refusal is a hard veto)."""
 
 
+def _vetoes(reasons: list[str]) -> int:
+    """How many of the verifier's refusals were hard vetoes."""
+    return sum(reason not in _SOFT_REASONS for reason in reasons)
+
+
 def _default_equivalence() -> object:
     from lean_core.cache.answer_equivalence import default_answer_equivalence
 
@@ -564,25 +611,3 @@ def _default_equivalence() -> object:
 
 def _timed(result: CacheLookup, started: float) -> CacheLookup:
     return replace(result, seconds=time.perf_counter() - started)
-
-
-def embeddable(text: str) -> str:
-    """``text`` as the embedder may see it: lone surrogates (which arrive through ordinary JSON
-    escapes such as ``"\\ud800"`` and make tokenizers raise) become U+FFFD. For embedding only:
-    the exact key and the stored prompt keep the text exactly as given."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
-
-
-def _brief(exc: BaseException) -> str:
-    """The exception's message, cut short: it may quote a prompt of a million characters."""
-    text = str(exc)
-    return text if len(text) <= 200 else text[:200] + "..."
-
-
-def _check_prompt(prompt: object) -> None:
-    if not isinstance(prompt, str):
-        raise InvalidParameterError("prompt", allowed="a str", received=type(prompt).__name__)

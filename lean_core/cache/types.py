@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
+from lean_core.cache.error_budget import ErrorEstimate
 from lean_core.errors import CacheStoreError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from lean_core.cache.error_budget import Basis
+    from lean_core.ledger_records import CacheMissReason
 
 __all__ = [
     "CacheEntry",
@@ -15,6 +20,7 @@ __all__ = [
     "CacheNamespace",
     "CacheStats",
     "HitKind",
+    "NamespaceCacheStats",
     "SemanticCandidate",
     "UnstorableEntryError",
     "check_tenant",
@@ -127,15 +133,98 @@ class CacheLookup:
     next is compared with the candidate's cached answer, and the outcome kept as evidence)."""
     audit: bool = False
     """The exploration checks a would-be hit on purpose (the random sample behind the error estimate)."""
+    miss_reason: CacheMissReason | None = None
+    """Why nothing was served (None on a hit); recorded with the ledger's cache miss."""
+    vetoes: int = 0
+    """Candidates a hard veto refused (numbers, entities, negation, roles, ...; also in ``rejected``)."""
 
     @property
     def hit(self) -> bool:
         return self.entry is not None
 
 
+class _LookupCounts:
+    """What :class:`CacheStats` and :class:`NamespaceCacheStats` count alike for one lookup."""
+
+    lookups: int
+    exact_hits: int
+    semantic_hits: int
+    misses: int
+    miss_reasons: dict[CacheMissReason, int]
+    explorations: int
+    audits: int
+    vetoes: int
+
+    def count_lookup(self, result: CacheLookup) -> None:
+        """Count one lookup's outcome (not thread-safe: the cache holds its stats lock)."""
+        self.lookups += 1
+        self.explorations += result.exploration
+        self.audits += result.audit
+        self.vetoes += result.vetoes
+        if result.kind == "exact":
+            self.exact_hits += 1
+        elif result.kind == "semantic":
+            self.semantic_hits += 1
+        else:
+            self.misses += 1
+            if result.miss_reason is not None:
+                self.miss_reasons[result.miss_reason] = self.miss_reasons.get(result.miss_reason, 0) + 1
+
+
 @dataclass
-class CacheStats:
+class NamespaceCacheStats(_LookupCounts):
+    """One namespace's counters since the cache object was created (per process), and its audited
+    error as this cache last saw it."""
+
+    tenant: str
+    llm: str
+    """The namespace's model identity (:attr:`CacheNamespace.llm`)."""
+    lookups: int = 0
+    exact_hits: int = 0
+    semantic_hits: int = 0
+    misses: int = 0
+    miss_reasons: dict[CacheMissReason, int] = field(default_factory=dict)
+    """Misses by reason (``exploration``, ``vetoed``, ``no_entry``, ...)."""
+    explorations: int = 0
+    """Misses whose answer is compared with a candidate's cached answer (audits included)."""
+    audits: int = 0
+    vetoes: int = 0
+    """Candidates a hard veto refused."""
+    exploration_agreements: int = 0
+    exploration_disagreements: int = 0
+    audited: dict[Basis, ErrorEstimate] = field(default_factory=dict)
+    """With an error budget: the namespace's audits per basis (the evidence that certifies it,
+    shared by every process on the store), read from the store when a lookup consults that basis,
+    plus the audits this cache settled since."""
+
+    @property
+    def hits(self) -> int:
+        return self.exact_hits + self.semantic_hits
+
+    @property
+    def error_estimate(self) -> ErrorEstimate | None:
+        """The audited error of the namespace's semantic hits, every basis seen pooled; None before
+        a lookup consulted a basis (or without an error budget)."""
+        if not self.audited:
+            return None
+        estimates = list(self.audited.values())
+        return ErrorEstimate(audits=sum(e.audits for e in estimates), wrong=sum(e.wrong for e in estimates),
+                             confidence=estimates[0].confidence)
+
+    @property
+    def estimated_error_rate(self) -> float | None:
+        """The one-sided upper bound (at the budget's confidence) of the share of wrong semantic hits,
+        the number the budget keeps at or below δ; None before the first audit."""
+        estimate = self.error_estimate
+        return None if estimate is None or not estimate.audits else estimate.upper_bound
+
+
+@dataclass
+class CacheStats(_LookupCounts):
     """Counters since the cache object was created (per process)."""
+
+    MAX_NAMESPACES: ClassVar[int] = 1024
+    """How many namespaces ``by_namespace`` keeps (the least recently looked-up one goes first)."""
 
     lookups: int = 0
     exact_hits: int = 0
@@ -164,6 +253,18 @@ class CacheStats:
     """Equivalence checks that raised (counted as "not equivalent")."""
     evidence_rebuilds: int = 0
     """Times a damaged evidence table was found and rebuilt empty (that lookup served nothing)."""
+    vetoes: int = 0
+    """Candidates a hard veto refused (also in ``rejected_candidates``, by reason in ``rejection_reasons``)."""
+    miss_reasons: dict[CacheMissReason, int] = field(default_factory=dict)
+    """Misses by reason (:data:`~lean_core.ledger_records.CacheMissReason`), as the ledger records them."""
+    by_namespace: dict[str, NamespaceCacheStats] = field(default_factory=dict)
+    """The same per namespace, keyed by :attr:`CacheNamespace.key` (see :meth:`namespace`), with its
+    estimated error rate: the ``MAX_NAMESPACES`` most recently looked-up namespaces (a lookup
+    without a tenant has none)."""
+
+    def namespace(self, namespace: CacheNamespace) -> NamespaceCacheStats | None:
+        """``namespace``'s counters, or None when it was not looked up (or was let go)."""
+        return self.by_namespace.get(namespace.key)
 
     @property
     def hits(self) -> int:

@@ -24,7 +24,8 @@ from lean_core.ledger_store.base import LedgerFilter, LedgerStore
 from lean_core.ledger_store.rollups import CallRollup, SavingsRollup, read_rollups
 from lean_core.report import LayerSavings, LedgerSummary, ModelTotals, summarize
 
-__all__ = ["SummaryPart", "UnlinkedSavings", "aggregate_part", "combine", "record_part", "rollup_part"]
+__all__ = ["SummaryPart", "UnlinkedSavings", "aggregate_part", "basis_of", "combine", "layers_of", "record_part",
+           "rollup_part"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ def _opt_add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return a if b is None else a + b
 
 
-def _basis(calls: int, left_out_calls: int, reference_priced: int, layers: Sequence[LayerSavings]) -> ComparisonBasis:
+def basis_of(calls: int, left_out_calls: int, reference_priced: int, layers: Sequence[LayerSavings]) -> ComparisonBasis:
     """The comparison basis from totals (the same decision as ``lean_core._comparison``)."""
     events = sum(layer.events for layer in layers)
     left_out_events = sum(layer.left_out_events for layer in layers)
@@ -135,7 +136,7 @@ def combine(parts: Sequence[SummaryPart]) -> LedgerSummary:
         actual_cost_usd=actual, saved_cost_usd=saved, baseline_cost_usd=actual + saved,
         unpriced_calls=total("unpriced_calls"), estimated_calls=total("estimated_calls"),
         by_model=tuple(models[k] for k in sorted(models, key=lambda k: (k[0], k[1] or ""))), by_layer=by_layer,
-        comparison_basis=_basis(calls, left_out_calls, referenced, by_layer),
+        comparison_basis=basis_of(calls, left_out_calls, referenced, by_layer),
         recorded_cost_usd=total("recorded_cost_usd"), reference_priced_calls=referenced,
         reference_cost_usd=total("reference_cost_usd"),
         reference_models=tuple(sorted({m for s in summaries for m in s.reference_models})),
@@ -145,10 +146,11 @@ def combine(parts: Sequence[SummaryPart]) -> LedgerSummary:
     )
 
 
-def _layers(per_layer: dict[str, SavingsRollup]) -> tuple[LayerSavings, ...]:
+def layers_of(per_layer: dict[str, SavingsRollup]) -> tuple[LayerSavings, ...]:
     return tuple(
         LayerSavings(layer=name, events=r.events, cache_hits=r.cache_hits, cache_misses=r.cache_misses,
-                     input_tokens_saved=r.input_tokens_saved, output_tokens_saved=r.output_tokens_saved,
+                     cache_explorations=r.cache_explorations, input_tokens_saved=r.input_tokens_saved,
+                     output_tokens_saved=r.output_tokens_saved,
                      cost_saved_usd=r.cost_saved_usd, unpriced_events=r.unpriced_events,
                      left_out_events=r.left_out_events, left_out_cost_usd=r.left_out_cost_usd)
         for name in LAYERS if (r := per_layer.get(name)) is not None)
@@ -200,7 +202,7 @@ def rollup_part(store: LedgerStore, flt: LedgerFilter) -> SummaryPart | None:
         per_layer.setdefault(layer, SavingsRollup()).add(s)
         if kind and s.events > s.unpriced_events:
             unlinked.append(_unlinked_of(layer, model, s, left_out=kind < 0))
-    by_layer = _layers(per_layer)
+    by_layer = layers_of(per_layer)
     actual = whole.cost_usd + whole.reference_cost_usd
     saved = sum((layer.cost_saved_usd for layer in by_layer), Decimal(0))
     summary = LedgerSummary(
@@ -208,7 +210,7 @@ def rollup_part(store: LedgerStore, flt: LedgerFilter) -> SummaryPart | None:
         output_tokens=whole.output_tokens, reasoning_tokens=whole.reasoning_tokens, actual_cost_usd=actual,
         saved_cost_usd=saved, baseline_cost_usd=actual + saved, unpriced_calls=whole.unpriced_calls,
         estimated_calls=whole.estimated_calls, by_model=tuple(by_model), by_layer=by_layer,
-        comparison_basis=_basis(whole.calls, whole.left_out_calls, whole.reference_priced_calls, by_layer),
+        comparison_basis=basis_of(whole.calls, whole.left_out_calls, whole.reference_priced_calls, by_layer),
         recorded_cost_usd=whole.cost_usd, reference_priced_calls=whole.reference_priced_calls,
         reference_cost_usd=whole.reference_cost_usd, reference_models=tuple(sorted(whole.reference_models)),
         left_out_calls=whole.left_out_calls, left_out_events=sum(layer.left_out_events for layer in by_layer),
@@ -226,14 +228,18 @@ def aggregate_part(store: LedgerStore, flt: LedgerFilter, *, pricer: Pricer,
     ``read_calls(condition, params)`` / ``read_savings(...)`` decode the records matching ``flt``
     and one more SQL condition (how bad rows are handled is the caller's choice, and
     ``skipped_rows()`` says how many it skipped)."""
+    from lean_core.ledger_store._unpriced import unpriced_summary  # it builds on this module
+
     # PostgreSQL sums the exact decimal text as NUMERIC; SQLite would sum it as floating point.
     money = "sum(CAST({} AS NUMERIC))" if store.dialect == "postgresql" else "decimal_sum_text({})"
     calls_where, calls_params = flt.where("calls", alias="c")
     and_calls = calls_where.replace(" WHERE", " AND", 1)
     unpriced_ids = f"SELECT c.id FROM calls c WHERE c.priced = 0{and_calls}"
-    unpriced_calls = read_calls("priced = 0", ())
-    linked = read_savings(f"call_id IN ({unpriced_ids})", calls_params)
-    part_unpriced = summarize(unpriced_calls, linked, pricer=pricer)
+    part_unpriced = unpriced_summary(store, flt, pricer=pricer)
+    if part_unpriced is None:  # a row failed its checks: decode records (they skip and count it)
+        unpriced_calls = read_calls("priced = 0", ())
+        linked = read_savings(f"call_id IN ({unpriced_ids})", calls_params)
+        part_unpriced = summarize(unpriced_calls, linked, pricer=pricer)
 
     rows = store.query(
         f"SELECT model, provider, count(*), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens), "
@@ -253,27 +259,30 @@ def aggregate_part(store: LedgerStore, flt: LedgerFilter, *, pricer: Pricer,
     s_where, s_params = flt.where("savings", alias="s")
     not_unpriced = "(c.id IS NULL OR c.priced = 1)"
     where = f"{s_where} AND {not_unpriced}" if s_where else f" WHERE {not_unpriced}"
+    # A ledger older than schema 4 (read only) recorded no miss reasons.
+    explored = "sum(CASE WHEN s.miss_reason = 'exploration' THEN 1 ELSE 0 END)" if store.schema_version >= 4 else "0"
     savings_rows = store.query(
         "SELECT s.layer, s.model, CASE WHEN c.id IS NULL THEN 0 ELSE 1 END AS linked, count(*), "
         "sum(CASE WHEN s.cache_hit = 1 THEN 1 ELSE 0 END), sum(CASE WHEN s.cache_hit = 0 THEN 1 ELSE 0 END), "
         "sum(s.input_tokens_before - s.input_tokens_after), sum(s.output_tokens_before - s.output_tokens_after), "
-        f"{money.format('s.cost_saved_usd')}, sum(CASE WHEN s.cost_saved_usd IS NULL THEN 1 ELSE 0 END) "
-        f"FROM savings s LEFT JOIN calls c ON c.id = s.call_id{and_calls}{where} "
+        f"{money.format('s.cost_saved_usd')}, sum(CASE WHEN s.cost_saved_usd IS NULL THEN 1 ELSE 0 END), "
+        f"{explored} FROM savings s LEFT JOIN calls c ON c.id = s.call_id{and_calls}{where} "
         "GROUP BY s.layer, s.model, linked", [*calls_params, *s_params])
     per_layer: dict[str, SavingsRollup] = {}
     unlinked = []
-    for layer, model, linked_flag, n, hits, misses, saved_in, saved_out, cost, unpriced in savings_rows:
+    for layer, model, linked_flag, n, hits, misses, saved_in, saved_out, cost, unpriced, explorations in savings_rows:
         cost_sum = Decimal(cost) if cost is not None else Decimal(0)
         left = calls_left_out and not linked_flag and _key(model) not in price_keys
         group = SavingsRollup(
-            events=int(n), cache_hits=int(hits), cache_misses=int(misses), input_tokens_saved=int(saved_in),
+            events=int(n), cache_hits=int(hits), cache_misses=int(misses), cache_explorations=int(explorations),
+            input_tokens_saved=int(saved_in),
             output_tokens_saved=int(saved_out), cost_saved_usd=Decimal(0) if left else cost_sum,
             unpriced_events=int(unpriced), left_out_events=int(n) - int(unpriced) if left else 0,
             left_out_cost_usd=cost_sum if left else Decimal(0))
         per_layer.setdefault(layer, SavingsRollup()).add(group)
         if not linked_flag and group.events > group.unpriced_events:
             unlinked.append(_unlinked_of(layer, model, group, left_out=left))
-    by_layer = _layers(per_layer)
+    by_layer = layers_of(per_layer)
     saved = sum((layer.cost_saved_usd for layer in by_layer), Decimal(0))
     part_priced = LedgerSummary(
         calls=sum(m.calls for m in by_model), input_tokens=sum(m.input_tokens for m in by_model),

@@ -10,6 +10,8 @@ Versions:
     1. calls, savings, output_lengths, meta (the first release).
     2. ``calls.cache_write_1h_tokens`` (1-hour prompt-cache writes; 0 for older rows).
     3. daily roll-up tables ``rollup_calls`` and ``rollup_savings`` (totals of pruned records).
+    4. ``savings.miss_reason`` (why a cache lookup served nothing; NULL for older rows) and
+       ``rollup_savings.cache_explorations`` (cache misses that explored; 0 for older roll-ups).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from lean_core.errors import LedgerCorruptError
 __all__ = ["LATEST_VERSION", "LEDGER_KIND", "Dialect", "check_meta", "migrate", "steps"]
 
 Dialect = Literal["sqlite", "postgresql"]
-LATEST_VERSION = 3
+LATEST_VERSION = 4
 LEDGER_KIND = "lean-inference-ledger"
 
 _V1 = """
@@ -73,6 +75,10 @@ CREATE TABLE IF NOT EXISTS rollup_savings (
 CREATE INDEX IF NOT EXISTS calls_tenant_ts ON calls (tenant, ts);
 CREATE INDEX IF NOT EXISTS savings_call_id ON savings (call_id)
 """
+_V4 = """
+ALTER TABLE savings ADD COLUMN miss_reason TEXT;
+ALTER TABLE rollup_savings ADD COLUMN cache_explorations {int} NOT NULL DEFAULT 0
+"""
 _TYPES: Mapping[Dialect, Mapping[str, str]] = {
     "sqlite": {"int": "INTEGER", "real": "REAL", "flag": "INTEGER"},
     "postgresql": {"int": "BIGINT", "real": "DOUBLE PRECISION", "flag": "SMALLINT"},
@@ -86,7 +92,7 @@ def steps(dialect: Dialect) -> dict[int, list[str]]:
     def split(script: str) -> list[str]:
         return [s.strip() for s in script.format(**types).split(";") if s.strip()]
 
-    return {1: split(_V1), 2: split(_V2), 3: split(_V3)}
+    return {1: split(_V1), 2: split(_V2), 3: split(_V3), 4: split(_V4)}
 
 
 def check_meta(meta: Mapping[str, str], *, location: str, tables: set[str]) -> int:

@@ -167,26 +167,39 @@ class PostgresLedgerStore(LedgerStore):
         return InvalidParameterError(table, allowed="text without NUL or lone surrogates, 64-bit integers",
                                      received=" ".join(str(exc).split())[:200])
 
-    def insert(self, table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
+    # ``insert`` and ``ainsert`` differ only in their I/O: both build the call here and leave the
+    # retry decision to ``_retry_insert``.
+    def _insert_call(self, table: str, columns: Sequence[str], row: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
         self._check_writable()
-        statement = self._insert_statement(table, columns)
+        return self._insert_statement(table, columns), tuple(row)
+
+    def _insert_failures(self) -> tuple[type[BaseException], ...]:
+        return self.psycopg.Error, self._pool_mod.PoolTimeout, UnicodeEncodeError, OverflowError
+
+    def _retry_insert(self, table: str, exc: BaseException, attempt: int) -> bool:
+        """Whether a failed attempt (1 or 2) is tried again (True: its connection dropped) or the row
+        is in already (False); raises the ledger's error for anything else."""
         psycopg = self.psycopg
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            if attempt == 2:  # the first attempt committed before its connection dropped
+                return False
+            raise self._error(exc, "write to") from None
+        if isinstance(exc, psycopg.DataError | UnicodeEncodeError | OverflowError):
+            raise self._bad_value(table, exc) from None
+        if isinstance(exc, psycopg.OperationalError) and attempt == 1:  # PoolTimeout is one too
+            return True
+        raise self._error(exc, "write to") from None
+
+    def insert(self, table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
+        statement, params = self._insert_call(table, columns, row)
         for attempt in (1, 2):
             try:
                 with self._pool.connection() as conn:
-                    conn.execute(statement, tuple(row))
+                    conn.execute(statement, params)
                 return
-            except psycopg.errors.UniqueViolation as exc:
-                if attempt == 2:  # the first attempt committed before its connection dropped
+            except self._insert_failures() as exc:
+                if not self._retry_insert(table, exc, attempt):
                     return
-                raise self._error(exc, "write to") from None
-            except (psycopg.DataError, UnicodeEncodeError, OverflowError) as exc:
-                raise self._bad_value(table, exc) from None
-            except psycopg.OperationalError as exc:
-                if attempt == 2:
-                    raise self._error(exc, "write to") from None
-            except (psycopg.Error, self._pool_mod.PoolTimeout) as exc:
-                raise self._error(exc, "write to") from None
 
     async def _async_pool(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -199,26 +212,16 @@ class PostgresLedgerStore(LedgerStore):
         return self._apool
 
     async def ainsert(self, table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
-        self._check_writable()
-        statement = self._insert_statement(table, columns)
-        psycopg = self.psycopg
+        statement, params = self._insert_call(table, columns, row)
         for attempt in (1, 2):
             try:
                 pool = await self._async_pool()
                 async with pool.connection() as conn:
-                    await conn.execute(statement, tuple(row))
+                    await conn.execute(statement, params)
                 return
-            except psycopg.errors.UniqueViolation as exc:
-                if attempt == 2:
+            except self._insert_failures() as exc:
+                if not self._retry_insert(table, exc, attempt):
                     return
-                raise self._error(exc, "write to") from None
-            except (psycopg.DataError, UnicodeEncodeError, OverflowError) as exc:
-                raise self._bad_value(table, exc) from None
-            except psycopg.OperationalError as exc:
-                if attempt == 2:
-                    raise self._error(exc, "write to") from None
-            except (psycopg.Error, self._pool_mod.PoolTimeout) as exc:
-                raise self._error(exc, "write to") from None
 
     def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Bulk load with COPY (benchmarks, imports): one transaction."""

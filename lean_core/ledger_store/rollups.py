@@ -12,11 +12,11 @@ day whole when the range touches it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from lean_core._comparison import Pricer, compare
 from lean_core.ledger_records import CallRecord, SavingsEvent
@@ -59,6 +59,8 @@ class SavingsRollup:
     events: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    cache_explorations: int = 0
+    """Cache misses that explored (``miss_reason == "exploration"``; stored since ledger schema 4)."""
     input_tokens_saved: int = 0
     output_tokens_saved: int = 0
     cost_saved_usd: Decimal = Decimal(0)
@@ -118,6 +120,7 @@ def build_rollups(calls: Sequence[CallRecord], savings: Sequence[SavingsEvent], 
             cost = event.cost_saved_usd
             part_s = SavingsRollup(
                 events=1, cache_hits=int(event.cache_hit is True), cache_misses=int(event.cache_hit is False),
+                cache_explorations=int(event.miss_reason == "exploration"),
                 input_tokens_saved=event.input_tokens_saved, output_tokens_saved=event.output_tokens_saved,
                 cost_saved_usd=cost if cost is not None and not left else Decimal(0),
                 unpriced_events=int(cost is None), left_out_events=int(left),
@@ -129,47 +132,48 @@ def build_rollups(calls: Sequence[CallRecord], savings: Sequence[SavingsEvent], 
     return call_rollups, savings_rollups
 
 
-def _call_cells(r: CallRollup) -> list[Any]:
-    return [json.dumps(sorted(r.reference_models)) if n == "reference_models"
-            else str(v) if isinstance(v := getattr(r, n), Decimal) else v for n in _CALL_FIELDS]
+_Rollup = TypeVar("_Rollup", CallRollup, SavingsRollup)
 
 
-def _savings_cells(r: SavingsRollup) -> list[Any]:
-    return [str(v) if isinstance(v := getattr(r, n), Decimal) else v for n in _SAVINGS_FIELDS]
+def _cells(rollup: CallRollup | SavingsRollup) -> list[Any]:
+    """A roll-up as its table's cells, in field order: amounts as exact text, a set as sorted JSON."""
+    return [json.dumps(sorted(v)) if isinstance(v := getattr(rollup, f.name), set)
+            else str(v) if isinstance(v, Decimal) else v for f in fields(rollup)]
 
 
-def _call_from(cells: Sequence[Any]) -> CallRollup:
-    values = dict(zip(_CALL_FIELDS, cells, strict=True))
-    return CallRollup(**{**values, "cost_usd": Decimal(values["cost_usd"]),
-                         "reference_cost_usd": Decimal(values["reference_cost_usd"]),
-                         "reference_models": set(json.loads(values["reference_models"]))})
-
-
-def _savings_from(cells: Sequence[Any]) -> SavingsRollup:
-    values = dict(zip(_SAVINGS_FIELDS, cells, strict=True))
-    return SavingsRollup(**{**values, "cost_saved_usd": Decimal(values["cost_saved_usd"]),
-                            "left_out_cost_usd": Decimal(values["left_out_cost_usd"])})
+def _rollup_from(kind: type[_Rollup], cells: Sequence[Any]) -> _Rollup:
+    """A roll-up of ``kind`` read back from its ``_cells``: each as the type of its field's default."""
+    blank = kind()
+    values: dict[str, Any] = {}
+    for f, cell in zip(fields(kind), cells, strict=True):
+        default = getattr(blank, f.name)
+        values[f.name] = (Decimal(cell) if isinstance(default, Decimal)
+                          else set(json.loads(cell)) if isinstance(default, set) else cell)
+    return kind(**values)
 
 
 def write_rollups(runner: StatementRunner, call_rollups: dict[CallKey, CallRollup],
                   savings_rollups: dict[SavingsKey, SavingsRollup]) -> None:
     """Add the roll-ups to the stored ones (inside the caller's transaction)."""
-    for table, keys, names, items, cells, decode in (
-        ("rollup_calls", ("day", "tenant", "model", "provider"), _CALL_FIELDS, call_rollups, _call_cells, _call_from),
-        ("rollup_savings", ("day", "tenant", "layer", "model", "provider", "unlinked"), _SAVINGS_FIELDS,
-         savings_rollups,
-         _savings_cells, _savings_from),
-    ):
-        where = " AND ".join(f"{k} = ?" for k in keys)
-        for key, rollup in items.items():
-            stored = runner.execute(f"SELECT {', '.join(names)} FROM {table} WHERE {where}", key)
-            total = decode(stored[0]) if stored else type(rollup)()
-            total.add(rollup)  # type: ignore[arg-type]
-            if stored:
-                runner.execute(f"DELETE FROM {table} WHERE {where}", key)
-            columns = [*keys, *names]
-            runner.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                           [*key, *cells(total)])  # type: ignore[arg-type]
+    _add_to_stored(runner, "rollup_calls", ("day", "tenant", "model", "provider"), CallRollup, call_rollups)
+    _add_to_stored(runner, "rollup_savings", ("day", "tenant", "layer", "model", "provider", "unlinked"),
+                   SavingsRollup, savings_rollups)
+
+
+def _add_to_stored(runner: StatementRunner, table: str, keys: Sequence[str], kind: type[_Rollup],
+                   rollups: Mapping[Any, _Rollup]) -> None:
+    names: list[str] = [f.name for f in fields(kind)]
+    where = " AND ".join(f"{k} = ?" for k in keys)
+    columns = [*keys, *names]
+    key: tuple[Any, ...]  # declared: mypy cannot infer it in each constrained pass
+    for key, rollup in rollups.items():
+        stored = runner.execute(f"SELECT {', '.join(names)} FROM {table} WHERE {where}", key)
+        total: _Rollup = _rollup_from(kind, stored[0]) if stored else kind()
+        total.add(rollup)
+        if stored:
+            runner.execute(f"DELETE FROM {table} WHERE {where}", key)
+        runner.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                       [*key, *_cells(total)])
 
 
 def read_rollups(store: LedgerStore, flt: LedgerFilter
@@ -196,16 +200,18 @@ def read_rollups(store: LedgerStore, flt: LedgerFilter
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     calls: dict[tuple[str, str], CallRollup] = {}
     for row in store.query(f"SELECT model, provider, {', '.join(_CALL_FIELDS)} FROM rollup_calls{where}", params):
-        calls.setdefault((row[0], row[1]), CallRollup()).add(_call_from(row[2:]))
+        calls.setdefault((row[0], row[1]), CallRollup()).add(_rollup_from(CallRollup, row[2:]))
     layer_where = where
     layer_params = list(params)
     if flt.layer is not None:
         layer_where = (where + " AND " if where else " WHERE ") + "layer = ?"
         layer_params.append(flt.layer)
     savings: dict[tuple[str, str, str, int], SavingsRollup] = {}
-    for row in store.query(f"SELECT layer, model, provider, unlinked, {', '.join(_SAVINGS_FIELDS)} "
+    # A read-only ledger older than schema 4 has no exploration count: its roll-ups counted none.
+    names = [f"0 AS {n}" if n == "cache_explorations" and store.schema_version < 4 else n for n in _SAVINGS_FIELDS]
+    for row in store.query(f"SELECT layer, model, provider, unlinked, {', '.join(names)} "
                            f"FROM rollup_savings{layer_where}", layer_params):
-        part = _savings_from(row[4:])
+        part = _rollup_from(SavingsRollup, row[4:])
         # An unlinked row is all kept or all left out; days that decided differently stay apart (-1 / 1).
         key = (row[0], row[1], row[2], (-1 if part.left_out_events else 1) if row[3] else 0)
         savings.setdefault(key, SavingsRollup()).add(part)

@@ -28,7 +28,7 @@ from lean_core.compression.types import CompressionBudget
 from lean_core.errors import InvalidParameterError
 from lean_core.generation import ChatMessageDict
 from lean_core.ledger import CostLedger
-from lean_core.ledger_records import OutputLengthRecord, SavingsEvent
+from lean_core.ledger_records import CacheMissReason, OutputLengthRecord, SavingsEvent
 from lean_core.pipeline._calls import (
     NO_TENANT_NOTE,
     budget_call,
@@ -75,6 +75,8 @@ class _Work:
     session: BudgetSession | None = None
     baseline_input: int = 0
     baseline_output: int = 0
+    cache_miss_reason: CacheMissReason | None = None
+    """Why the cache served nothing (recorded with the ledger's cache miss)."""
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ class LeanPipeline:
         if namespace is None:
             note_no_tenant(self.cache, work.request.question)
             work.steps.append(LayerStep(layer="cache", note=NO_TENANT_NOTE))
+            work.cache_miss_reason = "no_tenant"
         return namespace
 
     def _lookup(self, work: _Work) -> _Served | None:
@@ -347,6 +350,7 @@ class LeanPipeline:
         entry = None if found is None else found.entry
         if found is None or entry is None:
             work.steps.append(LayerStep(layer="cache", seconds=seconds, note="miss"))
+            work.cache_miss_reason = "lookup_error" if found is None else found.miss_reason
             return None
         step = LayerStep(layer="cache", input_tokens_before=entry.input_tokens, output_tokens_before=entry.output_tokens,
                          seconds=seconds, note=found.kind)
@@ -481,7 +485,7 @@ class LeanPipeline:
                                            input_tokens_after=step.input_tokens_after, call_id=call_id))
             elif step.layer == "cache":
                 events.append(SavingsEvent(layer="cache", model=price_model, tenant=work.tenant, cache_hit=False,
-                                           call_id=call_id))
+                                           miss_reason=work.cache_miss_reason, call_id=call_id))
         if answered.output_event is not None:
             events.append(answered.output_event.model_copy(update={"call_id": call_id}))
         return events

@@ -24,6 +24,7 @@ __all__ = [
     "GEN_AI_USAGE_OUTPUT_TOKENS",
     "GEN_AI_USAGE_REASONING_OUTPUT_TOKENS",
     "LEAN_CACHE_HIT",
+    "LEAN_CACHE_MISS_REASON",
     "LEAN_CACHE_WRITE_1H_TOKENS",
     "LEAN_CALL_ID",
     "LEAN_COST_SAVED_USD",
@@ -107,6 +108,8 @@ LEAN_TOKENS_AFTER: Final = "lean.tokens_after"
 LEAN_TOKENS_SAVED: Final = "lean.tokens_saved"
 LEAN_COST_SAVED_USD: Final = "lean.cost_saved_usd"
 LEAN_CACHE_HIT: Final = "lean.cache_hit"
+LEAN_CACHE_MISS_REASON: Final = "lean.cache_miss_reason"
+"""Why a cache miss called the model (e.g. ``exploration``: a near entry was audited)."""
 
 # -- metrics --------------------------------------------------------------------------------------
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"

@@ -119,6 +119,7 @@ def savings_attributes(event: SavingsEvent, *, capture_tenant: bool = True) -> d
         a.LEAN_TOKENS_SAVED: before - after,
         a.LEAN_COST_SAVED_USD: _usd(event.cost_saved_usd),
         a.LEAN_CACHE_HIT: event.cache_hit,
+        a.LEAN_CACHE_MISS_REASON: event.miss_reason,
         a.LEAN_TENANT: event.tenant if capture_tenant else None,
         a.LEAN_CALL_ID: event.call_id,
         a.LEAN_SAVINGS_ID: event.id,

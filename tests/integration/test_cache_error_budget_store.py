@@ -4,10 +4,7 @@ anything being served from it, and concurrent appends from threads and processes
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import sqlite3
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +23,7 @@ from lean_core.cache import (
 )
 from lean_core.cache.error_budget import EvidenceDamagedError, Observation
 from tests.integration.postgres_fixture import postgres_dsn  # noqa: F401
+from tests.support.concurrent_workers import run_workers
 from tests.unit.test_cache_error_budget import ENTRY, P1, AxisEmbedder, FixedPriorVerifier, same
 
 pytestmark = pytest.mark.integration
@@ -178,42 +176,24 @@ def test_a_store_of_an_earlier_version_opens_and_gains_the_evidence_table(spec: 
     new.close()
 
 
-def _append(spec: tuple[str, str], worker: int, out: str) -> None:
-    """One worker's appends to the same entry's evidence; failures are written for the test to show."""
-    try:
-        store = open_store(spec)
-        recorded = sum(store.record_evidence(A, KEY, Observation(0.5 + worker / 100, True, "evidence"), now=1.0)
-                       for _ in range(APPENDS))
-        store.close()
-        Path(out).write_text(json.dumps({"recorded": recorded}))
-    except BaseException:
-        import traceback
-
-        Path(out).write_text(json.dumps({"error": traceback.format_exc()}))
-        raise
+def _append(spec: tuple[str, str], *, worker: int) -> dict[str, int]:
+    """One worker's appends to the same entry's evidence."""
+    store = open_store(spec)
+    recorded = sum(store.record_evidence(A, KEY, Observation(0.5 + worker / 100, True, "evidence"), now=1.0)
+                   for _ in range(APPENDS))
+    store.close()
+    return {"recorded": recorded}
 
 
 def test_concurrent_appends_from_threads_and_processes_lose_nothing(spec: tuple[str, str], tmp_path: Path) -> None:
     first = open_store(spec)
     first.put(entry(A), vector(1))
     first.close()
-    outs = [str(tmp_path / f"w{i}.json") for i in range(THREADS + PROCESSES)]
-    ctx = multiprocessing.get_context("spawn")
-    processes = [ctx.Process(target=_append, args=(spec, i, outs[i])) for i in range(PROCESSES)]
-    threads = [threading.Thread(target=_append, args=(spec, i, outs[i])) for i in range(PROCESSES, len(outs))]
-    for process in processes:
-        process.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for process in processes:
-        process.join(timeout=300)
-    results = [json.loads(Path(o).read_text()) for o in outs]
-    assert [r["error"] for r in results if "error" in r] == []
-    assert [r["recorded"] for r in results] == [APPENDS] * len(outs)
+    results = run_workers(_append, (spec,), processes=PROCESSES, threads=THREADS, out_dir=tmp_path,
+                          join_timeout_s=300)
+    assert [r["recorded"] for r in results] == [APPENDS] * (PROCESSES + THREADS)
     check = open_store(spec)
-    total = APPENDS * len(outs)
+    total = APPENDS * (PROCESSES + THREADS)
     assert check.audited(A, "evidence", confidence=0.9).audits == total
     seen = check.evidence(A, KEY)  # the newest MAX_OBSERVATIONS (512) are read per entry
     assert len(seen) == min(total, 512)

@@ -8,19 +8,19 @@ test_cache_semantic.py. The same load runs against PostgreSQL in test_cache_post
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lean_core.cache import CacheNamespace, ResponseCache, SQLiteCacheStore, prompt_key
 from tests.integration.postgres_fixture import postgres_dsn  # noqa: F401
+from tests.support.concurrent_workers import run_workers
 from tests.unit.test_cache_core import HashEmbedder
 
 pytestmark = pytest.mark.integration
@@ -34,18 +34,7 @@ def _namespace(worker: int, block: int) -> CacheNamespace:
     return CacheNamespace(tenant=f"tenant-{(worker * 7 + block) % TENANTS}", llm=MODELS[block % 2])
 
 
-def _worker(store_spec: tuple[str, str], worker: int, operations: int, out: str) -> None:
-    """Runs the load; an exception is written to the result file so the test shows it."""
-    try:
-        _load(store_spec, worker, operations, out)
-    except BaseException:
-        import traceback
-
-        Path(out).write_text(json.dumps({"error": traceback.format_exc()}))
-        raise
-
-
-def _load(store_spec: tuple[str, str], worker: int, operations: int, out: str) -> None:
+def _load(store_spec: tuple[str, str], operations: int, *, worker: int) -> dict[str, Any]:
     """Puts and exact + semantic lookups; records every acknowledged put and every violation."""
     kind, where = store_spec
     if kind == "sqlite":
@@ -82,31 +71,15 @@ def _load(store_spec: tuple[str, str], worker: int, operations: int, out: str) -
             if llm != ns.llm:
                 violations.append(f"cross-model: {ns.llm} got {llm}")
     cache.close()
-    Path(out).write_text(json.dumps({"written": written, "violations": violations, "hits": hits,
-                                     "lookups": cache.stats.lookups}))
+    return {"written": written, "violations": violations, "hits": hits, "lookups": cache.stats.lookups}
 
 
 def _run_load(store_spec: tuple[str, str], tmp_path: Path, *, processes: int, threads: int, operations: int) -> None:
     started = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")
-    outs = [str(tmp_path / f"w{worker}.json") for worker in range(processes + threads)]
-    jobs = [ctx.Process(target=_worker, args=(store_spec, w, operations, outs[w])) for w in range(processes)]
-    thread_list = [threading.Thread(target=_worker, args=(store_spec, w, operations, outs[w]))
-                   for w in range(processes, processes + threads)]
-    for job in jobs:
-        job.start()
-    for t in thread_list:
-        t.start()
-    for t in thread_list:
-        t.join()
-    for job in jobs:
-        job.join(timeout=600)
-    worker = processes + threads
+    results = run_workers(_load, (store_spec, operations), processes=processes, threads=threads,
+                          out_dir=tmp_path, join_timeout_s=600)
     elapsed = time.perf_counter() - started
-    results = [json.loads(Path(o).read_text()) for o in outs]
-    assert [r["error"] for r in results if "error" in r] == []
-    assert [job.exitcode for job in jobs] == [0] * processes
-    total_ops = worker * operations
+    total_ops = (processes + threads) * operations
     assert total_ops >= 100_000
     assert [v for r in results for v in r["violations"]] == []
     assert sum(r["hits"] for r in results) > 0  # the lookups did find entries (the test can fail)

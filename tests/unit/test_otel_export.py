@@ -183,6 +183,15 @@ def test_savings_without_a_known_call_joins_the_current_context(telemetry: _Tele
     assert orphan.parent is None  # no current span, unknown call: a trace of its own
 
 
+def test_a_cache_miss_span_says_why_the_model_was_called(telemetry: _Telemetry, ledger: CostLedger) -> None:
+    exporter = telemetry.exporter()
+    exporter.on_savings(ledger.record(SavingsEvent(layer="cache", model="gpt-4o", cache_hit=False,
+                                                   miss_reason="exploration")))
+    (span,) = telemetry.finished()
+    attrs = dict(span.attributes or {})
+    assert attrs["lean.cache_hit"] is False and attrs["lean.cache_miss_reason"] == "exploration"
+
+
 def test_linked_calls_are_bounded(telemetry: _Telemetry, ledger: CostLedger) -> None:
     exporter = telemetry.exporter(max_linked_calls=2)
     records = [ledger.record_call(model="gpt-4o", usage=TokenUsage(input_tokens=i + 1)) for i in range(3)]
