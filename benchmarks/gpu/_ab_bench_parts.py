@@ -19,6 +19,7 @@ from _vllm_bench_measure import (
     _full_length,
     _scheduler_limits,
     bench_prompts,
+    first_token_stream,
 )
 
 __all__ = ["AbSettings", "Contender", "class_contenders", "raw_contender", "spread", "ttft_pairs"]
@@ -143,22 +144,6 @@ def round_prompts(tokenizer: Any, n: int, round_index: int) -> tuple[list[list[i
     return ids, chats
 
 
-def _first_token(chat: Any, prompt: str) -> tuple[float, int, int, bool]:
-    """(seconds to the first chunk with text, cached prompt tokens, prompt tokens, whether any text
-    came) of one stream; without text (dummy weights may pick tokens that decode to nothing) the
-    seconds are those to the stream's end, and the run's ``no_text`` count says so."""
-    t0 = time.perf_counter()
-    ttft = None
-    usage: dict[str, Any] = {}
-    for chunk in chat.stream(prompt):
-        if ttft is None and chunk.content:
-            ttft = time.perf_counter() - t0
-        usage = chunk.usage_metadata or usage
-    cached = int((usage.get("input_token_details") or {}).get("cache_read", 0))
-    seconds = ttft if ttft is not None else time.perf_counter() - t0
-    return seconds, cached, int(usage.get("input_tokens", 0)), ttft is not None
-
-
 def ttft_pairs(settings: AbSettings, model_dir: str, run_index: int) -> dict[str, Any]:
     """One run of the prefix-cache test through ``ChatLeanVLLM.stream``: cold and warm requests
     alternated (cold: a document nobody sent before; warm: one shared document, sent once before,
@@ -175,7 +160,7 @@ def ttft_pairs(settings: AbSettings, model_dir: str, run_index: int) -> dict[str
 
     def ask(document: str, question: str) -> tuple[float, int, int]:
         nonlocal no_text
-        seconds, cached, tokens, text = _first_token(chat, f"Document:\n{document}\n\nQuestion: {question}")
+        seconds, cached, tokens, text = first_token_stream(chat, f"Document:\n{document}\n\nQuestion: {question}")
         no_text += not text
         return seconds, cached, tokens
 

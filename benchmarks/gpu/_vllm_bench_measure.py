@@ -20,6 +20,7 @@ from _vllm_bench_results import BenchSettings, RoundTiming, ThroughputResult, Tt
 
 __all__ = [
     "bench_prompts",
+    "first_token_stream",
     "greedy_answers",
     "llamaindex_available",
     "measure_async_engine",
@@ -312,8 +313,10 @@ def measure_async_engine(settings: BenchSettings, backend: Any, *, round_offset:
     return result.finish()
 
 
-def _first_token(chat: Any, prompt: str) -> tuple[float, int, int]:
-    """(seconds to the first non-empty chunk, cached prompt tokens, prompt tokens) of one stream."""
+def first_token_stream(chat: Any, prompt: str) -> tuple[float, int, int, bool]:
+    """(seconds to the first chunk with text, cached prompt tokens, prompt tokens, whether any text
+    came) of one stream; without text (dummy weights may pick tokens that decode to nothing) the
+    seconds are those to the stream's end, and the run's ``no_text`` count says so."""
     t0 = time.perf_counter()
     ttft = None
     usage: dict[str, Any] = {}
@@ -322,7 +325,14 @@ def _first_token(chat: Any, prompt: str) -> tuple[float, int, int]:
             ttft = time.perf_counter() - t0
         usage = chunk.usage_metadata or usage
     cached = int((usage.get("input_token_details") or {}).get("cache_read", 0))
-    return (ttft if ttft is not None else time.perf_counter() - t0), cached, int(usage.get("input_tokens", 0))
+    seconds = ttft if ttft is not None else time.perf_counter() - t0
+    return seconds, cached, int(usage.get("input_tokens", 0)), ttft is not None
+
+
+def _first_token(chat: Any, prompt: str) -> tuple[float, int, int]:
+    """(seconds to the first non-empty chunk, cached prompt tokens, prompt tokens) of one stream."""
+    seconds, cached, tokens, _text = first_token_stream(chat, prompt)
+    return seconds, cached, tokens
 
 
 def measure_ttft(settings: BenchSettings, model_dir: str) -> TtftResult:
