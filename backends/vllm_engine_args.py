@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from lean_core.errors import InvalidParameterError
 
@@ -85,6 +85,19 @@ def _quantization_methods() -> list[str] | None:
     return sorted(str(m) for m in QUANTIZATION_METHODS)
 
 
+def _load_formats() -> list[str] | None:
+    """vLLM types ``load_format`` as a free string (loaders can be registered by plugins), so a
+    misspelt one fails only deep in the engine's start: the registered loaders are the choices."""
+    try:
+        from vllm.model_executor import model_loader
+    except ImportError:
+        return None
+    registered = getattr(model_loader, "_LOAD_FORMAT_TO_MODEL_LOADER", None)
+    names = set(registered) if isinstance(registered, Mapping) else set()
+    names |= set(get_args(getattr(model_loader, "LoadFormats", None)))
+    return sorted(str(n) for n in names) or None
+
+
 def check_engine_kwargs(engine_kwargs: Mapping[str, Any], *, typed: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``engine_kwargs`` checked against the installed vLLM's ``EngineArgs`` (names and values);
     ``typed`` (the typed options' values, e.g. ``quantization``) is checked the same way.
@@ -115,6 +128,10 @@ def _check_value(label: str, name: str, value: Any, field: Any, action: Any) -> 
         if methods is not None and value not in methods:
             raise InvalidParameterError(label, allowed=f"one of {methods}", received=value)
         return
+    if name == "load_format" and isinstance(value, str):
+        formats = _load_formats()
+        if formats is not None and value not in formats:
+            raise InvalidParameterError(label, allowed=f"one of {formats}", received=value)
     choices = getattr(action, "choices", None)
     if choices is not None and value not in choices:
         raise InvalidParameterError(label, allowed=f"one of {list(choices)}", received=value)

@@ -60,6 +60,14 @@ def test_typed_quantization_checked_against_vllms_methods() -> None:
     assert check_engine_kwargs({}, typed={"quantization": "fp8"}) == {}
 
 
+def test_load_format_checked_against_vllms_registered_loaders() -> None:
+    # vLLM's own type is a free string: "dumy" would fail only deep in the engine's start.
+    with pytest.raises(InvalidParameterError) as excinfo:
+        check_engine_kwargs({"load_format": "dumy"})
+    assert "load_format" in _error(excinfo) and "dummy" in _error(excinfo) and "dumy" in _error(excinfo)
+    assert check_engine_kwargs({"load_format": "dummy"}) == {"load_format": "dummy"}
+
+
 @pytest.mark.parametrize("cls", [ChatLeanVLLM, LeanVLLM])
 def test_reserved_and_malformed_names_fail_at_construction(cls: type[VLLMOptions]) -> None:
     # pydantic reports a field's InvalidParameterError inside its ValidationError (a ValueError).
