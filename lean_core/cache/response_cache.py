@@ -49,7 +49,6 @@ from lean_core.cache.types import (
     CacheLookup,
     CacheNamespace,
     CacheStats,
-    NamespaceCacheStats,
 )
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger_records import SavingsEvent
@@ -282,7 +281,7 @@ class ResponseCache:
     def _certified(self, namespace: CacheNamespace, basis: Basis, audited: ErrorEstimate) -> BudgetDecision:
         assert self.error_budget is not None
         with self._stats_lock:
-            self._namespace_stats(namespace).audited[basis] = audited
+            self.stats.namespace_counters(namespace).audited[basis] = audited
         return self.error_budget.certify(basis, audited)
 
     def _budget_verify(self, prompt: str, namespace: CacheNamespace, found: list[SemanticCandidate]) -> CacheLookup:
@@ -391,7 +390,7 @@ class ResponseCache:
     def _observed(self, namespace: CacheNamespace, settled: tuple[PendingExploration, bool]) -> Observation:
         pending, correct = settled
         with self._stats_lock:
-            for counters in (self.stats, self._namespace_stats(namespace)):
+            for counters in (self.stats, self.stats.namespace_counters(namespace)):
                 if correct:
                     counters.exploration_agreements += 1
                 else:
@@ -403,7 +402,7 @@ class ResponseCache:
         if not stored or observation.basis is None:
             return
         with self._stats_lock:
-            audited = self._namespace_stats(namespace).audited
+            audited = self.stats.namespace_counters(namespace).audited
             seen = audited.get(observation.basis)
             if seen is not None:
                 audited[observation.basis] = replace(seen, audits=seen.audits + 1,
@@ -543,23 +542,7 @@ class ResponseCache:
 
     def _count(self, result: CacheLookup, namespace: CacheNamespace | None) -> None:
         with self._stats_lock:
-            stats = self.stats
-            stats.no_tenant += namespace is None
-            stats.rejected_candidates += result.rejected
-            for reason in result.rejection_reasons:
-                stats.rejection_reasons[reason] = stats.rejection_reasons.get(reason, 0) + 1
-            stats.count_lookup(result)
-            if namespace is not None:
-                self._namespace_stats(namespace).count_lookup(result)
-
-    def _namespace_stats(self, namespace: CacheNamespace) -> NamespaceCacheStats:
-        """``namespace``'s counters, made the most recently used (the caller holds ``_stats_lock``)."""
-        kept = self.stats.by_namespace
-        counters = kept.pop(namespace.key, None) or NamespaceCacheStats(tenant=namespace.tenant, llm=namespace.llm)
-        kept[namespace.key] = counters
-        while len(kept) > CacheStats.MAX_NAMESPACES:
-            del kept[next(iter(kept))]
-        return counters
+            self.stats.count(result, namespace)
 
     def _savings(self, result: CacheLookup, namespace: CacheNamespace | None,
                  model: str | None) -> SavingsEvent | None:

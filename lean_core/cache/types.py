@@ -143,17 +143,31 @@ class CacheLookup:
         return self.entry is not None
 
 
+@dataclass(kw_only=True)
 class _LookupCounts:
     """What :class:`CacheStats` and :class:`NamespaceCacheStats` count alike for one lookup."""
 
-    lookups: int
-    exact_hits: int
-    semantic_hits: int
-    misses: int
-    miss_reasons: dict[CacheMissReason, int]
-    explorations: int
-    audits: int
-    vetoes: int
+    lookups: int = 0
+    exact_hits: int = 0
+    semantic_hits: int = 0
+    misses: int = 0
+    miss_reasons: dict[CacheMissReason, int] = field(default_factory=dict)
+    """Misses by reason (:data:`~lean_core.ledger_records.CacheMissReason`: ``exploration``,
+    ``vetoed``, ``no_entry``, ...), as the ledger records them."""
+    explorations: int = 0
+    """With an error budget: misses whose answer is compared with a candidate's cached answer
+    (also counted in ``misses``). ``audits`` of them were would-be hits checked on purpose."""
+    audits: int = 0
+    vetoes: int = 0
+    """Candidates a hard veto refused."""
+    exploration_agreements: int = 0
+    """Explorations whose fresh answer was equivalent to the cached one (serving would have been right)."""
+    exploration_disagreements: int = 0
+    """Explorations whose fresh answer differed (or whose equivalence check failed)."""
+
+    @property
+    def hits(self) -> int:
+        return self.exact_hits + self.semantic_hits
 
     def count_lookup(self, result: CacheLookup) -> None:
         """Count one lookup's outcome (not thread-safe: the cache holds its stats lock)."""
@@ -179,27 +193,10 @@ class NamespaceCacheStats(_LookupCounts):
     tenant: str
     llm: str
     """The namespace's model identity (:attr:`CacheNamespace.llm`)."""
-    lookups: int = 0
-    exact_hits: int = 0
-    semantic_hits: int = 0
-    misses: int = 0
-    miss_reasons: dict[CacheMissReason, int] = field(default_factory=dict)
-    """Misses by reason (``exploration``, ``vetoed``, ``no_entry``, ...)."""
-    explorations: int = 0
-    """Misses whose answer is compared with a candidate's cached answer (audits included)."""
-    audits: int = 0
-    vetoes: int = 0
-    """Candidates a hard veto refused."""
-    exploration_agreements: int = 0
-    exploration_disagreements: int = 0
     audited: dict[Basis, ErrorEstimate] = field(default_factory=dict)
     """With an error budget: the namespace's audits per basis (the evidence that certifies it,
     shared by every process on the store), read from the store when a lookup consults that basis,
     plus the audits this cache settled since."""
-
-    @property
-    def hits(self) -> int:
-        return self.exact_hits + self.semantic_hits
 
     @property
     def error_estimate(self) -> ErrorEstimate | None:
@@ -221,16 +218,13 @@ class NamespaceCacheStats(_LookupCounts):
 
 @dataclass
 class CacheStats(_LookupCounts):
-    """Counters since the cache object was created (per process)."""
+    """Counters since the cache object was created (per process); ``vetoes`` are also in
+    ``rejected_candidates``, by reason in ``rejection_reasons``."""
 
     MAX_NAMESPACES: ClassVar[int] = 1024
     """How many namespaces ``by_namespace`` keeps (the least recently looked-up one goes first)."""
 
-    lookups: int = 0
-    exact_hits: int = 0
-    semantic_hits: int = 0
     rejected_candidates: int = 0
-    misses: int = 0
     writes: int = 0
     rejection_reasons: dict[str, int] = field(default_factory=dict)
     no_tenant: int = 0
@@ -241,22 +235,10 @@ class CacheStats(_LookupCounts):
     store_errors: int = 0
     """Writes that failed (store, embedder, encoding, or an entry the store cannot hold); the answer
     still reached the caller, it was only not cached."""
-    explorations: int = 0
-    """With an error budget: misses whose answer is compared with a candidate's cached answer
-    (also counted in ``misses``). ``audits`` of them were would-be hits checked on purpose."""
-    audits: int = 0
-    exploration_agreements: int = 0
-    """Explorations whose fresh answer was equivalent to the cached one (serving would have been right)."""
-    exploration_disagreements: int = 0
-    """Explorations whose fresh answer differed (or whose equivalence check failed)."""
     equivalence_failures: int = 0
     """Equivalence checks that raised (counted as "not equivalent")."""
     evidence_rebuilds: int = 0
     """Times a damaged evidence table was found and rebuilt empty (that lookup served nothing)."""
-    vetoes: int = 0
-    """Candidates a hard veto refused (also in ``rejected_candidates``, by reason in ``rejection_reasons``)."""
-    miss_reasons: dict[CacheMissReason, int] = field(default_factory=dict)
-    """Misses by reason (:data:`~lean_core.ledger_records.CacheMissReason`), as the ledger records them."""
     by_namespace: dict[str, NamespaceCacheStats] = field(default_factory=dict)
     """The same per namespace, keyed by :attr:`CacheNamespace.key` (see :meth:`namespace`), with its
     estimated error rate: the ``MAX_NAMESPACES`` most recently looked-up namespaces (a lookup
@@ -266,9 +248,25 @@ class CacheStats(_LookupCounts):
         """``namespace``'s counters, or None when it was not looked up (or was let go)."""
         return self.by_namespace.get(namespace.key)
 
-    @property
-    def hits(self) -> int:
-        return self.exact_hits + self.semantic_hits
+    def namespace_counters(self, namespace: CacheNamespace) -> NamespaceCacheStats:
+        """``namespace``'s counters, created if needed and made the most recently used (the
+        ``MAX_NAMESPACES`` most recent are kept; not thread-safe: the cache holds its stats lock)."""
+        kept = self.by_namespace
+        counters = kept.pop(namespace.key, None) or NamespaceCacheStats(tenant=namespace.tenant, llm=namespace.llm)
+        kept[namespace.key] = counters
+        while len(kept) > self.MAX_NAMESPACES:
+            del kept[next(iter(kept))]
+        return counters
+
+    def count(self, result: CacheLookup, namespace: CacheNamespace | None) -> None:
+        """Count one lookup, overall and in its namespace (not thread-safe, as above)."""
+        self.no_tenant += namespace is None
+        self.rejected_candidates += result.rejected
+        for reason in result.rejection_reasons:
+            self.rejection_reasons[reason] = self.rejection_reasons.get(reason, 0) + 1
+        self.count_lookup(result)
+        if namespace is not None:
+            self.namespace_counters(namespace).count_lookup(result)
 
     @property
     def hit_rate(self) -> float:
