@@ -13,7 +13,7 @@ model?), so each part carries its unlinked savings and :func:`combine` decides t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -25,7 +25,7 @@ from lean_core.ledger_store.rollups import CallRollup, SavingsRollup, read_rollu
 from lean_core.report import LayerSavings, LedgerSummary, ModelTotals, summarize
 
 __all__ = ["SummaryPart", "UnlinkedSavings", "aggregate_part", "basis_of", "combine", "layers_of", "record_part",
-           "rollup_part"]
+           "rollup_part", "summary_of_rollups"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,14 +178,13 @@ def record_part(calls: Sequence[CallRecord], savings: Sequence[SavingsEvent], *,
     return SummaryPart(summary, unlinked, keys)
 
 
-def rollup_part(store: LedgerStore, flt: LedgerFilter) -> SummaryPart | None:
-    """The stored roll-ups in ``flt`` as a part; None when there are none."""
-    calls, savings = read_rollups(store, flt)
-    if not calls and not savings:
-        return None
+def summary_of_rollups(calls: Mapping[tuple[str, str], CallRollup],
+                       per_layer: Mapping[str, SavingsRollup]) -> LedgerSummary:
+    """The summary of compared totals per served (model, provider) and per layer ('': no
+    provider), linked savings decided already (stored roll-ups, or a part summed from rows)."""
     by_model = []
     whole = CallRollup()
-    for (model, provider), r in calls.items():
+    for (model, provider), r in sorted(calls.items(), key=lambda kv: kv[0]):
         whole.add(r)
         by_model.append(ModelTotals(
             model=model, provider=provider or None, calls=r.calls, input_tokens=r.input_tokens,
@@ -196,16 +195,10 @@ def rollup_part(store: LedgerStore, flt: LedgerFilter) -> SummaryPart | None:
             reference_cost_usd=r.reference_cost_usd if r.reference_priced_calls else None,
             reference_models=tuple(sorted(r.reference_models)),
         ))
-    per_layer: dict[str, SavingsRollup] = {}
-    unlinked = []
-    for (layer, model, _provider, kind), s in savings.items():
-        per_layer.setdefault(layer, SavingsRollup()).add(s)
-        if kind and s.events > s.unpriced_events:
-            unlinked.append(_unlinked_of(layer, model, s, left_out=kind < 0))
-    by_layer = layers_of(per_layer)
+    by_layer = layers_of(dict(per_layer))
     actual = whole.cost_usd + whole.reference_cost_usd
     saved = sum((layer.cost_saved_usd for layer in by_layer), Decimal(0))
-    summary = LedgerSummary(
+    return LedgerSummary(
         calls=whole.calls, input_tokens=whole.input_tokens, cached_input_tokens=whole.cached_input_tokens,
         output_tokens=whole.output_tokens, reasoning_tokens=whole.reasoning_tokens, actual_cost_usd=actual,
         saved_cost_usd=saved, baseline_cost_usd=actual + saved, unpriced_calls=whole.unpriced_calls,
@@ -216,6 +209,20 @@ def rollup_part(store: LedgerStore, flt: LedgerFilter) -> SummaryPart | None:
         left_out_calls=whole.left_out_calls, left_out_events=sum(layer.left_out_events for layer in by_layer),
         left_out_saved_usd=sum((layer.left_out_cost_usd for layer in by_layer), Decimal(0)),
     )
+
+
+def rollup_part(store: LedgerStore, flt: LedgerFilter) -> SummaryPart | None:
+    """The stored roll-ups in ``flt`` as a part; None when there are none."""
+    calls, savings = read_rollups(store, flt)
+    if not calls and not savings:
+        return None
+    per_layer: dict[str, SavingsRollup] = {}
+    unlinked = []
+    for (layer, model, _provider, kind), s in savings.items():
+        per_layer.setdefault(layer, SavingsRollup()).add(s)
+        if kind and s.events > s.unpriced_events:
+            unlinked.append(_unlinked_of(layer, model, s, left_out=kind < 0))
+    summary = summary_of_rollups(calls, per_layer)
     return SummaryPart(summary, tuple(unlinked), _price_keys(summary))
 
 

@@ -24,11 +24,11 @@ from typing import Any, get_args
 from lean_core._comparison import Pricer
 from lean_core._linear_pricing import LinearPriceKey, linear_price_key
 from lean_core.ledger_records import CACHE_MISS_REASONS, LAYERS
-from lean_core.ledger_store._summary import basis_of, layers_of
+from lean_core.ledger_store._summary import summary_of_rollups
 from lean_core.ledger_store.base import LedgerFilter, LedgerStore
-from lean_core.ledger_store.rollups import SavingsRollup
+from lean_core.ledger_store.rollups import CallRollup, SavingsRollup
 from lean_core.pricing import price_usage
-from lean_core.report import LedgerSummary, ModelTotals
+from lean_core.report import LedgerSummary
 from lean_core.usage import TokenUsage, UsageSource
 
 __all__ = ["unpriced_summary"]
@@ -56,16 +56,6 @@ class _Call:
     """(model, provider) of its linked savings that were priced."""
     reference: str | None = None
     """The model it was priced at, once priced; None while unpriced or left out."""
-
-
-@dataclass(slots=True)
-class _ModelAcc:
-    calls: int = 0
-    counts: list[int] = field(default_factory=lambda: [0] * 6)
-    estimated: int = 0
-    referenced: int = 0
-    reference_cost: Decimal = Decimal(0)
-    reference_models: set[str] = field(default_factory=set)
 
 
 def _stamp(value: Any) -> datetime:
@@ -162,12 +152,12 @@ def unpriced_summary(store: LedgerStore, flt: LedgerFilter, *, pricer: Pricer) -
     return _summary(list(calls.values()), savings, calls, costs)
 
 
-def _reference_costs(calls: Sequence[_Call], *, pricer: Pricer) -> dict[tuple[str, str | None], Decimal]:
+def _reference_costs(calls: Sequence[_Call], *, pricer: Pricer) -> dict[tuple[str, str], Decimal]:
     """Price the calls with one reference at it (grouped where the price is flat); returns the
     reference cost per served (model, provider) and sets each priced call's ``reference``."""
     keys: dict[tuple[str, str | None], LinearPriceKey | None] = {}
     groups: dict[tuple[Hashable, ...], list[_Call]] = {}
-    costs: dict[tuple[str, str | None], Decimal] = {}
+    costs: dict[tuple[str, str], Decimal] = {}  # per served (model, provider or '')
     for call in calls:
         if len(call.references) != 1:
             continue
@@ -189,7 +179,7 @@ def _reference_costs(calls: Sequence[_Call], *, pricer: Pricer) -> dict[tuple[st
         quote = pricer(_usage(summed, members[0].source), model, provider=provider, at=members[0].at)
         if not quote.priced or quote.total_cost_usd is None:
             continue
-        served = (members[0].model, members[0].provider)
+        served = (members[0].model, members[0].provider or "")
         costs[served] = costs.get(served, Decimal(0)) + quote.total_cost_usd
         for call in members:
             call.reference = model
@@ -197,48 +187,32 @@ def _reference_costs(calls: Sequence[_Call], *, pricer: Pricer) -> dict[tuple[st
 
 
 def _summary(calls: Sequence[_Call], savings: Sequence[tuple[Any, ...]], by_id: dict[str, _Call],
-             costs: dict[tuple[str, str | None], Decimal]) -> LedgerSummary:
-    models: dict[tuple[str, str | None], _ModelAcc] = {}
+             costs: dict[tuple[str, str], Decimal]) -> LedgerSummary:
+    models: dict[tuple[str, str], CallRollup] = {}  # as the roll-ups key them: '' for no provider
     for call in calls:
-        acc = models.setdefault((call.model, call.provider), _ModelAcc())
-        acc.calls += 1
-        acc.counts = [a + b for a, b in zip(acc.counts, call.counts, strict=True)]
-        acc.estimated += call.source != "provider"
-        if call.reference is not None:
-            acc.referenced += 1
-            acc.reference_models.add(call.reference)
-    by_model = tuple(
-        ModelTotals(model=model, provider=provider, calls=acc.calls, input_tokens=acc.counts[0],
-                    cached_input_tokens=acc.counts[1], output_tokens=acc.counts[4], reasoning_tokens=acc.counts[5],
-                    cost_usd=None, unpriced_calls=acc.calls, estimated_calls=acc.estimated,
-                    reference_priced_calls=acc.referenced,
-                    reference_cost_usd=costs.get((model, provider), Decimal(0)) if acc.referenced else None,
-                    reference_models=tuple(sorted(acc.reference_models)))
-        for (model, provider), acc in sorted(models.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
+        r = models.setdefault((call.model, call.provider or ""), CallRollup())
+        inp, cached, _write, _write_1h, out, reasoning = call.counts
+        r.calls += 1
+        r.input_tokens += inp
+        r.cached_input_tokens += cached
+        r.output_tokens += out
+        r.reasoning_tokens += reasoning
+        r.unpriced_calls += 1
+        r.estimated_calls += call.source != "provider"
+        if call.reference is None:
+            r.left_out_calls += 1
+        else:
+            r.reference_priced_calls += 1
+            r.reference_models.add(call.reference)
+    for served, cost in costs.items():
+        models[served].reference_cost_usd += cost
     per_layer: dict[str, SavingsRollup] = {}
     for call_id, layer, _model, _provider, saved_in, saved_out, hit, cost, explored in savings:
         compared = cost is None or by_id[call_id].reference is not None
         per_layer.setdefault(layer, SavingsRollup()).add(SavingsRollup(
             events=1, cache_hits=int(hit is True), cache_misses=int(hit is False), cache_explorations=int(explored),
-            input_tokens_saved=saved_in,
-            output_tokens_saved=saved_out, cost_saved_usd=cost if compared and cost is not None else Decimal(0),
+            input_tokens_saved=saved_in, output_tokens_saved=saved_out,
+            cost_saved_usd=cost if compared and cost is not None else Decimal(0),
             unpriced_events=int(cost is None), left_out_events=int(not compared),
             left_out_cost_usd=Decimal(0) if compared or cost is None else cost))
-    by_layer = layers_of(per_layer)
-    referenced = sum(m.reference_priced_calls for m in by_model)
-    reference_cost = sum(costs.values(), Decimal(0))
-    saved = sum((layer.cost_saved_usd for layer in by_layer), Decimal(0))
-    left_out_calls = len(calls) - referenced
-    return LedgerSummary(
-        calls=len(calls), input_tokens=sum(m.input_tokens for m in by_model),
-        cached_input_tokens=sum(m.cached_input_tokens for m in by_model),
-        output_tokens=sum(m.output_tokens for m in by_model), reasoning_tokens=sum(m.reasoning_tokens for m in by_model),
-        actual_cost_usd=reference_cost, saved_cost_usd=saved, baseline_cost_usd=reference_cost + saved,
-        unpriced_calls=len(calls), estimated_calls=sum(m.estimated_calls for m in by_model),
-        by_model=by_model, by_layer=by_layer,
-        comparison_basis=basis_of(len(calls), left_out_calls, referenced, by_layer),
-        recorded_cost_usd=Decimal(0), reference_priced_calls=referenced, reference_cost_usd=reference_cost,
-        reference_models=tuple(sorted({m for acc in models.values() for m in acc.reference_models})),
-        left_out_calls=left_out_calls, left_out_events=sum(layer.left_out_events for layer in by_layer),
-        left_out_saved_usd=sum((layer.left_out_cost_usd for layer in by_layer), Decimal(0)),
-    )
+    return summary_of_rollups(models, per_layer)
