@@ -36,9 +36,11 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     ),
     # money, percentages, dates, times, versions, plain numbers with separators. The currency sign
     # takes the one space after it whatever that space is (NBSP, tab, thin space): "$\u00a0950" is
-    # one span, kept byte for byte, never "$" and "950" with a space between to normalise.
+    # one span, kept byte for byte, never "$" and "950" with a space between to normalise. A sign
+    # touching the amount before it is that amount's ("100,00€ 5,00€": "100,00€", not "€ 5,00€");
+    # a spaced one is, unless an amount follows it ("12,00 € $ 7" but "$1 $ 2").
     "number": re.compile(
-        r"(?:[$€£¥][^\S\n]?)?[-+]?\d(?:[\d,._:/-]*\d)?%?(?:[^\S\n]?[$€£¥](?![^\S\n]?\d))?"
+        r"(?:[$€£¥][^\S\n]?)?[-+]?\d(?:[\d,._:/-]*\d)?%?(?:[$€£¥](?!\d)|[^\S\n][$€£¥](?![^\S\n]?\d))?"
     ),
 }
 DEFAULT_PROTECTED_KINDS: tuple[str, ...] = ("code_block", "inline_code", "json", "url", "email", "quoted",

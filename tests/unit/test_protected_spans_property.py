@@ -124,6 +124,10 @@ def test_inserted_spans_are_detected_whole() -> None:
     text = "$100004.50 $\u00a0100001.50 and 12,00\u00a0€ $ 7"
     assert [s.text(text) for s in find_protected_spans(text)] == ["$100004.50", "$\u00a0100001.50", "12,00\u00a0€",
                                                                    "$ 7"]
+    # a sign touching the amount before it is that amount's, never the next one's (found by the
+    # restore property below: "100006,00€ 100000,00€" was "100006,00" and "€ 100000,00€")
+    text = "100006,00€ 100000,00€ and 5€\u00a07$"
+    assert [s.text(text) for s in find_protected_spans(text)] == ["100006,00€", "100000,00€", "5€", "7$"]
     fence = "```\nzeta_0_value = {'a':  1}  \n   \n"
     assert find_protected_spans(f"Run it: {fence}")[-1].text(f"Run it: {fence}") == fence
 
