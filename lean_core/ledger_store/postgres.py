@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -95,6 +96,8 @@ class PostgresLedgerStore(LedgerStore):
         self._timeout = float(connect_timeout_s)
         self._apool: Any = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
+        self._apool_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._apool_guard = threading.Lock()
         self._pool = self._pool_mod.ConnectionPool(dsn, min_size=1, max_size=pool_size, kwargs=self._kwargs,
                                                    open=False, timeout=self._timeout, name=f"ledger-{schema}")
         try:
@@ -203,13 +206,30 @@ class PostgresLedgerStore(LedgerStore):
 
     async def _async_pool(self) -> Any:
         loop = asyncio.get_running_loop()
-        if self._apool is None or self._apool_loop is not loop or self._apool_loop.is_closed():
+        if self._apool is not None and self._apool_loop is loop:
+            return self._apool
+        # Many tasks' first writes arrive together: one of them opens the pool while the others
+        # wait for it. Without this each opened its own pool and all but one were left running,
+        # holding server connections and tasks that hung ``asyncio.run``'s exit.
+        with self._apool_guard:
+            if self._apool_lock is None or self._apool_lock[0] is not loop:
+                self._apool_lock = (loop, asyncio.Lock())
+            lock = self._apool_lock[1]
+        async with lock:
+            if self._apool is not None and self._apool_loop is loop:
+                return self._apool
+            if self._apool is not None and self._apool_loop is not None and self._apool_loop.is_closed():
+                self._finish_orphaned(self._apool)
             pool = self._pool_mod.AsyncConnectionPool(self._dsn, min_size=1, max_size=self._pool_size,
                                                       kwargs=self._kwargs, open=False, timeout=self._timeout,
                                                       name=f"ledger-{self.schema}-async")
-            await pool.open(wait=True, timeout=self._timeout)
+            try:
+                await pool.open(wait=True, timeout=self._timeout)
+            except BaseException:
+                await pool.close()  # a pool that never opened keeps retrying in the background otherwise
+                raise
             self._apool, self._apool_loop = pool, loop
-        return self._apool
+        return pool
 
     async def ainsert(self, table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
         statement, params = self._insert_call(table, columns, row)
@@ -268,12 +288,16 @@ class PostgresLedgerStore(LedgerStore):
         if apool is not None and loop is not None and not loop.is_closed() and not loop.is_running():
             loop.run_until_complete(apool.close())
         elif apool is not None and loop is not None and loop.is_closed():
-            # Its event loop has ended (``asyncio.run`` returned) and cannot close the pool any more:
-            # end the idle connections' sessions directly, or they would hold server slots until
-            # this process exits (a server has ~100).
-            for conn in list(getattr(apool, "_pool", ())):
-                with contextlib.suppress(Exception):
-                    conn.pgconn.finish()
+            self._finish_orphaned(apool)
+
+    @staticmethod
+    def _finish_orphaned(apool: Any) -> None:
+        # Its event loop has ended (``asyncio.run`` returned) and cannot close the pool any more:
+        # end the idle connections' sessions directly, or they would hold server slots until this
+        # process exits (a server has ~100).
+        for conn in list(getattr(apool, "_pool", ())):
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()
 
     async def aclose(self) -> None:
         apool, loop = self._apool, self._apool_loop

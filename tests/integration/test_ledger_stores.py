@@ -203,16 +203,30 @@ def test_listeners_see_every_record_and_a_failing_one_never_breaks_recording(
     assert len(warnings) == 1
 
 
-def test_async_writes_from_many_tasks_lose_nothing(open_ledger: Opener) -> None:
+def test_async_writes_from_many_tasks_lose_nothing(open_ledger: Opener, monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = open_ledger()
+    pools_opened: list[object] = []
+    if not isinstance(ledger.store, SQLiteLedgerStore):
+        # The first writes all arrive before any pool exists: exactly one async pool may open (each
+        # task opening its own left 199 pools running, which hung asyncio.run's exit on CI).
+        import psycopg_pool
+
+        real_open = psycopg_pool.AsyncConnectionPool.open
+
+        async def counting_open(pool: Any, *args: Any, **kwargs: Any) -> None:
+            pools_opened.append(pool)
+            await real_open(pool, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg_pool.AsyncConnectionPool, "open", counting_open)
 
     async def run() -> None:
         await asyncio.gather(*(ledger.arecord_call(model="gpt-4o-mini", provider="openai", usage=_usage(i),
                                                    run_id=f"r{i}") for i in range(200)))
 
-    asyncio.run(run())
+    asyncio.run(run())  # no aclose: the loop ends with the pool still open, as a script's would
     calls = ledger.calls()
     assert len(calls) == 200 and len({c.run_id for c in calls}) == 200
+    assert len(pools_opened) == (0 if isinstance(ledger.store, SQLiteLedgerStore) else 1)
 
 
 def test_newer_schema_is_refused_and_left_untouched(open_ledger: Opener) -> None:
