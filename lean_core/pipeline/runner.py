@@ -381,10 +381,7 @@ class LeanPipeline:
         work.context = full_context
         if s.compression.enabled and rag:
             started = time.perf_counter()
-            c = s.compression
-            result = self.compressor.compress(passages, question=question, budget=CompressionBudget(
-                ratio=None if c.target_tokens else c.ratio, target_tokens=c.target_tokens,
-                target_model=s.price_model))
+            result = self.compressor.compress(passages, question=question, budget=self._compression_budget())
             work.context = result.text
             work.steps.append(LayerStep(layer="compression", input_tokens_before=result.original_tokens,
                                         input_tokens_after=result.compressed_tokens,
@@ -405,6 +402,14 @@ class LeanPipeline:
             messages = (*messages[:-1], last)
             work.baseline_output = work.session.plan.baseline_tokens
         work.messages = messages
+
+    def _compression_budget(self) -> CompressionBudget:
+        c, model = self.settings.compression, self.settings.price_model
+        if c.target_tokens is not None:
+            return CompressionBudget(target_tokens=c.target_tokens, target_model=model)
+        if c.ratio == "auto":  # auto under the ceiling
+            return CompressionBudget(ratio=c.max_ratio, auto=True, target_model=model)
+        return CompressionBudget(ratio=c.ratio, target_model=model)
 
     def _calls(self, work: _Work) -> ModelCall:
         if work.session is None:

@@ -63,10 +63,15 @@ class CompressionLayerSettings(_Layer):
     method: Literal["lean", "llmlingua", "coarse-to-fine"] = "lean"
     """``lean``: sentence selection (fast on CPU); ``llmlingua``: token-level LongLLMLingua with the
     local scorer (slow on CPU); ``coarse-to-fine``: selection, then llmlingua."""
-    ratio: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] | None = 0.35
-    """Share of context tokens kept, in (0, 1], or ``"auto"``: the compressor keeps what its own
-    relevance scores single out (many irrelevant passages dropped whole, a short passage barely
-    touched; see ``CompressionBudget``)."""
+    ratio: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] | None = "auto"
+    """Share of context tokens kept, in (0, 1] (a fixed share, honoured within the sentences'
+    grain), or ``"auto"`` (the default since issue 23): the compressor keeps what its own relevance
+    scores single out, many irrelevant passages dropped whole, never more than ``max_ratio``."""
+    max_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.35
+    """With ``ratio="auto"``: the most it keeps. Auto alone keeps about half of a few passages a
+    retriever already chose (none scores irrelevant enough to drop); this ceiling, the fixed share
+    that was the default before, keeps such contexts as small as they were, while contexts with
+    many irrelevant passages still shrink far below it (BENCHMARKS.md, issue 23). 1.0: no ceiling."""
     target_tokens: StrictInt | None = Field(None, ge=1)
     """Absolute context budget (overrides ``ratio``)."""
     order: Literal["original", "relevance", "edges"] = "original"

@@ -144,6 +144,34 @@ def test_settings_from_file_and_bad_input(tmp_path: Path) -> None:
         PipelineRequest(question="   ")
 
 
+def test_default_compression_is_auto_under_the_old_fixed_share(tmp_path: Path) -> None:
+    """Default: ratio "auto" with a 0.35 ceiling. Many passages of which one answers: auto keeps far
+    less than 35 %; a few passages that all bear on the question: the ceiling binds, as the old
+    fixed 0.35 did; an explicit fixed ratio is still honoured as a share; max_ratio is validated."""
+    assert PipelineSettings().compression.ratio == "auto" and PipelineSettings().compression.max_ratio == 0.35
+
+    def kept_share(context: tuple[str, ...], **compression: object) -> float:
+        model = ScriptedModel()
+        result = _pipeline(tmp_path, model, cache={"enabled": False}, template={"enabled": False},
+                           compression=compression).invoke(PipelineRequest(question=QUESTION, context=context))
+        step = next(s for s in result.steps if s.layer == "compression")
+        assert "10:00" in model.calls[0].messages[-1]["content"]  # the answer is always kept
+        return step.input_tokens_after / step.input_tokens_before
+
+    assert kept_share(PASSAGES) < 0.2  # one relevant passage of nine: dropped whole, far under the ceiling
+    museum = tuple(f"Museum notice {i}. The museum opens at 10:00 on Sundays; on Sunday {i} of each month "
+                   f"the museum also opens its roof garden and guided tours start at {11 + i}:00 sharp."
+                   for i in range(4))
+    assert kept_share(museum, ratio=1.0) == 1.0
+    uncapped = kept_share(museum, max_ratio=1.0)
+    capped = kept_share(museum)
+    assert capped <= 0.35 * 1.2 and capped < uncapped  # all relevant: the ceiling binds
+    assert 0.2 <= kept_share(PASSAGES, ratio=0.3) <= 0.36  # a fixed share is a share, not auto
+    for bad in (0, 1.5, "auto"):
+        with pytest.raises(ValueError, match="max_ratio"):
+            PipelineSettings(compression={"max_ratio": bad})  # type: ignore[arg-type]
+
+
 def test_cache_identity_follows_settings_and_scope(tmp_path: Path) -> None:
     model = ScriptedModel()
     store = SQLiteCacheStore(tmp_path / "c.sqlite3")
