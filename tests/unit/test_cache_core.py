@@ -247,6 +247,30 @@ def test_large_namespaces_use_the_hnsw_graph_and_stay_isolated(tmp_path: Path) -
     assert store.search(B, vector, k=3, min_similarity=-1.0, now=2e9)[0].entry.payload == "globex 7"
 
 
+def test_the_vector_index_grows_write_by_write_and_finds_every_entry(tmp_path: Path) -> None:
+    """Rows appended between searches (by this store and by another connection to the file) stay
+    findable as the index's buffer grows; a rebuild after many deletions drops the deleted rows."""
+    path = tmp_path / "grow.sqlite3"
+    store, other = SQLiteCacheStore(path, max_entries=None), SQLiteCacheStore(path, max_entries=None)
+    mine, theirs = ResponseCache(store, embedder=HashEmbedder()), ResponseCache(other, embedder=HashEmbedder())
+
+    def nearest(i: int) -> list[str]:
+        vector = HashEmbedder().encode([normalize_prompt(f"question {i}")])[0]
+        return [c.entry.payload for c in store.search(A, vector, k=1, min_similarity=0.99, now=2e9)]
+
+    for i in range(150):
+        (mine if i % 2 else theirs).update(f"question {i}", f"answer {i}", namespace=A)
+        assert [nearest(j) for j in (0, i // 2, i)] == [["answer 0"], [f"answer {i // 2}"], [f"answer {i}"]]
+    index = store._indexes[(A.tenant, A.llm_hash)]
+    assert len(index.ids) == 150 and index.matrix.shape == (150, 384)
+    for i in range(0, 150, 5):  # 30 deletions: past the stale share, so the next search rebuilds
+        other.invalidate(namespace=A, prompt_key=prompt_key(f"question {i}"))
+    assert [nearest(i) for i in (0, 5, 1, 149)] == [[], [], ["answer 1"], ["answer 149"]]
+    assert len(store._indexes[(A.tenant, A.llm_hash)].ids) == 120
+    mine.close()
+    theirs.close()
+
+
 def test_a_miss_then_update_embeds_the_prompt_once(tmp_path: Path) -> None:
     class CountingEmbedder(HashEmbedder):
         calls = 0
