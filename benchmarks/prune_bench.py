@@ -11,8 +11,9 @@ For the original (``--baseline``; default: the ``source_model`` in the first che
 * ``tokens_per_s``: completion tokens per second of the local vLLM engine on the same batch of
   chat prompts, every answer exactly ``--max-tokens`` long (``ignore_eos``: equal work for every
   model), greedy, prefix caching off, one warm-up batch first. Engines run one after the other
-  in this process (``shutdown_engines`` between): original, each pruned model, original again;
-  the original's figure is the mean of its two runs, so drift on a shared machine shows up as the
+  in this process (each shut down after its run): original, each pruned model, original again
+  (on CPU the original's engine stays up for its second run: no GPU memory to free, one start
+  fewer); the original's figure is the mean of its two runs, so drift on a shared machine shows up as the
   gap between them (``baseline_runs_tokens_per_s``). ``speedup`` = tokens_per_s / original's.
 """
 
@@ -105,8 +106,11 @@ def _quality(model_dir: Path, text: Path, max_windows: int, skip_windows: int) -
     return count_parameters(model), result.perplexity, result.windows
 
 
-def _throughput(model_dir: Path, prompts: list[list[dict[str, str]]], max_tokens: int) -> tuple[float, int, float]:
-    from lean_backends.vllm_engine import VLLMEngineSettings, get_engine, shutdown_engines
+def _throughput(model_dir: Path, prompts: list[list[dict[str, str]]], max_tokens: int, *,
+                keep_running: bool = False) -> tuple[float, int, float]:
+    """Tokens per second of ``model_dir``'s engine; the engine is shut down on return unless
+    ``keep_running`` (then the next call for the same model measures the running engine)."""
+    from lean_backends.vllm_engine import VLLMEngineSettings, get_engine
     from lean_core.generation import SamplingOptions
 
     engine = get_engine(VLLMEngineSettings(model=str(model_dir), enable_prefix_caching=False))
@@ -119,7 +123,8 @@ def _throughput(model_dir: Path, prompts: list[list[dict[str, str]]], max_tokens
         results = engine.generate_many(prompts, options)
         seconds = time.perf_counter() - started
     finally:
-        shutdown_engines()
+        if not keep_running:
+            engine.shutdown()
     tokens = sum(r.usage.output_tokens for r in results)
     return tokens / seconds, tokens, seconds
 
@@ -129,7 +134,7 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
                     out: Path | None = None, chart: Path | None = None,
                     show_progress: bool = True) -> PruneBenchResult:
     """Measure the original and each pruned checkpoint (see the module docstring)."""
-    from lean_backends.vllm_engine import resolve_model_dir
+    from lean_backends.vllm_engine import resolve_model_dir, shutdown_engines
     from lean_benchmarks.progress import bench_progress
 
     dirs = [resolve_model_dir(m) for m in models]
@@ -145,6 +150,9 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
     from vllm import __version__ as vllm_version
     from vllm.platforms import current_platform
 
+    from lean_benchmarks.vllm_cpu_shutdown import shorten_cpu_worker_shutdown
+
+    shorten_cpu_worker_shutdown()  # before any engine starts
     on_cpu = current_platform.is_cpu()
     result = PruneBenchResult(
         benchmark="prune", vllm_version=vllm_version, text=str(text), windows=0, window_tokens=512,
@@ -160,10 +168,16 @@ def run_prune_bench(models: Sequence[str | Path], *, text: str | Path, baseline:
             progress.update(task, description=f"perplexity {d.name}")
             quality[d] = _quality(d, text, max_windows, skip_windows)
             progress.advance(task)
-        for i, d in enumerate([*order, base_dir]):
-            progress.update(task, description=f"vLLM {d.name}")
-            speed[i] = _throughput(d, batch, max_tokens)
-            progress.advance(task)
+        try:
+            for i, d in enumerate([*order, base_dir]):
+                progress.update(task, description=f"vLLM {d.name}")
+                # On CPU the original's engine stays up for its second run (no GPU memory to give
+                # back to the pruned engines): one engine start fewer, and the gap between the two
+                # runs is the machine's drift alone.
+                speed[i] = _throughput(d, batch, max_tokens, keep_running=on_cpu and i == 0)
+                progress.advance(task)
+        finally:
+            shutdown_engines()
     result.baseline_runs_tokens_per_s = [speed[0][0], speed[len(order)][0]]
     base_speed = statistics.fmean(result.baseline_runs_tokens_per_s)
     for i, d in enumerate(order):

@@ -104,13 +104,19 @@ def _load_teacher(teacher: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def _pruning_record(pruned: str) -> dict[str, Any] | None:
+    """``--pruned``'s pruning.json (a file, or a directory holding it), or None."""
+    path = Path(pruned)
+    record_file = path if path.is_file() else path / "pruning.json"
+    return json.loads(record_file.read_text()) if record_file.is_file() else None
+
+
 def _load_student(pruned: str, teacher: Any) -> tuple[Any, dict[str, Any] | None]:
     import torch
     from transformers import AutoModelForCausalLM
 
     path = Path(pruned)
-    record_file = path if path.is_file() else path / "pruning.json"
-    record = json.loads(record_file.read_text()) if record_file.is_file() else None
+    record = _pruning_record(pruned)
     if path.is_dir() and any(path.glob("*.safetensors")):
         return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), record
     if record is None:
@@ -180,14 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_text is not None and not is_evaluation_text(args.eval_text):
         raise SystemExit(f"--eval-text {args.eval_text}: expected the WikiText-2 evaluation text")
     started = time.perf_counter()
+    if args.init_adapter is not None:  # checked before any model loads: a wrong export fails at once
+        init_tensors, init_meta = heal_module.load_adapter(args.init_adapter)
+        if not heal_module.trained_on_same_pruning(init_meta, _pruning_record(args.pruned)):
+            raise SystemExit(f"--init-adapter {args.init_adapter}: trained on a different pruning than --pruned "
+                             f"{args.pruned} (its kept layers/channels/heads differ)")
     teacher, tokenizer = _load_teacher(args.teacher)
     student, record = _load_student(args.pruned, teacher)
     continued_from = None
     if args.init_adapter is not None:
-        init_tensors, init_meta = heal_module.load_adapter(args.init_adapter)
-        if not heal_module.trained_on_same_pruning(init_meta, record):
-            raise SystemExit(f"--init-adapter {args.init_adapter}: trained on a different pruning than --pruned "
-                             f"{args.pruned} (its kept layers/channels/heads differ)")
         continued_from = {"adapter": args.init_adapter,
                           **{k: init_meta.get(k) for k in ("mode", "settings", "steps_done", "continued_from")}}
         print(f"--init-adapter: {heal_module.merge_adapter(student, init_tensors, init_meta)} tensors merged from "

@@ -28,6 +28,9 @@ Sections (``--sections``, comma-separated):
   shape (``chat_vs_raw_*``) crosses the two pairs, which ran one after the other, so a drift
   between them shows there (the throughput section measures ours / raw alternated).
 
+On CPU the two engines a section starts together (throughput: ours and raw; each pruned pair)
+start at once (``start_engines``), on a GPU one after the other; nothing is timed until both are up.
+
 Model shapes: ``--model-shape NAME`` runs throughput and ttft on that shape's full model instead
 of ``--model``'s weights. A shape's directory (``_ab_bench_shapes.dummy_model_dir``) holds a Llama
 ``config.json`` and ``--model``'s tokenizer files (the bundled SmolLM2's: vocabulary 49,152) and no
@@ -58,6 +61,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,7 @@ from _ab_bench_parts import (
     raw_contender,
     round_prompts,
     spread,
+    start_engines,
     ttft_pairs,
 )
 from _ab_bench_shapes import DUMMY_LOAD, SHAPES, dummy_model_dir, shape_params
@@ -85,8 +90,8 @@ def _throughput(settings: AbSettings, model_dir: str, result: dict[str, Any], ll
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ours = class_contenders(settings, model_dir, llamaindex=llamaindex)
-    raw, llm = raw_contender(settings, model_dir, label="raw vllm.LLM.generate")
+    ours, (raw, llm) = start_engines([partial(class_contenders, settings, model_dir, llamaindex=llamaindex),
+                                      partial(raw_contender, settings, model_dir, label="raw vllm.LLM.generate")])
     warm_ids, warm_chats = round_prompts(tokenizer, min(16, settings.prompts), -1)
     raw.run(warm_ids, warm_chats)
     contenders = [*ours, raw]
@@ -181,18 +186,16 @@ def _pruned(settings: AbSettings, tokenizer_dir: str, shape: str, result: dict[s
         for name, label in (("raw", "raw vllm.LLM.generate"), ("chat", "lean_chain.ChatLeanVLLM.batch")):
             if name not in pairs:
                 continue
-            pair: list[Contender] = []
-            llms: list[Any] = []
-            for key in ("full", "pruned"):
-                if name == "raw":
-                    contender, raw_llm = raw_contender(settings, dirs[key], label=f"{label} ({key})")
-                    llms.append(raw_llm)
-                else:
-                    contender = class_contenders(settings, dirs[key], suffix=f" ({key})", llamaindex=False)[0]
-                pair.append(contender)
-                by[contender.label] = contender
-                section.setdefault("started", []).append(contender.label)
+
+            def started(engine: tuple[Contender, Any]) -> None:
+                by[engine[0].label] = engine[0]
+                section.setdefault("started", []).append(engine[0].label)
                 save()  # a run cut off by a time limit still shows how far it got
+
+            engines = start_engines([partial(_pair_engine, name, label, key, settings, dirs[key])
+                                     for key in ("full", "pruned")], on_started=started)
+            pair: list[Contender] = [contender for contender, _ in engines]
+            llms: list[Any] = [raw_llm for _, raw_llm in engines if raw_llm is not None]
             for contender in pair:
                 contender.run(warm_ids, warm_chats)
             for run in range(settings.runs):
@@ -215,6 +218,13 @@ def _pruned(settings: AbSettings, tokenizer_dir: str, shape: str, result: dict[s
             c, r = by[f"lean_chain.ChatLeanVLLM.batch ({key})"], by[f"raw vllm.LLM.generate ({key})"]
             section[f"chat_vs_raw_{key}"] = spread([a / b for a, b in zip(c.tokens_per_s, r.tokens_per_s,
                                                                             strict=True)])
+
+
+def _pair_engine(name: str, label: str, key: str, settings: AbSettings, model_dir: str) -> tuple[Contender, Any]:
+    """One engine of a pruned pair: (contender, its ``vllm.LLM`` for raw; None for ours)."""
+    if name == "raw":
+        return raw_contender(settings, model_dir, label=f"{label} ({key})")
+    return class_contenders(settings, model_dir, suffix=f" ({key})", llamaindex=False)[0], None
 
 
 def shutdown_and_wait_settings(settings: AbSettings) -> None:
@@ -277,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, sections: list[str], pruned_pairs: list[str], tokenizer_dir: str,
          work: Path) -> int:
+    from lean_benchmarks.vllm_cpu_shutdown import shorten_cpu_worker_shutdown
+
+    shorten_cpu_worker_shutdown()  # before any engine starts
     settings = AbSettings(dtype=args.dtype, prompts=args.prompts, max_tokens=args.max_tokens, runs=args.runs,
                           max_model_len=args.max_model_len, memory_share=args.memory_share,
                           kv_cache_gib=args.kv_cache_gib, prefix_tokens=args.prefix_tokens,

@@ -147,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(to_json(result) + "\n")
 
+    from lean_benchmarks.vllm_cpu_shutdown import shorten_cpu_worker_shutdown
+
+    shorten_cpu_worker_shutdown()  # before any engine starts
     result = run_gpu_bench(settings, save=save)
     save(result)
     text = to_json(result)
