@@ -134,6 +134,10 @@ class RemoteVLLMClient(TextBackend):
             raise InvalidParameterError("early_stop", allowed="None with base_url (a vLLM server); "
                                         "early stopping runs with the in-process engine",
                                         received=options.early_stop)
+        if options.lora_adapter is not None:
+            raise InvalidParameterError("lora_adapter", allowed="None with base_url (a vLLM server serves an adapter "
+                                        "as a model: start it with --lora-modules NAME=PATH and pass model=NAME)",
+                                        received=options.lora_adapter)
         body: dict[str, Any] = {
             "model": self.model_name, "max_tokens": options.max_tokens, "temperature": options.temperature,
             "top_p": options.top_p, "n": options.n,

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lean_backends._loop_thread import LoopThread
 from lean_backends._vllm_tools import AutoToolParser, guided_options, tool_choice_of, tool_stream
+from lean_backends.lora_adapter import LoRARequests
 from lean_backends.text_backend import PromptInput, TextBackend
 from lean_backends.tool_calling import ToolRequest
 from lean_backends.tool_prompt import has_tool_turns, render_tool_chat
@@ -170,6 +171,7 @@ class LocalVLLMEngine(TextBackend):
         self._max_model_len = 0
         self._start_lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._loras = LoRARequests(enabled=settings.enable_lora)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LocalVLLMEngine:
@@ -320,6 +322,9 @@ class LocalVLLMEngine(TextBackend):
             prompt["cache_salt"] = cache_salt
         return prompt
 
+    def _lora_request(self, options: SamplingOptions) -> Any:
+        return self._loras.request(options.lora_adapter)
+
     def _record(self, prompt_tokens: int, cached: int, completion: int) -> None:
         with self._stats_lock:
             self.stats = EngineStats(
@@ -349,7 +354,8 @@ class LocalVLLMEngine(TextBackend):
                              cache_salt: str | None, tools: ToolRequest | None) -> GenerationResult:
         if options.early_stop is not None:
             return await self._generate_monitored(prompt, options, cache_salt)
-        return await self._final(self.encode(prompt, tools), self._params(options, delta=False), cache_salt)
+        return await self._final(self.encode(prompt, tools), self._params(options, delta=False), cache_salt,
+                                 self._lora_request(options))
 
     async def _generate_many(self, prompts: Sequence[PromptInput], options: SamplingOptions,
                              cache_salt: str | None) -> list[GenerationResult]:
@@ -358,14 +364,15 @@ class LocalVLLMEngine(TextBackend):
         if options.early_stop is not None or options.json_schema is not None:
             return await super()._generate_many(prompts, options, cache_salt)
         encoded = [self.encode(prompt) for prompt in prompts]
-        params = self._params(options, delta=False)
-        return list(await asyncio.gather(*(self._final(ids, params, cache_salt) for ids in encoded)))
+        params, lora = self._params(options, delta=False), self._lora_request(options)
+        return list(await asyncio.gather(*(self._final(ids, params, cache_salt, lora) for ids in encoded)))
 
-    async def _final(self, ids: list[int], params: Any, cache_salt: str | None) -> GenerationResult:
+    async def _final(self, ids: list[int], params: Any, cache_salt: str | None, lora: Any) -> GenerationResult:
         """One request to the engine, its final output only, as a result with usage."""
         request_id = uuid.uuid4().hex
         final = None
-        async for output in self._engine.generate(self._engine_prompt(ids, cache_salt), params, request_id):
+        async for output in self._engine.generate(self._engine_prompt(ids, cache_salt), params, request_id,
+                                                  lora_request=lora):
             final = output
         if final is None:
             raise RuntimeError(f"vLLM returned no output for request {request_id}")
@@ -396,7 +403,8 @@ class LocalVLLMEngine(TextBackend):
         """Run one request token by token through ``monitor``; yields (go on, finish, cached)."""
         request_id = uuid.uuid4().hex
         outputs = self._engine.generate(self._engine_prompt(ids, cache_salt),
-                                        self._params(options, delta=True), request_id)
+                                        self._params(options, delta=True), request_id,
+                                        lora_request=self._lora_request(options))
         try:
             async for output in outputs:
                 cached = int(output.num_cached_tokens or 0)
@@ -466,7 +474,8 @@ class LocalVLLMEngine(TextBackend):
         cached = 0
         completion = 0
         async for output in self._engine.generate(self._engine_prompt(ids, cache_salt),
-                                                  self._params(options, delta=True), request_id):
+                                                  self._params(options, delta=True), request_id,
+                                                  lora_request=self._lora_request(options)):
             cached = max(cached, int(output.num_cached_tokens or 0))
             for c in output.outputs:
                 completion += len(c.token_ids)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from lean_backends.lora_adapter import lora_adapter_rank, lora_engine_kwargs
 from lean_backends.text_backend import TextBackend
 from lean_backends.vllm_engine_args import check_engine_kwarg_names
+from lean_core.errors import InvalidParameterError
 from lean_core.generation import SamplingOptions
 
 __all__ = ["VLLMOptions", "backend_for"]
@@ -66,7 +68,13 @@ class VLLMOptions(BaseModel):
     """vLLM quantization method (e.g. ``"fp8"``, ``"awq"``; checked against the installed vLLM's
     list before the engine starts); None: as the checkpoint says."""
     enable_lora: bool = False
-    """Let the in-process engine serve LoRA adapters (``max_lora_rank`` etc. via ``engine_kwargs``)."""
+    """Let the in-process engine serve LoRA adapters (``max_lora_rank`` etc. via ``engine_kwargs``);
+    implied by ``lora_adapter``."""
+    lora_adapter: str | None = None
+    """A LoRA adapter directory (PEFT format) applied to every call of this model, in process; the
+    engine starts with LoRA enabled and a ``max_lora_rank`` that fits the adapter. Models with
+    different adapters (or none) on one checkpoint share one engine, each request naming its own.
+    Per call: ``lora_adapter=`` as a call option. With ``base_url``: None (see ``SamplingOptions``)."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Any other ``vllm.engine.arg_utils.EngineArgs`` argument of the in-process engine, by name,
     e.g. ``{"max_num_seqs": 128, "kv_cache_dtype": "fp8"}``. Names and values are checked against
@@ -87,6 +95,19 @@ class VLLMOptions(BaseModel):
     def _engine_kwarg_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_engine_kwarg_names(value)
 
+    @field_validator("lora_adapter")
+    @classmethod
+    def _lora_adapter_dir(cls, value: str | None) -> str | None:
+        return None if value is None else str(lora_adapter_rank(value)[0])
+
+    @model_validator(mode="after")
+    def _lora_in_process(self) -> VLLMOptions:
+        if self.lora_adapter is not None and self.base_url:
+            raise InvalidParameterError("lora_adapter", allowed="None with base_url (a vLLM server serves an adapter "
+                                        "as a model: start it with --lora-modules NAME=PATH and pass model=NAME)",
+                                        received=self.lora_adapter)
+        return self
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_list(cls, value: Any) -> Any:
@@ -97,6 +118,7 @@ class VLLMOptions(BaseModel):
         values: dict[str, Any] = {
             "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
             "seed": self.seed, "n": self.n, "stop": tuple((self.stop or []) + list(stop or [])),
+            "lora_adapter": self.lora_adapter,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return SamplingOptions(**values)
@@ -131,5 +153,6 @@ def backend_for(options: VLLMOptions) -> TextBackend:
         gpu_memory_utilization=options.gpu_memory_utilization, kv_cache_gib=options.kv_cache_gib,
         enable_prefix_caching=options.enable_prefix_caching, tensor_parallel_size=options.tensor_parallel_size,
         pipeline_parallel_size=options.pipeline_parallel_size, quantization=options.quantization,
-        enable_lora=options.enable_lora, engine_kwargs=options.engine_kwargs,
+        enable_lora=options.enable_lora or options.lora_adapter is not None,
+        engine_kwargs=lora_engine_kwargs(options.lora_adapter, options.engine_kwargs),
     ))

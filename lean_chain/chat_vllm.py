@@ -52,7 +52,7 @@ from lean_core.usage import TokenUsage
 __all__ = ["ChatLeanVLLM"]
 
 _CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "n", "json_schema", "logprobs", "tenant",
-                           "early_stop", "tools", "tool_choice", "parallel_tool_calls"})
+                           "early_stop", "lora_adapter", "tools", "tool_choice", "parallel_tool_calls"})
 _TOOL_OPTIONS = ("tenant", "tools", "tool_choice", "parallel_tool_calls")
 # Content blocks of an AI message that repeat its tool_calls (Anthropic's and LangChain's forms).
 _CALL_BLOCKS = frozenset({"tool_use", "tool_call", "function_call"})

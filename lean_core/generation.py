@@ -61,6 +61,10 @@ class SamplingOptions(BaseModel):
     early_stop: EarlyStopRule | None = None
     """End the answer once it is complete (confidence or repetition, see
     ``lean_core.budget.EarlyStopRule``); in-process vLLM engine only, one candidate (n=1)."""
+    lora_adapter: str | None = Field(None, min_length=1)
+    """A LoRA adapter directory (PEFT format: ``adapter_config.json`` + weights) applied to this
+    request on top of the base model; in-process vLLM engine only (a vLLM server serves adapters
+    under their own model names: ``vllm serve --lora-modules NAME=PATH``, then ``model=NAME``)."""
 
     @field_validator("stop", mode="before")
     @classmethod

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["LeanVLLM"]
 
 _TOOL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls")
-_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "stop", "tenant", "early_stop",
+_CALL_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "seed", "stop", "tenant", "early_stop", "lora_adapter",
                            *_TOOL_OPTIONS})
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 # config.json keys holding the trained context length, most common first.
