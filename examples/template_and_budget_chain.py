@@ -56,12 +56,16 @@ def main(argv: list[str] | None = None) -> None:
     llm = ChatLeanVLLM(max_tokens=512)
     chain = prompt | LeanBudget(llm=llm, brevity=True, ledger=ledger) | StrOutputParser()
     config = {"callbacks": [LeanCostCallback(ledger=ledger)]}
+    # The engine is shared by every ChatLeanVLLM with its settings in this process, and its
+    # counters are running totals: count this example's questions only.
+    before = llm.backend().stats  # type: ignore[attr-defined]
     for question in QUESTIONS:
         answer = chain.invoke({"question": question, "policy": POLICY}, config=config)
         print(f"Q: {question}\nA: {answer.strip()}\n")
 
     stats = llm.backend().stats  # type: ignore[attr-defined]
-    print(f"prefix cache: {stats.cached_prompt_tokens} of {stats.prompt_tokens} prompt tokens served from cache")
+    print(f"prefix cache: {stats.cached_prompt_tokens - before.cached_prompt_tokens} of "
+          f"{stats.prompt_tokens - before.prompt_tokens} prompt tokens served from cache")
     print(render_table(ledger.summary()))
 
 

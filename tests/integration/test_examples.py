@@ -1,10 +1,20 @@
-"""Every example in examples/ runs offline."""
+"""Every example in examples/ runs offline.
+
+The examples that serve the bundled SmolLM2 run in this process, as ``python examples/NAME.py
+ARGS`` would run them (``runpy`` with ``__name__ == "__main__"`` and that ``sys.argv``): their
+``ChatLeanVLLM`` / ``LeanVLLM`` then use the test session's shared in-process vLLM engine (equal
+engine settings share one engine) instead of starting one per example (~40 s each on this 2-core
+machine: three processes importing vLLM, then a 5 s shutdown), and the session's loopback-only
+socket guard (tests/conftest.py) applies to them, which the subprocesses never had.
+"""
 
 from __future__ import annotations
 
 import re
+import runpy
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,30 +23,40 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def test_ledger_with_langchain_example(tmp_path: Path, smollm2_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "ledger_with_langchain.py"), "--ledger", str(tmp_path / "l.sqlite3"),
-         "--png", str(tmp_path / "l.png")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "30 days" in out.stdout  # the local model answers from the policy in its prompt
-    assert "smollm2-135m-instruct" in out.stdout and "lean-vllm" in out.stdout
+@pytest.fixture
+def run_example_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
+    """``run(script, *args)``: the example's stdout, run in this process from ``tmp_path``."""
+
+    def run(script: str, *args: str) -> str:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", [str(EXAMPLES / script), *args])
+        capsys.readouterr()
+        runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+        return capsys.readouterr().out
+
+    return run
+
+
+def test_ledger_with_langchain_example(tmp_path: Path, smollm2_path: Path,
+                                       run_example_here: Callable[..., str]) -> None:
+    out = run_example_here("ledger_with_langchain.py", "--ledger", str(tmp_path / "l.sqlite3"),
+                           "--png", str(tmp_path / "l.png"))
+    assert "30 days" in out  # the local model answers from the policy in its prompt
+    assert "smollm2-135m-instruct" in out and "lean-vllm" in out
     assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_template_and_budget_example(tmp_path: Path, smollm2_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "template_and_budget_chain.py"), "--ledger", str(tmp_path / "l.sqlite3")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.count("\nA: ") + out.stdout.startswith("Q:") >= 3
+def test_template_and_budget_example(tmp_path: Path, smollm2_path: Path,
+                                     run_example_here: Callable[..., str]) -> None:
+    out = run_example_here("template_and_budget_chain.py", "--ledger", str(tmp_path / "l.sqlite3"))
+    assert out.count("\nA: ") + out.startswith("Q:") >= 3
     # the lean template's stable part is served from the prefix cache after the first question
-    cached = int(out.stdout.split("prefix cache: ")[1].split(" ")[0])
+    # (the example counts its own requests only, not the shared engine's earlier ones)
+    cached = int(out.split("prefix cache: ")[1].split(" ")[0])
     assert cached > 0
     for layer in ("template", "output"):
-        assert f"│ {layer}" in out.stdout or f"{layer} " in out.stdout
+        assert f"│ {layer}" in out or f"{layer} " in out
 
 
 def _run_example(script: str, *args: str, cwd: Path) -> str:
@@ -52,10 +72,11 @@ def _int(pattern: str, text: str) -> int:
     return int(match.group(1))
 
 
-def test_lcel_compress_chain_example(tmp_path: Path, smollm2_path: Path) -> None:
+def test_lcel_compress_chain_example(tmp_path: Path, smollm2_path: Path,
+                                     run_example_here: Callable[..., str]) -> None:
     from lean_core import CostLedger
 
-    out = _run_example("lcel_compress_chain.py", "--ledger", str(tmp_path / "l.sqlite3"), cwd=tmp_path)
+    out = run_example_here("lcel_compress_chain.py", "--ledger", str(tmp_path / "l.sqlite3"))
     before = _int(r"notes tokens before compression: (\d+)", out)
     after = _int(r"notes tokens after compression: (\d+)", out)
     assert 0 < after <= 0.25 * before  # the default --ratio is a hard budget
@@ -82,10 +103,11 @@ _FERRY_DOCS = {  # doc_id -> (source, section), as written in examples/langchain
 }
 
 
-def test_langchain_rag_chain_example(tmp_path: Path, smollm2_path: Path) -> None:
+def test_langchain_rag_chain_example(tmp_path: Path, smollm2_path: Path,
+                                     run_example_here: Callable[..., str]) -> None:
     from lean_core import CostLedger
 
-    out = _run_example("langchain_rag_chain.py", "--ledger", str(tmp_path / "l.sqlite3"), cwd=tmp_path)
+    out = run_example_here("langchain_rag_chain.py", "--ledger", str(tmp_path / "l.sqlite3"))
     blocks = re.split(r"^Q: ", out, flags=re.MULTILINE)[1:]
     assert len(blocks) == 2
     kept_ids = []
@@ -115,11 +137,17 @@ _GARDEN_DOCS = {  # doc_id -> (source, section), as written in examples/llamaind
 }
 
 
-def test_llamaindex_rag_query_engine_example(tmp_path: Path, smollm2_path: Path) -> None:
+def test_llamaindex_rag_query_engine_example(tmp_path: Path, smollm2_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             run_example_here: Callable[..., str]) -> None:
+    from llama_index.core import Settings
+
     from lean_core import CostLedger
 
-    out = _run_example("llamaindex_rag_query_engine.py", "--ledger", str(tmp_path / "l.sqlite3"),
-                       "--cache", str(tmp_path / "c.sqlite3"), cwd=tmp_path)
+    # The example sets LlamaIndex's process-wide Settings.llm / embed_model: undone after the test.
+    monkeypatch.setattr(Settings, "_llm", Settings._llm)
+    monkeypatch.setattr(Settings, "_embed_model", Settings._embed_model)
+    out = run_example_here("llamaindex_rag_query_engine.py", "--ledger", str(tmp_path / "l.sqlite3"),
+                           "--cache", str(tmp_path / "c.sqlite3"))
     answers = re.findall(r"^A \((model|cache)\): (.*)$", out, flags=re.MULTILINE)
     assert [served for served, _ in answers] == ["model", "model", "cache"]
     assert answers[2][1] == answers[0][1]  # the repeated question got the first answer back
@@ -144,11 +172,11 @@ def test_llamaindex_rag_query_engine_example(tmp_path: Path, smollm2_path: Path)
     ledger.close()
 
 
-def test_cached_agent_example(tmp_path: Path, smollm2_path: Path) -> None:
+def test_cached_agent_example(tmp_path: Path, smollm2_path: Path, run_example_here: Callable[..., str]) -> None:
     from lean_core import CostLedger
 
-    out = _run_example("cached_agent.py", "--ledger", str(tmp_path / "l.sqlite3"),
-                       "--cache", str(tmp_path / "c.sqlite3"), cwd=tmp_path)
+    out = run_example_here("cached_agent.py", "--ledger", str(tmp_path / "l.sqlite3"),
+                           "--cache", str(tmp_path / "c.sqlite3"))
     step = r"(?:model|cache exact|cache semantic)"
     rows = re.findall(rf"^\[(\w+)\s*\] ({step}(?: \+ {step})*)\s+[\d.]+s  (.*)$", out, flags=re.MULTILINE)
     assert [tenant for tenant, _, _ in rows] == ["acme"] * 6 + ["globex"]
