@@ -38,6 +38,11 @@ class AbSettings:
     """KV cache of each engine on CPU."""
     prefix_tokens: int = 8000
     ttft_requests: int = 8
+    pruned_context_tokens: int = 0
+    """Pruned section only: a distinct synthetic document of this many tokens before each prompt's
+    question (0: the short chat prompts of the throughput section). Long prompts with short answers
+    (a RAG request's shape) make the step prefill-bound, i.e. GPU-bound, where decode of 256 short
+    prompts is host-bound and hides what pruning saves."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Further vLLM engine arguments, the same for raw vLLM and our classes (their ``engine_kwargs``),
     e.g. ``{"load_format": "dummy"}`` for a config-only shape directory."""
@@ -168,6 +173,19 @@ def class_contenders(settings: AbSettings, model_dir: str, *, suffix: str = "",
 def round_prompts(tokenizer: Any, n: int, round_index: int) -> tuple[list[list[int]], list[list[dict[str, str]]]]:
     """Round ``round_index``'s chats and their token ids, rendered as our engine renders them."""
     chats = [[{"role": "user", "content": p}] for p in bench_prompts(n, round_index)]
+    ids = [list(tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                          add_special_tokens=False)["input_ids"]) for c in chats]
+    return ids, chats
+
+
+def context_prompts(tokenizer: Any, n: int, round_index: int,
+                    context_tokens: int) -> tuple[list[list[int]], list[list[dict[str, str]]]]:
+    """Round ``round_index``'s chats with a fresh ``context_tokens``-token document before each
+    question (no two prompts share a prefix beyond the chat template's), and their token ids."""
+    questions = bench_prompts(n, round_index)
+    base = 1_000_000 * (round_index + 2)
+    chats = [[{"role": "user", "content": f"Document:\n{_document(tokenizer, context_tokens, seed=base + i)}\n\n"
+                                          f"Question: {q}"}] for i, q in enumerate(questions)]
     ids = [list(tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
                           add_special_tokens=False)["input_ids"]) for c in chats]
     return ids, chats

@@ -27,6 +27,9 @@ Sections (``--sections``, comma-separated):
   for ours) is always taken within a run between engines resident side by side; ours / raw per
   shape (``chat_vs_raw_*``) crosses the two pairs, which ran one after the other, so a drift
   between them shows there (the throughput section measures ours / raw alternated).
+  ``--pruned-context-tokens N`` puts a fresh N-token document before each of its prompts (a RAG
+  request: long prompt, short answer), where the step is prefill-bound and the GPU, not the host,
+  sets the pace; the default short prompts measure the decode-bound case.
 
 On CPU the two engines a section starts together (throughput: ours and raw; each pruned pair)
 start at once (``start_engines``), on a GPU one after the other; nothing is timed until both are up.
@@ -69,6 +72,7 @@ from _ab_bench_parts import (
     AbSettings,
     Contender,
     class_contenders,
+    context_prompts,
     raw_contender,
     round_prompts,
     spread,
@@ -178,7 +182,16 @@ def _pruned(settings: AbSettings, tokenizer_dir: str, shape: str, result: dict[s
                                          "resident, rounds alternated within a pair"}
     result["pruned"] = section
     settings = replace(settings, engine_kwargs={**settings.engine_kwargs, **DUMMY_LOAD})
-    warm_ids, warm_chats = round_prompts(tokenizer, min(16, settings.prompts), -1)
+    context = settings.pruned_context_tokens
+
+    def prompts(n: int, round_index: int) -> tuple[list[list[int]], list[list[dict[str, str]]]]:
+        if context:
+            return context_prompts(tokenizer, n, round_index, context)
+        return round_prompts(tokenizer, n, round_index)
+
+    section["workload"] = {"prompts": settings.prompts, "max_tokens": settings.max_tokens,
+                           "context_tokens": context, "prompt_tokens_per_run": sum(map(len, prompts(settings.prompts, 100)[0]))}
+    warm_ids, warm_chats = prompts(min(16, settings.prompts), -1)
     with tempfile.TemporaryDirectory(prefix="lean-ab-") as work:
         dirs = {key: str(dummy_model_dir(Path(work) / key, s, tokenizer_from=tokenizer_dir, dtype=settings.dtype))
                 for key, s in (("full", full), ("pruned", small))}
@@ -199,7 +212,7 @@ def _pruned(settings: AbSettings, tokenizer_dir: str, shape: str, result: dict[s
             for contender in pair:
                 contender.run(warm_ids, warm_chats)
             for run in range(settings.runs):
-                ids, chats = round_prompts(tokenizer, settings.prompts, 100 + run)
+                ids, chats = prompts(settings.prompts, 100 + run)
                 for contender in _rotated(pair, run):
                     contender.timed(ids, chats)
                 section["tokens_per_s_so_far"] = {c.label: c.tokens_per_s for c in by.values()}
@@ -250,6 +263,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--kv-cache-gib", type=float, default=2.0, help="KV cache per engine on CPU")
     parser.add_argument("--prefix-tokens", type=int, default=8000)
     parser.add_argument("--ttft-requests", type=int, default=8)
+    parser.add_argument("--pruned-context-tokens", type=int, default=0,
+                        help="pruned section: a fresh document of N tokens before each prompt's question (a RAG "
+                             "request's shape: prefill-bound); 0 (default): the short chat prompts")
     parser.add_argument("--shape", default="1b", choices=sorted(SHAPES),
                         help="the pruned section's full/pruned shapes (dummy weights)")
     parser.add_argument("--model-shape", default=None, choices=sorted(SHAPES),
@@ -269,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - {"throughput", "ttft", "pruned"}
-    if unknown or args.runs < 1 or args.prompts < 1:
+    if unknown or args.runs < 1 or args.prompts < 1 or args.pruned_context_tokens < 0:
         raise SystemExit(f"bad arguments: sections {sorted(unknown)}, runs {args.runs}, prompts {args.prompts}")
     if "ttft" in sections and args.prefix_tokens + 96 > args.max_model_len:
         raise SystemExit(f"--prefix-tokens {args.prefix_tokens} does not fit --max-model-len {args.max_model_len}")
@@ -293,7 +309,8 @@ def _run(args: argparse.Namespace, sections: list[str], pruned_pairs: list[str],
     settings = AbSettings(dtype=args.dtype, prompts=args.prompts, max_tokens=args.max_tokens, runs=args.runs,
                           max_model_len=args.max_model_len, memory_share=args.memory_share,
                           kv_cache_gib=args.kv_cache_gib, prefix_tokens=args.prefix_tokens,
-                          ttft_requests=args.ttft_requests, engine_kwargs=dict(args.engine_kwargs))
+                          ttft_requests=args.ttft_requests, engine_kwargs=dict(args.engine_kwargs),
+                          pruned_context_tokens=args.pruned_context_tokens)
     main_settings, model_dir = settings, tokenizer_dir
     if args.model_shape is not None:
         model_dir = str(dummy_model_dir(work / args.model_shape, SHAPES[args.model_shape][0],

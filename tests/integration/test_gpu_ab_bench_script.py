@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu" / "vllm_ab_bench.py"
-PROMPTS, RUNS, PREFIX = 4, 2, 256
+PROMPTS, RUNS, PREFIX, CONTEXT = 4, 2, 256, 96
 CONTENDERS = ("lean_chain.ChatLeanVLLM.batch", "lean_index.LeanVLLM.chat_many", "raw vllm.LLM.generate")
 
 
@@ -32,7 +32,8 @@ def result(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> dict
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--model", str(smollm2_path), "--dtype", "float32", "--prompts", str(PROMPTS),
          "--max-tokens", "8", "--runs", str(RUNS), "--max-model-len", "512", "--prefix-tokens", str(PREFIX),
-         "--ttft-requests", "2", "--shape", "tiny", "--kv-cache-gib", "1", "--out", str(out)],
+         "--ttft-requests", "2", "--shape", "tiny", "--kv-cache-gib", "1", "--pruned-context-tokens", str(CONTEXT),
+         "--out", str(out)],
         capture_output=True, text=True, timeout=900, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -92,6 +93,10 @@ def test_pruned_shapes_raw_and_class_measured_in_pairs(result: dict[str, Any]) -
         medians = pruned[name]["pruned_tokens_per_s"]["median"] / pruned[name]["full_tokens_per_s"]["median"]
         assert pruned[name]["ratio_of_medians"] == pytest.approx(medians)
     _spread_ok(pruned["chat_vs_raw_full"])
+    # RAG-shaped prompts: a fresh CONTEXT-token document before each question
+    workload = pruned["workload"]
+    assert workload["context_tokens"] == CONTEXT and workload["prompts"] == PROMPTS
+    assert workload["prompt_tokens_per_run"] >= PROMPTS * CONTEXT
 
 
 def _shapes() -> ModuleType:
