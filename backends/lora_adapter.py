@@ -16,7 +16,7 @@ from typing import Any
 
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["VLLM_LORA_RANKS", "LoRARequests", "lora_adapter_rank", "lora_engine_kwargs"]
+__all__ = ["VLLM_LORA_RANKS", "LoRARequests", "lora_adapter_rank", "lora_engine_kwargs", "lora_on_a_server"]
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The ``max_lora_rank`` values vLLM accepts (``vllm.config.lora.MaxLoRARanks``)."""
@@ -49,6 +49,12 @@ def lora_adapter_rank(path: str | Path) -> tuple[Path, int]:
     if not any((directory / name).is_file() for name in _WEIGHTS):
         raise InvalidParameterError("lora_adapter", allowed=_ALLOWED, received=f"{path} (no adapter weights)")
     return directory, rank
+
+
+def lora_on_a_server(adapter: object) -> InvalidParameterError:
+    """The error for an adapter directory sent to a vLLM server, which serves adapters as models."""
+    return InvalidParameterError("lora_adapter", allowed="None with base_url (a vLLM server serves an adapter as a "
+                                 "model: start it with --lora-modules NAME=PATH and pass model=NAME)", received=adapter)
 
 
 def lora_engine_kwargs(adapter: str | Path | None, engine_kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from lean_backends._loop_thread import LoopThread
 from lean_backends._vllm_tools import guided_options
+from lean_backends.lora_adapter import lora_on_a_server
 from lean_backends.text_backend import PromptInput, TextBackend
 from lean_backends.tool_calling import (
     ToolCallDelta,
@@ -135,9 +136,7 @@ class RemoteVLLMClient(TextBackend):
                                         "early stopping runs with the in-process engine",
                                         received=options.early_stop)
         if options.lora_adapter is not None:
-            raise InvalidParameterError("lora_adapter", allowed="None with base_url (a vLLM server serves an adapter "
-                                        "as a model: start it with --lora-modules NAME=PATH and pass model=NAME)",
-                                        received=options.lora_adapter)
+            raise lora_on_a_server(options.lora_adapter)
         body: dict[str, Any] = {
             "model": self.model_name, "max_tokens": options.max_tokens, "temperature": options.temperature,
             "top_p": options.top_p, "n": options.n,

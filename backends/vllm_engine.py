@@ -294,10 +294,8 @@ class LocalVLLMEngine(TextBackend):
         return self._checked(prompt, self.tokenizer(text, add_special_tokens=isinstance(prompt, str))["input_ids"])
 
     def encode_many(self, prompts: Sequence[PromptInput]) -> list[list[int]]:
-        """``encode`` of each prompt, tokenized in one batch call per kind (raw text, chat): the Rust
-        tokenizer spreads a batch over the host's cores. One by one, 256 RAG prompts of 2,000 tokens
-        kept an H100 idle for most of a second before the first request went in (measured: our batch
-        at 0.64x raw vLLM's tokens/s on pre-tokenized prompts; BENCHMARKS.md, issue 26)."""
+        """``encode`` of each prompt in one tokenizer call per kind (raw, chat), spread over the host's
+        cores: one by one, 256 RAG prompts kept an H100 idle ~1 s (BENCHMARKS.md, issue 26)."""
         ids: list[list[int]] = [[] for _ in prompts]
         for raw in (True, False):
             where = [i for i, p in enumerate(prompts) if isinstance(p, str) is raw]
@@ -338,9 +336,6 @@ class LocalVLLMEngine(TextBackend):
             prompt["cache_salt"] = cache_salt
         return prompt
 
-    def _lora_request(self, options: SamplingOptions) -> Any:
-        return self._loras.request(options.lora_adapter)
-
     def _record(self, prompt_tokens: int, cached: int, completion: int) -> None:
         with self._stats_lock:
             self.stats = EngineStats(
@@ -371,7 +366,7 @@ class LocalVLLMEngine(TextBackend):
         if options.early_stop is not None:
             return await self._generate_monitored(prompt, options, cache_salt)
         return await self._final(self.encode(prompt, tools), self._params(options, delta=False), cache_salt,
-                                 self._lora_request(options))
+                                 self._loras.request(options.lora_adapter))
 
     async def _generate_many(self, prompts: Sequence[PromptInput], options: SamplingOptions,
                              cache_salt: str | None) -> list[GenerationResult]:
@@ -380,7 +375,7 @@ class LocalVLLMEngine(TextBackend):
         if options.early_stop is not None or options.json_schema is not None:
             return await super()._generate_many(prompts, options, cache_salt)
         encoded = self.encode_many(prompts)
-        params, lora = self._params(options, delta=False), self._lora_request(options)
+        params, lora = self._params(options, delta=False), self._loras.request(options.lora_adapter)
         return list(await asyncio.gather(*(self._final(ids, params, cache_salt, lora) for ids in encoded)))
 
     async def _final(self, ids: list[int], params: Any, cache_salt: str | None, lora: Any) -> GenerationResult:
@@ -420,7 +415,7 @@ class LocalVLLMEngine(TextBackend):
         request_id = uuid.uuid4().hex
         outputs = self._engine.generate(self._engine_prompt(ids, cache_salt),
                                         self._params(options, delta=True), request_id,
-                                        lora_request=self._lora_request(options))
+                                        lora_request=self._loras.request(options.lora_adapter))
         try:
             async for output in outputs:
                 cached = int(output.num_cached_tokens or 0)
@@ -491,7 +486,7 @@ class LocalVLLMEngine(TextBackend):
         completion = 0
         async for output in self._engine.generate(self._engine_prompt(ids, cache_salt),
                                                   self._params(options, delta=True), request_id,
-                                                  lora_request=self._lora_request(options)):
+                                                  lora_request=self._loras.request(options.lora_adapter)):
             cached = max(cached, int(output.num_cached_tokens or 0))
             for c in output.outputs:
                 completion += len(c.token_ids)

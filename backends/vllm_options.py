@@ -12,10 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from lean_backends.lora_adapter import lora_adapter_rank, lora_engine_kwargs
+from lean_backends.lora_adapter import lora_adapter_rank, lora_engine_kwargs, lora_on_a_server
 from lean_backends.text_backend import TextBackend
 from lean_backends.vllm_engine_args import check_engine_kwarg_names
-from lean_core.errors import InvalidParameterError
 from lean_core.generation import SamplingOptions
 
 __all__ = ["VLLMOptions", "backend_for"]
@@ -103,9 +102,7 @@ class VLLMOptions(BaseModel):
     @model_validator(mode="after")
     def _lora_in_process(self) -> VLLMOptions:
         if self.lora_adapter is not None and self.base_url:
-            raise InvalidParameterError("lora_adapter", allowed="None with base_url (a vLLM server serves an adapter "
-                                        "as a model: start it with --lora-modules NAME=PATH and pass model=NAME)",
-                                        received=self.lora_adapter)
+            raise lora_on_a_server(self.lora_adapter)
         return self
 
     @field_validator("stop", mode="before")

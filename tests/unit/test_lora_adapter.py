@@ -83,7 +83,7 @@ def test_a_server_serves_adapters_by_model_name_so_the_option_is_refused(tmp_pat
 def test_an_engine_without_lora_refuses_an_adapter_before_sending(tmp_path: Path) -> None:
     engine = LocalVLLMEngine(VLLMEngineSettings(model=str(tmp_path)))
     with pytest.raises(InvalidParameterError, match="enable_lora"):
-        engine._lora_request(SamplingOptions(lora_adapter=str(_adapter(tmp_path / "a"))))
-    assert engine._lora_request(SamplingOptions()) is None
+        engine._loras.request(SamplingOptions(lora_adapter=str(_adapter(tmp_path / "a"))).lora_adapter)
+    assert engine._loras.request(SamplingOptions().lora_adapter) is None
     with pytest.raises(ValueError, match="lora_adapter"):
         SamplingOptions(lora_adapter="")
