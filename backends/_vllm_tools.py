@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from lean_backends.tool_calling import (
@@ -16,7 +17,7 @@ from lean_backends.tool_calling import (
 from lean_core.errors import InvalidParameterError
 from lean_core.generation import Choice, GenerationChunk, SamplingOptions
 
-__all__ = ["AutoToolParser", "guided_options", "tool_choice_of", "tool_stream"]
+__all__ = ["AutoToolParser", "guided_options", "tool_choice_of", "tool_stream", "unguidable_tools"]
 
 
 def guided_options(options: SamplingOptions, request: ToolRequest) -> SamplingOptions:
@@ -96,3 +97,19 @@ async def tool_stream(pieces: AsyncIterator[GenerationChunk], request: ToolReque
             yield piece
             return
         text, finish = text + piece.text, piece.finish_reason or finish
+
+
+@contextlib.contextmanager
+def unguidable_tools(tools: ToolRequest) -> Iterator[None]:
+    """vLLM rejects a schema its structured-output backend cannot compile (a ValueError, or
+    ``VLLMValidationError`` in newer releases) when the request is added: name the tools as the cause."""
+    try:
+        yield
+    except Exception as exc:
+        from vllm.exceptions import VLLMClientError
+
+        if (not tools.guided or isinstance(exc, InvalidParameterError)
+                or not isinstance(exc, (ValueError, VLLMClientError))):
+            raise
+        raise InvalidParameterError("tools", allowed="argument schemas vLLM's structured outputs can guide on",
+                                    received=str(exc)) from exc

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import os
 import threading
 import uuid
@@ -24,7 +23,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lean_backends._loop_thread import LoopThread
-from lean_backends._vllm_tools import AutoToolParser, guided_options, tool_choice_of, tool_stream
+from lean_backends._vllm_tools import (
+    AutoToolParser,
+    guided_options,
+    tool_choice_of,
+    tool_stream,
+    unguidable_tools,
+)
 from lean_backends.lora_adapter import LoRARequests
 from lean_backends.text_backend import PromptInput, TextBackend
 from lean_backends.tool_calling import ToolRequest
@@ -32,6 +37,7 @@ from lean_backends.tool_prompt import has_tool_turns, render_tool_chat
 from lean_backends.vllm_engine_args import (
     check_engine_kwarg_names,
     check_engine_kwargs,
+    cpu_kv_cache_space,
     is_hub_model_name,
 )
 from lean_core._extras import require
@@ -185,7 +191,7 @@ class LocalVLLMEngine(TextBackend):
             on_cpu = current_platform.is_cpu()
             values = self.engine_arguments(on_cpu=on_cpu)  # checked: fails before anything starts
             if on_cpu:
-                os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", _cpu_kv_cache_space(self.settings.kv_cache_gib))
+                os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", cpu_kv_cache_space(self.settings.kv_cache_gib))
             self.dtype = values["dtype"]
             args = AsyncEngineArgs(**values)
             loop = LoopThread()
@@ -350,7 +356,7 @@ class LocalVLLMEngine(TextBackend):
         if tools is None:
             return await self._generate_text(prompt, options, cache_salt, None)
         options, parser = self._tool_options(options, tools)
-        with _unguidable_tools(tools):
+        with unguidable_tools(tools):
             result = await self._generate_text(prompt, options, cache_salt, tools)
         return result.model_copy(update={"choices": tuple(tool_choice_of(c, tools, parser) for c in result.choices)})
 
@@ -370,13 +376,25 @@ class LocalVLLMEngine(TextBackend):
 
     async def _generate_many(self, prompts: Sequence[PromptInput], options: SamplingOptions,
                              cache_salt: str | None) -> list[GenerationResult]:
-        """Every prompt encoded first (a bad one fails before any is submitted), one SamplingParams
-        shared by all (as ``vllm.LLM.generate`` does), then all submitted to the engine at once."""
+        """One SamplingParams shared by all (as ``vllm.LLM.generate`` does); prompts encoded and
+        submitted in growing chunks, so the engine generates for the first while the host renders and
+        tokenizes the rest (encoding all first left the GPU idle for it). A prompt that fails to
+        encode fails the batch: the requests already submitted are aborted."""
         if options.early_stop is not None or options.json_schema is not None:
             return await super()._generate_many(prompts, options, cache_salt)
-        encoded = self.encode_many(prompts)
         params, lora = self._params(options, delta=False), self._loras.request(options.lora_adapter)
-        return list(await asyncio.gather(*(self._final(ids, params, cache_salt, lora) for ids in encoded)))
+        tasks: list[asyncio.Task[GenerationResult]] = []
+        try:
+            for start, stop in _submission_chunks(len(prompts)):
+                tasks += [asyncio.ensure_future(self._final(ids, params, cache_salt, lora))
+                          for ids in self.encode_many(prompts[start:stop])]
+                await asyncio.sleep(0)  # this chunk's requests reach the engine before the next is encoded
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()  # vLLM aborts a request whose generator is cancelled
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _final(self, ids: list[int], params: Any, cache_salt: str | None, lora: Any) -> GenerationResult:
         """One request to the engine, its final output only, as a result with usage."""
@@ -470,7 +488,7 @@ class LocalVLLMEngine(TextBackend):
                 yield chunk
             return
         options, parser = self._tool_options(options, tools)
-        with _unguidable_tools(tools):
+        with unguidable_tools(tools):
             async for chunk in tool_stream(self._stream_text(prompt, options, cache_salt, tools), tools, parser):
                 yield chunk
 
@@ -526,20 +544,13 @@ def _generation_eos_ids(model_dir: str) -> list[int]:
     return [int(v) for v in (value if isinstance(value, list) else [value])]
 
 
-@contextlib.contextmanager
-def _unguidable_tools(tools: ToolRequest) -> Iterator[None]:
-    """vLLM rejects a schema its structured-output backend cannot compile (a ValueError, or
-    ``VLLMValidationError`` in newer releases) when the request is added: name the tools as the cause."""
-    try:
-        yield
-    except Exception as exc:
-        from vllm.exceptions import VLLMClientError
-
-        if (not tools.guided or isinstance(exc, InvalidParameterError)
-                or not isinstance(exc, (ValueError, VLLMClientError))):
-            raise
-        raise InvalidParameterError("tools", allowed="argument schemas vLLM's structured outputs can guide on",
-                                    received=str(exc)) from exc
+def _submission_chunks(count: int, *, first: int = 16) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of chunks doubling from ``first``: the engine starts after a few prompts,
+    and the tokenizer still gets large batches to spread over the host's cores."""
+    start, size = 0, first
+    while start < count:
+        yield start, min(count, start + size)
+        start, size = start + size, size * 2
 
 
 def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:
@@ -590,11 +601,3 @@ def _register_exit_hook() -> None:
         if not _exit_hook_registered:
             atexit.register(shutdown_engines)
             _exit_hook_registered = True
-
-
-def _cpu_kv_cache_space(gib: float) -> str:
-    """``VLLM_CPU_KVCACHE_SPACE`` for ``kv_cache_gib``: vllm-cpu reads it as a whole number of GiB."""
-    if gib < 1 or gib != int(gib):
-        raise InvalidParameterError("kv_cache_gib", allowed="a whole number of GiB >= 1 on CPU (vllm-cpu reads "
-                                    "VLLM_CPU_KVCACHE_SPACE as an int)", received=gib)
-    return str(int(gib))

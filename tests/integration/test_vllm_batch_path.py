@@ -134,3 +134,21 @@ async def test_llamaindex_async_batches_match_raw(raw_texts: list[str]) -> None:
     chats = await llm.achat_many([[ChatMessage(role="user", content=p)] for p in PROMPTS])
     completions = await llm.acomplete_many(PROMPTS)
     assert [str(r.message.content) for r in chats] == [r.text for r in completions] == raw_texts
+
+
+def test_a_prompt_failing_after_the_first_chunk_fails_the_batch_and_aborts_what_was_sent(
+        raw_texts: list[str]) -> None:
+    from lean_backends.vllm_engine import PromptTooLongError
+    from lean_core.generation import SamplingOptions
+
+    chat = ChatLeanVLLM(max_tokens=MAX_TOKENS)
+    engine = chat.backend()
+    assert isinstance(engine, LocalVLLMEngine)
+    # 20 good prompts: the first 16 are submitted before the chunk holding the bad one is encoded.
+    prompts: list[str] = [*PROMPTS * 4, "word " * 9000]
+    completed = engine.stats.requests
+    with pytest.raises(PromptTooLongError):
+        engine.generate_many(prompts, SamplingOptions(max_tokens=MAX_TOKENS))
+    assert engine.stats.requests == completed  # the 16 sent were aborted, not run to the end
+    assert not engine._engine.output_processor.has_unfinished_requests()
+    assert [str(m.content) for m in chat.batch(PROMPTS)] == raw_texts

@@ -39,3 +39,14 @@ def test_batch_encoding_keeps_the_checks(engine: LocalVLLMEngine) -> None:
         engine.encode_many(["short", [{"role": "user", "content": "word " * 400}]])
     with pytest.raises(InvalidParameterError, match="prompt"):
         engine.encode_many([[{"role": "user", "content": "fine"}], ""])
+
+
+def test_batch_submission_chunks_cover_every_prompt_once_growing() -> None:
+    from lean_backends.vllm_engine import _submission_chunks
+
+    for count in (0, 1, 15, 16, 17, 256, 1000):
+        chunks = list(_submission_chunks(count))
+        assert [i for start, stop in chunks for i in range(start, stop)] == list(range(count))
+        sizes = [stop - start for start, stop in chunks]
+        assert all(b >= a for a, b in zip(sizes[:-2], sizes[1:-1], strict=True))  # doubling until the last
+    assert list(_submission_chunks(256)) == [(0, 16), (16, 48), (48, 112), (112, 240), (240, 256)]

@@ -148,8 +148,8 @@ def test_library_imports_stay_light() -> None:
 
 @pytest.mark.parametrize("gib", [0.5, 1.5])
 def test_a_fractional_cpu_kv_cache_is_refused_by_name(gib: float) -> None:
-    from lean_backends.vllm_engine import _cpu_kv_cache_space
+    from lean_backends.vllm_engine_args import cpu_kv_cache_space
 
     with pytest.raises(InvalidParameterError, match="kv_cache_gib"):
-        _cpu_kv_cache_space(gib)
-    assert _cpu_kv_cache_space(2.0) == "2"
+        cpu_kv_cache_space(gib)
+    assert cpu_kv_cache_space(2.0) == "2"
