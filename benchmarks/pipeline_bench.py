@@ -100,7 +100,7 @@ def run_pipeline_bench(data: Sequence[str | Path], *, rag_limit: int = 100, stre
     if chart is not None:
         write_study_chart(study, chart, title=(
             f"bench pipeline: {counts['rag']} NQ questions ({passages} passages) + {counts['chat']} ShareGPT prompts, "
-            f"{study.served_model} on vLLM (CPU)"))
+            f"{study.served_model} on vLLM ({result['accelerator']})"))
     return result
 
 
@@ -111,6 +111,7 @@ def _summary(study: LayerStudy, counts: dict[str, int], *, passages: int, second
     base, best = study.rows[0], study.rows[-1]
     return {
         "benchmark": "pipeline", "date": time.strftime("%Y-%m-%d"), "device": platform.processor() or platform.machine(),
+        "accelerator": _accelerator(),
         "vllm_version": vllm_version, "served_model": study.served_model, "price_model": study.price_model,
         "rag_questions": counts["rag"], "chat_prompts": counts["chat"], "passages": passages,
         "settings": settings.model_dump(),
@@ -120,3 +121,10 @@ def _summary(study: LayerStudy, counts: dict[str, int], *, passages: int, second
         "rows": [r.model_dump() for r in study.rows], "seconds": seconds,
         "answers_sample": {name: list(answers[:12]) for name, answers in study.answers.items()},
     }
+
+
+def _accelerator() -> str:
+    """The GPU vLLM ran on, else "CPU" (the engine picks CUDA whenever torch sees a device)."""
+    import torch
+
+    return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else "CPU"
