@@ -111,10 +111,21 @@ def find_protected_spans(text: str, *, kinds: Sequence[str] = DEFAULT_PROTECTED_
     raw.sort(key=lambda s: (s[0], -s[1]))
     merged: list[ProtectedSpan] = []
     for start, end, kind in raw:
-        if merged and start < merged[-1].end:
+        if merged and (start < merged[-1].end or _shared_sign(text, merged[-1], start, kind)):
             last = merged[-1]
             if end > last.end:
                 merged[-1] = ProtectedSpan(last.start, end, last.kind)
             continue
         merged.append(ProtectedSpan(start, end, kind))
     return merged
+
+
+_SPACED_SIGN = re.compile(r"[^\S\n]*[$€£¥][^\S\n]")
+
+
+def _shared_sign(text: str, last: ProtectedSpan, start: int, kind: str) -> bool:
+    """A spaced currency sign between two amounts ("100,00 € 5,00€") may be either one's: the
+    pattern gives it to the amount after it, so keeping the first amount alone would drop its
+    sign. Such a run is protected whole (one span), whichever amount the sign belongs to."""
+    return (kind == "number" == last.kind and text[last.end - 1].isdigit()
+            and _SPACED_SIGN.fullmatch(text, last.end, start + 2) is not None)

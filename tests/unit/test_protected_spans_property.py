@@ -176,6 +176,22 @@ def test_money_and_unterminated_fences_found_by_the_adversarial_tester(space: st
     assert normalize_whitespace(f"a  ${space}950   b") == f"a ${space}950 b"
 
 
+@pytest.mark.parametrize("space", SPACES[1:])
+def test_a_spaced_sign_between_two_amounts_keeps_both_whole(space: str) -> None:
+    """Found by the MiniLM property test: in "100003,00\u00a0€ 100006,00€" the pattern gave the
+    spaced € to the second amount, so keeping the first alone cut "100003,00" from its sign.
+    The run is one span now: both amounts come out whole, or neither does."""
+    text = f"$100000.50  100003,00{space}€ 100006,00€ "
+    spans = [text[s.start:s.end] for s in find_protected_spans(text)]
+    assert spans == ["$100000.50", f"100003,00{space}€ 100006,00€"]
+    for ratio in (0.3, 0.5, 0.6):
+        out = LeanCompressor(scorer=RelevanceScorer(semantic_weight=0.0), token_counter=COUNTER).compress(
+            [text], budget=ratio, question="How much does the refund cost?").text
+        assert_spans_verbatim_or_absent(out, ["$100000.50", f"100003,00{space}€", "100006,00€"])
+    other = "100,00€ 5,00€ and 12,00 € $ 7"  # a sign touching or closing its amount stays its own
+    assert [other[s.start:s.end] for s in find_protected_spans(other)] == ["100,00€", "5,00€", "12,00 €", "$ 7"]
+
+
 # -- the llmlingua path, without a model: restore_spans after a simulated llmlingua ----------------
 
 _SEGMENT = re.compile(r"<llmlingua(, compress=False)?>([^<]+)</llmlingua>")
