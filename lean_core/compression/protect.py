@@ -124,8 +124,9 @@ _SPACED_SIGN = re.compile(r"[^\S\n]*[$€£¥][^\S\n]")
 
 
 def _shared_sign(text: str, last: ProtectedSpan, start: int, kind: str) -> bool:
-    """A spaced currency sign between two amounts ("100,00 € 5,00€") may be either one's: the
-    pattern gives it to the amount after it, so keeping the first amount alone would drop its
-    sign. Such a run is protected whole (one span), whichever amount the sign belongs to."""
-    return (kind == "number" == last.kind and text[last.end - 1].isdigit()
+    """A spaced currency sign between two amounts ("100,00 € 5,00€") may be either one's when the
+    first has no sign of its own: the pattern gives it to the amount after it, so keeping the first
+    alone would drop its sign. Such a run is protected whole (one span). An amount with its own
+    sign ("$1 $ 2") leaves the next sign to the next amount."""
+    return (kind == "number" == last.kind and text[last.end - 1].isdigit() and text[last.start] not in "$€£¥"
             and _SPACED_SIGN.fullmatch(text, last.end, start + 2) is not None)
