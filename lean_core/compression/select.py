@@ -143,6 +143,11 @@ class RelevanceScorer:
     question does not, is the bridge of a two-hop question; it is lifted so that its best unit
     scores within ``bridge_gap`` standard deviations of the best unit (a fixed budget then keeps
     its lead, and ``AutoPolicy`` keeps it whole). Needs passage titles (``headings``).
+    ``redundancy_weight`` (0: off) and ``redundancy_floor`` control redundancy across passages
+    (maximal marginal relevance by passage): a unit whose passage is a look-alike (cosine of mean
+    embeddings above the floor) of a passage already drawn from, best first, loses ``weight`` sd per
+    unit of excess similarity; passages linked by title are exempt. HotpotQA dev half at 5x: both
+    facts 21 -> 23 of 28; 3x, auto, SQuAD and NQ-20 unchanged on the dev half.
     """
 
     def __init__(self, embedder: Embedder | None = None, *, semantic_weight: float = 1.0,
@@ -150,7 +155,8 @@ class RelevanceScorer:
                  neighbour_weight: float = 0.25, max_embedded_units: int = 1024,
                  expansion_weight: float = 0.5, lead_weight: float = 1.0, hop_weight: float = 1.0,
                  lead_terms: int = 8, embed_clauses: bool = False, title_weight: float = 0.0,
-                 bridge_gap: float | None = 1.0) -> None:
+                 bridge_gap: float | None = 1.0, redundancy_weight: float = 3.0,
+                 redundancy_floor: float = 0.55) -> None:
         self._embedder = embedder
         self.semantic_weight = semantic_weight
         self.lexical_weight = lexical_weight
@@ -168,6 +174,14 @@ class RelevanceScorer:
             raise InvalidParameterError("bridge_gap", allowed="a finite number >= 0, or None (off)",
                                         received=bridge_gap)
         self.bridge_gap = bridge_gap
+        if not (isinstance(redundancy_weight, int | float) and 0 <= redundancy_weight < math.inf):
+            raise InvalidParameterError("redundancy_weight", allowed="a finite number >= 0 (0: off)",
+                                        received=redundancy_weight)
+        if not (isinstance(redundancy_floor, int | float) and -1 <= redundancy_floor <= 1):
+            raise InvalidParameterError("redundancy_floor", allowed="a cosine similarity in [-1, 1]",
+                                        received=redundancy_floor)
+        self.redundancy_weight = redundancy_weight
+        self.redundancy_floor = redundancy_floor
 
     @property
     def embedder(self) -> Embedder:
@@ -193,15 +207,19 @@ class RelevanceScorer:
         query = _terms(question) if question else []
         lexical_all = _bm25(query, [_terms(t) for t in all_texts]) if question else [0.0] * len(all_texts)
         position = {k: len(texts) + j for j, k in enumerate(keys)}
+        rows: Any = None  # one embedding per sentence (or clause), for the look-alike discount
+        row_passage: list[int] = []
         if not self.semantic_weight:
             semantic = [0.0] * len(texts)
         elif self.embed_clauses:
             sentences = _resolve_pronouns(keys, sentence_text, headings) if headings else all_texts[len(texts):]
-            semantic_all = self._semantic(texts + sentences, question, lexical_all)
+            semantic_all, rows = self._semantic(texts + sentences, question, lexical_all)
+            rows, row_passage = rows[: len(texts)], [u.passage for u in units]
             semantic = [0.5 * semantic_all[i] + 0.5 * semantic_all[position[k]] for i, k in enumerate(sentence_of)]
         else:  # one embedding per sentence; its clauses differ by their lexical and type scores
             embedded = _resolve_pronouns(keys, sentence_text, headings) if headings else all_texts[len(texts):]
-            per_sentence = self._semantic(embedded, question, lexical_all[len(texts):])
+            per_sentence, rows = self._semantic(embedded, question, lexical_all[len(texts):])
+            row_passage = [k[0] for k in keys]
             semantic = [per_sentence[position[k] - len(texts)] for k in sentence_of]
         lexical = [0.5 * lexical_all[i] + 0.5 * lexical_all[position[k]] for i, k in enumerate(sentence_of)]
         kind = _answer_type(question) if question else None
@@ -225,7 +243,45 @@ class RelevanceScorer:
             scores = self._expand(units, texts, question, scores)
         if question and headings and self.bridge_gap is not None and len(best_in_passage) > 1:
             scores = self._bridge(units, scores, headings, question, self.bridge_gap)
+        if question and self.redundancy_weight and rows is not None and len(best_in_passage) > 1:
+            scores = self._discount_lookalikes(units, scores, _passage_vectors(rows, row_passage), headings)
         return scores
+
+    def _discount_lookalikes(self, units: Sequence[Unit], scores: list[float], vectors: dict[int, Any],
+                             headings: Sequence[str | None] | None) -> list[float]:
+        """Redundancy control across passages (maximal marginal relevance, by passage): units are
+        drawn best first, and a unit whose passage is a look-alike of a passage already drawn from
+        (cosine of the passages' mean embeddings above ``redundancy_floor``) is discounted by
+        ``redundancy_weight`` standard deviations per unit of excess similarity. Many near-duplicate
+        passages ("<team> season" pages) then do not spend a fixed budget on one kind of fact.
+        Passages that name each other's titles are hops of one chain, not look-alikes: exempt."""
+        titles = {p: _title_key(headings[p]) if headings and p < len(headings) else None for p in vectors}
+        text: dict[int, list[str]] = {p: [] for p in vectors}
+        queue: dict[int, list[int]] = {p: [] for p in vectors}
+        for i in sorted(range(len(units)), key=lambda i: -scores[i]):
+            text[units[i].passage].append(units[i].text)
+            queue[units[i].passage].append(i)
+        plain = {p: _plain(" ".join(t)) for p, t in text.items()}
+
+        def linked(a: int, b: int) -> bool:
+            title_a, title_b = titles[a], titles[b]
+            return bool((title_b and _mentions(plain[a], title_b)) or (title_a and _mentions(plain[b], title_a)))
+
+        step = self.redundancy_weight * (_std(scores) or 1.0)
+        redundancy = dict.fromkeys(vectors, 0.0)  # similarity to the closest passage drawn from
+        drawn: set[int] = set()
+        adjusted = list(scores)
+        while any(queue.values()):
+            value, passage = max((scores[q[0]] - step * max(0.0, redundancy[p] - self.redundancy_floor), p)
+                                 for p, q in queue.items() if q)
+            adjusted[queue[passage].pop(0)] = value
+            if passage not in drawn:
+                drawn.add(passage)
+                for other in vectors:
+                    if other != passage and not linked(passage, other):
+                        similarity = float(vectors[passage] @ vectors[other])
+                        redundancy[other] = max(redundancy[other], similarity)
+        return adjusted
 
     @staticmethod
     def _bridge(units: Sequence[Unit], scores: list[float], headings: Sequence[str | None], question: str,
@@ -318,7 +374,9 @@ class RelevanceScorer:
         return [s + self.expansion_weight * x * (units[i].passage not in top_passages)
                 for i, (s, x) in enumerate(zip(scores, second, strict=True))]
 
-    def _semantic(self, texts: list[str], question: str | None, lexical: list[float]) -> list[float]:
+    def _semantic(self, texts: list[str], question: str | None, lexical: list[float]) -> tuple[list[float], Any]:
+        """Each text's similarity to the question (or the centroid), and its embedding (a zero row
+        for a text left unembedded)."""
         import numpy as np
 
         # Very long contexts: embed the lexically most promising units (or an even sample without
@@ -338,9 +396,11 @@ class RelevanceScorer:
         anchor = vectors[-1] if question else vectors.mean(axis=0)
         sims = vectors[: len(unique)] @ anchor
         out = [float(np.min(sims)) if len(sims) else 0.0] * len(texts)
+        embedded = np.zeros((len(texts), vectors.shape[1]))
         for i in indices:
             out[i] = float(sims[row[texts[i]]])
-        return out
+            embedded[i] = vectors[row[texts[i]]]
+        return out, embedded
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +438,18 @@ class AutoPolicy:
         whole = {p for p, v in best_in.items() if v >= best - self.passage_gap * spread}
         return [i for i, (unit, v) in enumerate(zip(units, scores, strict=True))
                 if unit.passage in whole or v >= best - self.evidence_gap * spread]
+
+
+def _passage_vectors(rows: Any, row_passage: Sequence[int]) -> dict[int, Any]:
+    """Each passage's direction: the normalised sum of its sentences' embeddings."""
+    import numpy as np
+
+    out: dict[int, Any] = {}
+    for passage in dict.fromkeys(row_passage):
+        total = rows[[k for k, p in enumerate(row_passage) if p == passage]].sum(axis=0)
+        norm = float(np.linalg.norm(total))
+        out[passage] = total / norm if norm else total
+    return out
 
 
 def _std(values: Sequence[float]) -> float:
