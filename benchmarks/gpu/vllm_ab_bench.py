@@ -97,8 +97,9 @@ def _throughput(settings: AbSettings, model_dir: str, result: dict[str, Any], ll
     ours, (raw, llm) = start_engines([partial(class_contenders, settings, model_dir, llamaindex=llamaindex),
                                       partial(raw_contender, settings, model_dir, label="raw vllm.LLM.generate")])
     warm_ids, warm_chats = round_prompts(tokenizer, min(16, settings.prompts), -1)
-    raw.run(warm_ids, warm_chats)
     contenders = [*ours, raw]
+    for contender in contenders:  # the same warm-up for every side (ours had one prompt before)
+        contender.run(warm_ids, warm_chats)
     for run in range(settings.runs):
         ids, chats = round_prompts(tokenizer, settings.prompts, run)  # fresh: no cross-run cache hits
         for contender in _rotated(contenders, run):
