@@ -68,6 +68,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from _ab_bench_async import raw_async_contenders
 from _ab_bench_parts import (
     AbSettings,
     Contender,
@@ -90,12 +91,17 @@ def _rotated(items: list[Any], run: int) -> list[Any]:
     return items[k:] + items[:k]
 
 
-def _throughput(settings: AbSettings, model_dir: str, result: dict[str, Any], llamaindex: bool) -> None:
+def _throughput(settings: AbSettings, model_dir: str, result: dict[str, Any], llamaindex: bool,
+                raw_async: bool = False) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ours, (raw, llm) = start_engines([partial(class_contenders, settings, model_dir, llamaindex=llamaindex),
-                                      partial(raw_contender, settings, model_dir, label="raw vllm.LLM.generate")])
+    starts = [partial(class_contenders, settings, model_dir, llamaindex=llamaindex),
+              partial(raw_contender, settings, model_dir, label="raw vllm.LLM.generate")]
+    if raw_async:
+        starts.append(partial(raw_async_contenders, settings, model_dir))
+    ours, (raw, llm), *extra = start_engines(starts)
+    ours = ours + (extra[0] if extra else [])  # ratios vs raw LLM.generate for the AsyncLLM rows too
     warm_ids, warm_chats = round_prompts(tokenizer, min(16, settings.prompts), -1)
     contenders = [*ours, raw]
     for contender in contenders:  # the same warm-up for every side (ours had one prompt before)
@@ -278,6 +284,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine-kwargs", type=json.loads, default={},
                         help="JSON object of further vLLM engine arguments, the same for raw vLLM and our classes")
     parser.add_argument("--no-llamaindex", action="store_true")
+    parser.add_argument("--raw-async", action="store_true",
+                        help="throughput: also raw vLLM AsyncLLM (asyncio and uvloop loops, one engine each), "
+                             "to split our gap into our layers and vLLM's async front end")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -338,7 +347,7 @@ def _run(args: argparse.Namespace, sections: list[str], pruned_pairs: list[str],
     for section in sections:
         started = time.perf_counter()
         if section == "throughput":
-            _throughput(main_settings, model_dir, result, llamaindex)
+            _throughput(main_settings, model_dir, result, llamaindex, raw_async=args.raw_async)
         elif section == "ttft":
             _ttft(main_settings, model_dir, result)
         elif section == "pruned":
