@@ -20,21 +20,11 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where installed (vLLM's server runs on it; vLLM depends on it), else asyncio's loop:
-    the engine's output handler and socket reads run on this loop on every engine step."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 class LoopThread:
     """Runs coroutines and async generators on one background event loop."""
 
     def __init__(self, name: str = "lean-vllm-loop") -> None:
-        self.loop = _new_loop()
+        self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
