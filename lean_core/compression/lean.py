@@ -11,6 +11,7 @@ chained after it.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,6 +27,7 @@ from lean_core.compression._checks import (
     check_titles,
 )
 from lean_core.compression.base import Compressor, ContextInput
+from lean_core.compression.clause_window import Extension, focus_window, window_select
 from lean_core.compression.normalize import compact_slice, dedupe_passages
 from lean_core.compression.protect import (
     DEFAULT_PROTECTED_KINDS,
@@ -37,9 +39,10 @@ from lean_core.compression.segment import (
     passage_heading,
     split_clauses,
     split_sentences,
+    tail_points,
     trim_points,
 )
-from lean_core.compression.select import AutoPolicy, RelevanceScorer
+from lean_core.compression.select import AutoPolicy, RelevanceScorer, question_terms
 from lean_core.compression.types import CompressionBudget, CompressionResult, DroppedSegment
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger_records import SavingsEvent
@@ -52,6 +55,7 @@ __all__ = ["AutoPolicy", "LeanCompressor", "MissingQuestionError"]
 
 Order = Literal["original", "relevance", "edges"]
 Granularity = Literal["auto", "clause", "sentence"]
+ClauseSelection = Literal["window", "greedy"]
 # "auto": whole sentences when the budget holds at least this many average sentences; clauses
 # otherwise (short contexts at high ratios, where one sentence is a large share of the budget).
 _AUTO_MIN_SENTENCES_IN_BUDGET = 6
@@ -83,6 +87,10 @@ class LeanCompressor(Compressor):
         protect_kinds / protect_patterns: what counts as protected (kept byte for byte or not at
             all, never split): a subset of ``DEFAULT_PROTECTED_KINDS`` and extra regexes.
         ledger: when given, each compression is recorded as a "compression" savings event.
+        clause_selection: how clauses of one passage are chosen under a fixed budget: ``window``
+            (the best sentence first, a run of its clauses grown rightwards from its best clause;
+            see :mod:`lean_core.compression.clause_window`) or ``greedy`` (best clauses first,
+            wherever they are: the choice before the window).
     """
 
     name = "lean"
@@ -103,12 +111,15 @@ class LeanCompressor(Compressor):
         protect_patterns: Sequence[str] = (),
         ledger: CostLedger | None = None,
         auto_policy: AutoPolicy | None = None,
+        clause_selection: ClauseSelection = "window",
     ) -> None:
         if order not in ("original", "relevance", "edges"):
             raise InvalidParameterError("order", allowed="'original', 'relevance' or 'edges'", received=order)
         if granularity not in ("auto", "clause", "sentence"):
             raise InvalidParameterError("granularity", allowed="'auto', 'clause' or 'sentence'",
                                         received=granularity)
+        if clause_selection not in ("window", "greedy"):
+            raise InvalidParameterError("clause_selection", allowed="'window' or 'greedy'", received=clause_selection)
         check_instance("scorer", scorer, RelevanceScorer, "a RelevanceScorer")
         check_instance("token_counter", token_counter, TokenCounter, "a TokenCounter")
         if ledger is not None and not callable(getattr(ledger, "record", None)):
@@ -124,6 +135,7 @@ class LeanCompressor(Compressor):
         self.dedupe = check_bool("dedupe", dedupe)
         self.ledger = ledger
         self.auto_policy = auto_policy or AutoPolicy()
+        self.clause_selection: ClauseSelection = clause_selection
 
     def compress(self, context: ContextInput, *, budget: CompressionBudget | float,
                  question: str | None = None,
@@ -166,19 +178,35 @@ class LeanCompressor(Compressor):
         elif granularity == "auto" and units:
             mean_sentence = original.tokens / len(units)
             granularity = "sentence" if target >= _AUTO_MIN_SENTENCES_IN_BUDGET * mean_sentence else "clause"
+        # Clauses of one passage under a fixed budget are chosen by window (see window_select): it
+        # ranks sentences. Several passages keep the greedy choice, whose pieces callers map back
+        # to their documents (the window was measured on single-passage SQuAD only).
+        windowed = (granularity == "clause" and self.clause_selection == "window" and not budget.is_auto
+                    and len(passages) == 1)
+        sentences = units if windowed else []
         if granularity == "clause":
             units = [u for index, (passage, spans) in enumerate(zip(passages, spans_per_passage, strict=True))
                      for u in split_clauses(passage, spans, passage=index)]
         if self.normalize:
-            units = [replace(u, text=compact_slice(passages[u.passage], u.start, u.end,
-                                                   spans_per_passage[u.passage])) for u in units]
+            units, sentences = ([replace(u, text=compact_slice(passages[u.passage], u.start, u.end,
+                                                               spans_per_passage[u.passage])) for u in group]
+                                for group in (units, sentences))
         headings = [title or passage_heading(p) for title, p in zip(given_titles, passages, strict=True)]
-        scores = self.scorer.score(units, question=question, headings=headings)
         # Separators mostly merge into the next token; the exact check below keeps the budget.
         costs = [self.counter.count(u.text, model).tokens for u in units]
+        sentence_scores: dict[tuple[int, int], float] = {}
+        if windowed:  # the window ranks sentences; clauses are scored only where it anchors
+            ranked = self.scorer.score(sentences, question=question, headings=headings)
+            sentence_scores = {(s.passage, s.index): v for s, v in zip(sentences, ranked, strict=True)}
+            scores = self._anchor_scores(units, sentence_scores, costs, target, question, headings)
+        else:
+            scores = self.scorer.score(units, question=question, headings=headings)
         kept = self.auto_policy.keep(units, scores) if budget.is_auto else []
+        extend: Extension | None = None
         if kept and sum(costs[i] for i in kept) <= target:
             chosen = set(kept)  # the criterion's choice; ``target`` (auto's ceiling) stays reported
+        elif windowed:  # clauses: the best sentences first, each as a run around its best clause
+            chosen, extend = window_select(units, scores, sentence_scores, costs, target)
         else:  # a fixed budget, or an auto choice over its ceiling: best units first until full
             chosen = _greedy(scores, costs, target)
         text = self._assemble(passages, units, scores, chosen)
@@ -187,6 +215,13 @@ class LeanCompressor(Compressor):
             chosen.discard(min(chosen, key=lambda i: scores[i]))
             text = self._assemble(passages, units, scores, chosen)
             compressed = self.counter.count(text, model).tokens
+        if extend is not None and extend.side == "focus" and question:  # an anchor longer than the room
+            units, chosen, text, compressed = self._focus(passages, spans_per_passage, units, scores, chosen,
+                                                          (extend.unit,), question, target, model, text, compressed)
+        elif extend is not None:  # the clause the run stopped at: its side next to the run
+            units, scores, chosen, text, compressed = self._top_up(
+                passages, spans_per_passage, units, scores, chosen, target, model, text, compressed,
+                extension=replace(extend, side="head" if extend.side == "focus" else extend.side))
         if budget.ratio is not None and not budget.is_auto and compressed < _BAND_FLOOR * target:
             units, scores, chosen, text, compressed = self._top_up(
                 passages, spans_per_passage, units, scores, chosen, target, model, text, compressed)
@@ -201,20 +236,54 @@ class LeanCompressor(Compressor):
             dropped=tuple(dropped), seconds=time.perf_counter() - started, note=note, **base)
         return self._done(result, model)
 
+    def _anchor_scores(self, units: list[Unit], sentence_scores: dict[tuple[int, int], float], costs: list[int],
+                       target: int, question: str | None, headings: list[str | None]) -> list[float]:
+        """Clause scores for the window: each clause gets its sentence's score; the clauses of the one
+        sentence the window enters partly (the first, best first, that does not fit whole in the room
+        left) are also ranked among themselves by the scorer, below any gap between two sentences,
+        which picks the window's anchor. Scoring every clause as well doubled the compressor's time
+        on single passages; scoring one sentence's clauses costs one small batch."""
+        members: dict[tuple[int, int], list[int]] = {}
+        for i, unit in enumerate(units):
+            members.setdefault((unit.passage, unit.sentence), []).append(i)
+        scores = [sentence_scores.get((u.passage, u.sentence), 0.0) for u in units]
+        levels = sorted(set(sentence_scores.values()))
+        step = min((b - a for a, b in itertools.pairwise(levels)), default=1.0) / 2
+        room = target
+        for key in sorted(members, key=lambda k: -sentence_scores.get(k, 0.0)):
+            whole = sum(costs[i] for i in members[key])
+            if whole <= room:
+                room -= whole
+                continue
+            inner = members[key]
+            if len(inner) > 1:
+                own = self.scorer.score([units[i] for i in inner], question=question, headings=headings)
+                low, spread = min(own), (max(own) - min(own)) or 1.0
+                for i, value in zip(inner, own, strict=True):
+                    scores[i] += step * (value - low) / spread
+            break
+        return scores
+
     def _top_up(self, passages: list[str], spans_per_passage: list[list[ProtectedSpan]], units: list[Unit],
                 scores: list[float], chosen: set[int], target: int, model: str, text: str,
-                compressed: int) -> tuple[list[Unit], list[float], set[int], str, int]:
-        """Whole units left the output below the band: add the head of the best unit left out,
-        cut between words (never inside a protected span), as much of it as the target allows."""
-        left = sorted((i for i in range(len(units)) if i not in chosen), key=lambda i: -scores[i])
-        for i in left[:3]:
+                compressed: int, *, extension: Extension | None = None,
+                ) -> tuple[list[Unit], list[float], set[int], str, int]:
+        """Whole units left the output below the band: add the head of the best unit left out (or
+        the ``extension``'s side of its unit), cut between words (never inside a protected span),
+        as much of it as the target allows."""
+        left = ([(extension.unit, extension.side)] if extension else
+                [(i, "head") for i in sorted((i for i in range(len(units)) if i not in chosen),
+                                             key=lambda i: -scores[i])[:3]])
+        for i, side in left:
             unit = units[i]
-            cuts = trim_points(passages[unit.passage], unit, spans_per_passage[unit.passage])
+            passage = passages[unit.passage]
+            cuts = (trim_points if side == "head" else tail_points)(passage, unit, spans_per_passage[unit.passage])
             best: tuple[Unit, str, int] | None = None
             low, high = 0, len(cuts) - 1
-            while low <= high:  # the longest head that still fits
+            while low <= high:  # the longest head (tail) that still fits
                 mid = (low + high) // 2
-                head = replace(unit, end=cuts[mid], text=passages[unit.passage][unit.start:cuts[mid]])
+                start, end = (unit.start, cuts[mid]) if side == "head" else (cuts[mid], unit.end)
+                head = replace(unit, start=start, end=end, text=passage[start:end])
                 if self.normalize:
                     head = replace(head, text=compact_slice(passages[unit.passage], head.start, head.end,
                                                             spans_per_passage[unit.passage]))
@@ -232,6 +301,38 @@ class LeanCompressor(Compressor):
             if compressed >= _BAND_FLOOR * target:
                 break
         return units, scores, chosen, text, compressed
+
+    def _focus(self, passages: list[str], spans_per_passage: list[list[ProtectedSpan]], units: list[Unit],
+               scores: list[float], chosen: set[int], span: tuple[int, ...], question: str, target: int, model: str,
+               text: str, compressed: int) -> tuple[list[Unit], set[int], str, int]:
+        """Add the stretch of the consecutive ``units[span]`` (clauses of one sentence) that fits
+        and holds the most question words; clauses it cuts are replaced by their covered part."""
+        first, last = units[span[0]], units[span[-1]]
+        passage, spans = passages[first.passage], spans_per_passage[first.passage]
+        whole = replace(first, end=last.end, text=passage[first.start:last.end])
+
+        def pieces(start: int, end: int) -> tuple[list[Unit], set[int]]:
+            trial, covered = list(units), set()
+            for k in span:
+                a, b = max(units[k].start, start), min(units[k].end, end)
+                if a < b:
+                    piece = compact_slice(passage, a, b, spans) if self.normalize else passage[a:b]
+                    trial[k] = replace(units[k], start=a, end=b, text=piece)
+                    covered.add(k)
+            return trial, covered
+
+        def assembled(start: int, end: int) -> str:
+            trial, covered = pieces(start, end)
+            return self._assemble(passages, trial, scores, chosen | covered)
+
+        window = focus_window(passage, whole, spans, set(question_terms(question)),
+                              lambda a, b: self.counter.count(assembled(a, b), model).tokens <= target,
+                              question_terms)
+        if window is None:
+            return units, chosen, text, compressed
+        trial, covered = pieces(*window)
+        candidate = self._assemble(passages, trial, scores, chosen | covered)
+        return trial, chosen | covered, candidate, self.counter.count(candidate, model).tokens
 
     def _assemble(self, passages: list[str], units: list[Unit], scores: list[float], chosen: set[int]) -> str:
         by_passage: dict[int, list[int]] = {}

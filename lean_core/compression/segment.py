@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lean_core.compression.protect import ProtectedSpan
 
-__all__ = ["Unit", "passage_heading", "split_clauses", "split_sentences", "trim_points"]
+__all__ = ["Unit", "passage_heading", "split_clauses", "split_sentences", "tail_points", "trim_points"]
 
 # A sentence ends at . ! ? (optionally closed by quotes/brackets) followed by whitespace and an
 # opening character, or at a line break. Candidates inside protected spans are discarded.
@@ -128,3 +128,11 @@ def trim_points(text: str, unit: Unit, spans: Sequence[ProtectedSpan]) -> list[i
     last, never inside a protected span; ascending."""
     return [m.start() for m in _WORD_GAP.finditer(text, unit.start, unit.end)
             if unit.start < m.start() and not any(s.start < m.start() < s.end for s in spans)]
+
+
+def tail_points(text: str, unit: Unit, spans: Sequence[ProtectedSpan]) -> list[int]:
+    """Where ``unit`` may be cut to keep its tail: before each word but the first, never inside a
+    protected span; descending (the shortest tail first, as ``trim_points`` gives the shortest
+    head first)."""
+    return [m.end() for m in reversed(list(_WORD_GAP.finditer(text, unit.start, unit.end)))
+            if m.end() < unit.end and not any(s.start < m.end() < s.end for s in spans)]

@@ -14,7 +14,7 @@ from lean_core.compression.segment import Unit
 from lean_core.embeddings import Embedder, default_embedder
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["AutoPolicy", "RelevanceScorer"]
+__all__ = ["AutoPolicy", "RelevanceScorer", "question_terms"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
@@ -35,6 +35,10 @@ _PRONOUN_LED = re.compile(r"(?:[^,.]{0,25},\s*)?(?:it|its|he|his|she|her|they|th
 
 def _terms(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+question_terms = _terms
+"""The content words of a text (lower case, stopwords removed), as the scorer matches them."""
 
 
 def _zscore(values: Sequence[float]) -> list[float]:
