@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import uuid
 from collections.abc import Coroutine
 from typing import Any
 
 from _ab_bench_parts import AbSettings, Contender, _on_cpu, _scheduler_limits
+from _vllm_bench_measure import final_outputs
 
 __all__ = ["raw_async_contenders"]
 
@@ -76,14 +76,7 @@ def _raw_async(settings: AbSettings, model_dir: str, kind: str) -> Contender:
     params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens, ignore_eos=True,
                             output_kind=RequestOutputKind.FINAL_ONLY)
 
-    async def one(ids: list[int]) -> Any:
-        final = None
-        async for output in engine.generate({"prompt_token_ids": ids}, params, uuid.uuid4().hex):
-            final = output
-        return final
-
-    async def batch(ids: list[list[int]]) -> list[Any]:
-        return list(await asyncio.gather(*(one(i) for i in ids)))
+    batch = final_outputs(engine, params)
 
     def run(ids: list[list[int]], chats: list[list[dict[str, str]]]) -> tuple[list[str], int]:
         outputs = loop.run(batch(ids))

@@ -13,13 +13,14 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from _vllm_bench_results import BenchSettings, RoundTiming, ThroughputResult, TtftResult
 
 __all__ = [
     "bench_prompts",
+    "final_outputs",
     "first_token_stream",
     "greedy_answers",
     "llamaindex_available",
@@ -280,7 +281,6 @@ def measure_async_engine(settings: BenchSettings, backend: Any, *, round_offset:
     rendered and tokenized beforehand exactly as our engine does: the gap between this and raw
     ``LLM.generate`` is vLLM's async path, the gap between this and our classes is our own code.
     """
-    import uuid
 
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
@@ -290,15 +290,7 @@ def measure_async_engine(settings: BenchSettings, backend: Any, *, round_offset:
     params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens, ignore_eos=True,
                             output_kind=RequestOutputKind.FINAL_ONLY)
 
-    async def one(ids: list[int]) -> Any:
-        final = None
-        async for output in engine.generate({"prompt_token_ids": ids}, params, uuid.uuid4().hex):
-            final = output
-        return final
-
-    async def batch(prompts: list[list[int]]) -> list[Any]:
-        return list(await asyncio.gather(*(one(ids) for ids in prompts)))
-
+    batch = final_outputs(engine, params)
     result = ThroughputResult(label="vllm AsyncLLM.generate (our engine's AsyncLLM, no wrapper)",
                               scheduler=_scheduler_limits(getattr(engine, "vllm_config", None)))
     for r in range(settings.rounds):
@@ -384,3 +376,20 @@ def shutdown_and_wait(settings: BenchSettings) -> None:
     gc.collect()
     _wait_for_engine_processes()
     _wait_for_free_gpu(settings.gpu_memory_utilization)
+
+
+def final_outputs(engine: Any, params: Any) -> Callable[[list[list[int]]], Coroutine[Any, Any, list[Any]]]:
+    """A coroutine function giving ``engine``'s (a vLLM ``AsyncLLM``) final outputs for pre-tokenized
+    prompts, every request submitted at once: raw ``AsyncLLM`` with none of our code."""
+    import uuid
+
+    async def one(ids: list[int]) -> Any:
+        final = None
+        async for output in engine.generate({"prompt_token_ids": ids}, params, uuid.uuid4().hex):
+            final = output
+        return final
+
+    async def batch(prompts: list[list[int]]) -> list[Any]:
+        return list(await asyncio.gather(*(one(ids) for ids in prompts)))
+
+    return batch
