@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lean_backends._loop_thread import LoopThread
+from lean_backends._vllm_outputs import finish_reason
 from lean_backends._vllm_tools import guided_options
 from lean_backends.lora_adapter import lora_on_a_server
 from lean_backends.text_backend import PromptInput, TextBackend
@@ -184,7 +185,7 @@ class RemoteVLLMClient(TextBackend):
         choices: list[Choice] = []
         for c in sorted(response.choices, key=lambda c: c.index):
             text = c.text if isinstance(prompt, str) else (c.message.content or "")
-            choice = Choice(text=text, finish_reason=_finish(c.finish_reason),
+            choice = Choice(text=text, finish_reason=finish_reason(c.finish_reason),
                             completion_tokens=0, token_logprobs=_logprobs(c, isinstance(prompt, str)))
             if tools is not None:
                 calls = tuple(tools.checked_call(t.function.name, t.function.arguments, t.id or None)
@@ -211,7 +212,7 @@ class RemoteVLLMClient(TextBackend):
             for c in event.choices:
                 text = c.text if isinstance(prompt, str) else (c.delta.content or "")
                 deltas = _call_deltas(c, streamed) if tools is not None else ()
-                finish = _finish(c.finish_reason) if c.finish_reason else None
+                finish = finish_reason(c.finish_reason) if c.finish_reason else None
                 if deltas:
                     yield ToolCallingChunk(text=text, index=c.index, finish_reason=finish, tool_call_deltas=deltas)
                 elif text or c.finish_reason:
@@ -254,10 +255,6 @@ def _call_deltas(choice: Any, streamed: dict[int, list[str]]) -> tuple[ToolCallD
         seen[0], seen[1], seen[2] = seen[0] or call.id or "", seen[1] or name or "", seen[2] + arguments
         deltas.append(ToolCallDelta(index=call.index, id=call.id or None, name=name or None, arguments=arguments))
     return tuple(deltas)
-
-
-def _finish(reason: str | None) -> Any:
-    return "length" if reason == "length" else ("abort" if reason == "abort" else "stop")
 
 
 def _usage(usage: Any) -> TokenUsage:

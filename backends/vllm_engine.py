@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lean_backends._loop_thread import LoopThread
+from lean_backends._vllm_outputs import finish_reason, token_logprobs
 from lean_backends._vllm_tools import (
     AutoToolParser,
     guided_options,
@@ -409,8 +410,8 @@ class LocalVLLMEngine(TextBackend):
         if final is None:
             raise RuntimeError(f"vLLM returned no output for request {request_id}")
         choices = tuple(
-            Choice(text=c.text, finish_reason=_finish(c.finish_reason), completion_tokens=len(c.token_ids),
-                   token_logprobs=_token_logprobs(c))
+            Choice(text=c.text, finish_reason=finish_reason(c.finish_reason), completion_tokens=len(c.token_ids),
+                   token_logprobs=token_logprobs(c))
             for c in sorted(final.outputs, key=lambda c: c.index)
         )
         cached = int(final.num_cached_tokens or 0)
@@ -459,7 +460,7 @@ class LocalVLLMEngine(TextBackend):
         cached = 0
         async for _, finish_now, cached_now in self._monitored_steps(ids, options, cache_salt, monitor):
             finish, cached = finish_now or finish, max(cached, cached_now)
-        choice = Choice(text=monitor.text, finish_reason=_finish(finish), completion_tokens=monitor.generated,
+        choice = Choice(text=monitor.text, finish_reason=finish_reason(finish), completion_tokens=monitor.generated,
                         early_stop=monitor.reason)
         self._record(len(ids), cached, monitor.generated)
         return GenerationResult(model=self.model_name, choices=(choice,), usage=TokenUsage(
@@ -479,7 +480,7 @@ class LocalVLLMEngine(TextBackend):
             delta = text[len(sent):] if text.startswith(sent) else ""
             sent += delta
             if delta or finish or not go_on:
-                yield GenerationChunk(text=delta, finish_reason=_finish(finish) if finish else None)
+                yield GenerationChunk(text=delta, finish_reason=finish_reason(finish) if finish else None)
         self._record(len(ids), cached, monitor.generated)
         yield GenerationChunk(text="", model=self.model_name, usage=TokenUsage(
             input_tokens=len(ids), cached_input_tokens=min(cached, len(ids)), output_tokens=monitor.generated))
@@ -513,7 +514,7 @@ class LocalVLLMEngine(TextBackend):
                 completion += len(c.token_ids)
                 if c.text or c.finish_reason:
                     yield GenerationChunk(text=c.text, index=c.index,
-                                          finish_reason=_finish(c.finish_reason) if c.finish_reason else None)
+                                          finish_reason=finish_reason(c.finish_reason) if c.finish_reason else None)
         self._record(len(ids), cached, completion)
         yield GenerationChunk(text="", model=self.model_name, usage=TokenUsage(
             input_tokens=len(ids), cached_input_tokens=min(cached, len(ids)), output_tokens=completion))
@@ -554,21 +555,6 @@ def _submission_chunks(count: int, *, first: int = 16) -> Iterator[tuple[int, in
     while start < count:
         yield start, min(count, start + size)
         start, size = start + size, size * 2
-
-
-def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:
-    if reason == "length":
-        return "length"
-    if reason == "abort":
-        return "abort"
-    return "stop"
-
-
-def _token_logprobs(completion: Any) -> tuple[float, ...] | None:
-    if not completion.logprobs:
-        return None
-    return tuple(float(step[token].logprob) for token, step in zip(completion.token_ids, completion.logprobs,
-                                                                     strict=False))
 
 
 _ENGINES: dict[VLLMEngineSettings, LocalVLLMEngine] = {}
