@@ -34,7 +34,8 @@ class Extension:
 
 
 def window_select(units: Sequence[Unit], scores: Sequence[float], sentence_scores: dict[tuple[int, int], float],
-                  costs: Sequence[int], target: int) -> tuple[set[int], Extension | None]:
+                  costs: Sequence[int], target: int, *,
+                  anchor: Callable[[list[int]], int] | None = None) -> tuple[set[int], Extension | None]:
     """The indices of the clause ``units`` kept within ``target`` tokens (by the sum of
     ``costs``), and the clause part that should fill the room left (None: none).
 
@@ -44,6 +45,8 @@ def window_select(units: Sequence[Unit], scores: Sequence[float], sentence_score
     the part of that clause next to the run (its head after the run, its tail before it) is worth
     more than an unrelated sentence, as the answer to a restated question sits next to the
     restatement. An anchor too long for the room is cut around the question's words (``focus``).
+    ``anchor`` (clause indices of one sentence -> the anchor's index) picks the anchor of the one
+    sentence entered in part; without it, the clause of best ``scores``.
     """
     members: dict[tuple[int, int], list[int]] = {}
     for i, unit in enumerate(units):
@@ -63,7 +66,10 @@ def window_select(units: Sequence[Unit], scores: Sequence[float], sentence_score
             chosen.update(clauses)
             room -= whole
             continue
-        low = high = max(range(len(clauses)), key=lambda k: scores[clauses[k]])
+        if anchor is None or len(clauses) == 1:
+            low = high = max(range(len(clauses)), key=lambda k: scores[clauses[k]])
+        else:  # the caller ranks this sentence's clauses (only the one sentence entered in part)
+            low = high = clauses.index(anchor(clauses))
         if costs[clauses[low]] > room:
             return chosen, Extension(clauses[low], "focus")
         room -= costs[clauses[low]]

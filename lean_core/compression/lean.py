@@ -11,7 +11,6 @@ chained after it.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -198,7 +197,7 @@ class LeanCompressor(Compressor):
         if windowed:  # the window ranks sentences; clauses are scored only where it anchors
             ranked = self.scorer.score(sentences, question=question, headings=headings)
             sentence_scores = {(s.passage, s.index): v for s, v in zip(sentences, ranked, strict=True)}
-            scores = self._anchor_scores(units, sentence_scores, costs, target, question, headings)
+            scores = [sentence_scores[(u.passage, u.sentence)] for u in units]
         else:
             scores = self.scorer.score(units, question=question, headings=headings)
         kept = self.auto_policy.keep(units, scores) if budget.is_auto else []
@@ -206,7 +205,8 @@ class LeanCompressor(Compressor):
         if kept and sum(costs[i] for i in kept) <= target:
             chosen = set(kept)  # the criterion's choice; ``target`` (auto's ceiling) stays reported
         elif windowed:  # clauses: the best sentences first, each as a run around its best clause
-            chosen, extend = window_select(units, scores, sentence_scores, costs, target)
+            chosen, extend = window_select(units, scores, sentence_scores, costs, target,
+                                           anchor=lambda clauses: self._anchor(units, clauses, question, headings))
         else:  # a fixed budget, or an auto choice over its ceiling: best units first until full
             chosen = _greedy(scores, costs, target)
         text = self._assemble(passages, units, scores, chosen)
@@ -236,33 +236,13 @@ class LeanCompressor(Compressor):
             dropped=tuple(dropped), seconds=time.perf_counter() - started, note=note, **base)
         return self._done(result, model)
 
-    def _anchor_scores(self, units: list[Unit], sentence_scores: dict[tuple[int, int], float], costs: list[int],
-                       target: int, question: str | None, headings: list[str | None]) -> list[float]:
-        """Clause scores for the window: each clause gets its sentence's score; the clauses of the one
-        sentence the window enters partly (the first, best first, that does not fit whole in the room
-        left) are also ranked among themselves by the scorer, below any gap between two sentences,
-        which picks the window's anchor. Scoring every clause as well doubled the compressor's time
-        on single passages; scoring one sentence's clauses costs one small batch."""
-        members: dict[tuple[int, int], list[int]] = {}
-        for i, unit in enumerate(units):
-            members.setdefault((unit.passage, unit.sentence), []).append(i)
-        scores = [sentence_scores.get((u.passage, u.sentence), 0.0) for u in units]
-        levels = sorted(set(sentence_scores.values()))
-        step = min((b - a for a, b in itertools.pairwise(levels)), default=1.0) / 2
-        room = target
-        for key in sorted(members, key=lambda k: -sentence_scores.get(k, 0.0)):
-            whole = sum(costs[i] for i in members[key])
-            if whole <= room:
-                room -= whole
-                continue
-            inner = members[key]
-            if len(inner) > 1:
-                own = self.scorer.score([units[i] for i in inner], question=question, headings=headings)
-                low, spread = min(own), (max(own) - min(own)) or 1.0
-                for i, value in zip(inner, own, strict=True):
-                    scores[i] += step * (value - low) / spread
-            break
-        return scores
+    def _anchor(self, units: list[Unit], clauses: list[int], question: str | None,
+                headings: list[str | None]) -> int:
+        """The clause of one sentence the window starts from: the scorer's best among them. Only the
+        one sentence the window enters in part is scored at clause level: scoring every clause as
+        well as every sentence doubled the compressor's time on single passages."""
+        own = self.scorer.score([units[i] for i in clauses], question=question, headings=headings)
+        return clauses[max(range(len(clauses)), key=own.__getitem__)]
 
     def _top_up(self, passages: list[str], spans_per_passage: list[list[ProtectedSpan]], units: list[Unit],
                 scores: list[float], chosen: set[int], target: int, model: str, text: str,
