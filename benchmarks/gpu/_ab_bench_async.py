@@ -12,12 +12,11 @@ raw-async isolates our own layers; raw-async / raw-sync isolates vLLM's async fr
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from _ab_bench_parts import AbSettings, Contender, _on_cpu, _scheduler_limits
+from _ab_bench_parts import AbSettings, Contender, _scheduler_limits, raw_engine_args
 from _vllm_bench_measure import final_outputs
 
 __all__ = ["raw_async_contenders"]
@@ -59,14 +58,7 @@ def _raw_async(settings: AbSettings, model_dir: str, kind: str) -> Contender:
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    on_cpu = _on_cpu()
-    if on_cpu:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
-    values: dict[str, Any] = dict(model=model_dir, dtype=settings.dtype, enforce_eager=on_cpu, seed=0,
-                                  max_model_len=settings.max_model_len, enable_prefix_caching=True,
-                                  trust_remote_code=False, disable_log_stats=True)
-    values.update({"block_size": 32} if on_cpu else {"gpu_memory_utilization": settings.memory_share})
-    values.update(settings.engine_kwargs)
+    values = {"disable_log_stats": True} | raw_engine_args(settings, model_dir)  # as vllm.LLM and ours
     loop = _Loop(kind)
 
     async def build() -> Any:
@@ -82,5 +74,12 @@ def _raw_async(settings: AbSettings, model_dir: str, kind: str) -> Contender:
         outputs = loop.run(batch(ids))
         return [o.outputs[0].text for o in outputs], sum(len(o.outputs[0].token_ids) for o in outputs)
 
+    async def shutdown() -> None:
+        engine.shutdown()
+
+    def close() -> None:  # without it the engine's processes outlive the script and it never exits
+        loop.run(shutdown())
+        loop.loop.call_soon_threadsafe(loop.loop.stop)
+
     return Contender(f"raw vllm AsyncLLM ({kind})", run,
-                     scheduler=_scheduler_limits(getattr(engine, "vllm_config", None)))
+                     scheduler=_scheduler_limits(getattr(engine, "vllm_config", None)), close=close)

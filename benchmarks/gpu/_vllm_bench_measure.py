@@ -281,7 +281,6 @@ def measure_async_engine(settings: BenchSettings, backend: Any, *, round_offset:
     rendered and tokenized beforehand exactly as our engine does: the gap between this and raw
     ``LLM.generate`` is vLLM's async path, the gap between this and our classes is our own code.
     """
-
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 

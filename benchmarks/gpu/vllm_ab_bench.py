@@ -126,6 +126,9 @@ def _throughput(settings: AbSettings, model_dir: str, result: dict[str, Any], ll
     result["throughput"] = section
     _greedy(settings, model_dir, tokenizer, llm, result, llamaindex)
     _close(llm)
+    for contender in ours:
+        if contender.close is not None:
+            contender.close()
 
 
 def _greedy(settings: AbSettings, model_dir: str, tokenizer: Any, llm: Any, result: dict[str, Any],
