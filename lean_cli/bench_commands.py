@@ -177,7 +177,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     png = Path(args.png) if args.png else out.with_suffix(".png")
     settings = PipelineSettings.from_file(args.settings) if args.settings else None
     result = run_pipeline_bench(args.data, rag_limit=args.limit, stream_limit=args.stream_limit,
-                                passages=args.passages, model=args.model, settings=settings, out=out, chart=png)
+                                passages=args.passages, model=args.model, settings=settings, out=out, chart=png,
+                                split=args.split)
     study = LayerStudy(price_model=result["price_model"], served_model=result["served_model"],
                        rows=tuple(StudyRow(**r) for r in result["rows"]), answers={})
     Console(width=140).print(study_table(study, title="bench pipeline"))
@@ -325,6 +326,8 @@ def _add_pipeline(bench: Any) -> None:
     pipeline.add_argument("--limit", type=positive_int, default=100, help="NQ questions (default: 100)")
     pipeline.add_argument("--stream-limit", type=positive_int, default=100, help="chat prompts (default: 100)")
     pipeline.add_argument("--passages", type=positive_int, default=20, help="passages per NQ context (default: 20)")
+    pipeline.add_argument("--split", choices=("eval", "fit"), default="eval",
+                          help="NQ questions of this half (default: eval, the held-out half; fit: for development)")
     pipeline.add_argument("--settings", default=None, help="pipeline settings file (.toml or .json)")
     pipeline.add_argument("--model", default=None, help="checkpoint directory (default: the bundled SmolLM2)")
     pipeline.add_argument("--out", required=True, help="JSON output path (the PNG goes next to it)")

@@ -1,6 +1,6 @@
 """Early stopping for local models: end a generation once its answer is complete.
 
-Two signals, both read token by token from what the engine already computes:
+Three signals, all read token by token from what the engine already computes:
 
 * **confidence**: the distribution a token was drawn from gives the end-of-sequence token at least
   ``eos_probability`` while the text so far ends at a sentence or line boundary. The model itself
@@ -8,12 +8,16 @@ Two signals, both read token by token from what the engine already computes:
 * **repetition**: the last ``repetition_tokens`` tokens already occurred in this output. Small
   models fall into loops that run to the budget; the loop adds no content, so the output is cut
   where the repeat began (back to the last sentence boundary).
+* **sentences**: the answer already holds ``sentences`` complete sentences. The budget policy sets
+  one for a question that asks for a single fact (``lean_core.budget.policy``): what a small model
+  adds after that sentence is elaboration, which is most of what such an answer costs.
 
 The monitor is framework-free; the local vLLM engine feeds it (see ``lean_backends.vllm_engine``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
@@ -21,12 +25,20 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 __all__ = ["EarlyStopMonitor", "EarlyStopReason", "EarlyStopRule"]
 
-EarlyStopReason = Literal["confidence", "repetition"]
+EarlyStopReason = Literal["confidence", "repetition", "sentences"]
 
 _BOUNDARY = (".", "!", "?", "\n", ":", ";", '"', ")")
 # A repeat cut keeps the text up to its last boundary only when that keeps most of the text;
 # otherwise the partial sentence is kept (dropping it would drop the answer).
 _MIN_KEPT_SHARE = 0.5
+# A sentence ends at . ! or ? (closing quotes and brackets may follow) when the next token starts
+# with whitespace; "3.5" or "example.com" never do.
+_SENTENCE_END = re.compile(r"\w[^\w\s]*[.!?][\"')\]\u201d\u2019]*$")
+# ... but not after an initial or an acronym ("J. K. Rowling", "U.S. Army"), a common abbreviation
+# or a list number at the start of a line ("1. Paris").
+_NOT_AN_END = re.compile(
+    r"(?:(?:^|[\s(\"'])(?:[A-Za-z](?:\.[A-Za-z])*|Mr|Mrs|Ms|Dr|Prof|St|Mt|Ft|Jr|Sr|No|vs|etc|Inc|Ltd|Co|Gen|Lt|"
+    r"Col|Capt|Sgt|Rev|Gov|Sen|Rep|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec|approx|ca)|(?:^|\n)\s*\d{1,3})\.$")
 
 
 class EarlyStopRule(BaseModel):
@@ -44,6 +56,10 @@ class EarlyStopRule(BaseModel):
     """Never stop for confidence before this many tokens."""
     top_logprobs: StrictInt = Field(5, ge=1, le=20)
     """Alternatives requested per token; the end token is seen only when it is among them."""
+    sentences: StrictInt | None = Field(None, ge=1)
+    """Stop once the answer holds this many complete sentences (>= 1); None: no limit. A sentence
+    ends at ``.``, ``!`` or ``?`` before whitespace, not after an initial, an acronym, a common
+    abbreviation or a list number. The budget policy sets it per question (``BudgetOptions.fact_sentences``)."""
 
 
 class EarlyStopMonitor:
@@ -66,6 +82,8 @@ class EarlyStopMonitor:
         self.reason: EarlyStopReason | None = None
         self._seen: set[tuple[int, ...]] = set()
         self._repeat_start: int | None = None
+        self._sentences = 0
+        self._decoded = ""  # the accepted tokens, decoded (kept only while counting sentences)
 
     def push(self, token_id: int, top_logprobs: Mapping[int, float] | None) -> bool:
         """Account one generated token; False means stop now."""
@@ -76,6 +94,9 @@ class EarlyStopMonitor:
             return True
         if self._confident_end(top_logprobs):
             self.reason = "confidence"
+            return False
+        if self._sentence_limit_reached(token_id):
+            self.reason = "sentences"
             return False
         self.token_ids.append(token_id)
         k = self.rule.repetition_tokens
@@ -98,6 +119,25 @@ class EarlyStopMonitor:
         if p_end < threshold:
             return False
         return self._decode(self.token_ids).rstrip(" ").endswith(_BOUNDARY)
+
+    def _sentence_limit_reached(self, token_id: int) -> bool:
+        """True when ``token_id`` would start the sentence after the last one allowed (the token
+        itself is then not part of the answer)."""
+        limit = self.rule.sentences
+        if limit is None:
+            return False
+        before = self._decoded
+        after = self._decode([*self.token_ids, token_id])
+        self._decoded = after
+        if not (after.startswith(before) and after[len(before):][:1].isspace()):
+            return False
+        if not _SENTENCE_END.search(before) or _NOT_AN_END.search(before):
+            return False
+        self._sentences += 1
+        if self._sentences < limit:
+            return False
+        self._decoded = before
+        return True
 
     @property
     def text(self) -> str:

@@ -2,7 +2,8 @@
 
 A plan holds the ``max_tokens`` to send (the predictor's high quantile, clipped to the room the
 context window leaves), an optional brevity instruction matched to the answer form, stop
-sequences for short factual answers, and the early-stopping rule for local models. The outcome of
+sequences for short factual answers, and the early-stopping rule for local models (with a
+one-sentence limit for questions that ask for a single fact). The outcome of
 a call (finish reason, tokens, continuation) becomes the ledger's "output" savings event and one
 row of length history.
 """
@@ -19,11 +20,17 @@ from lean_core.budget.params import is_reasoning_model
 from lean_core.budget.predictor import LengthPredictor, default_predictor
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["BudgetOptions", "BudgetOutcome", "BudgetPlan", "TruncationPolicy", "brevity_instruction", "plan_budget"]
+__all__ = ["BudgetOptions", "BudgetOutcome", "BudgetPlan", "TruncationPolicy", "asks_one_fact", "brevity_instruction",
+           "plan_budget"]
 
 TruncationPolicy = Literal["continue", "report", "raise"]
 
 _FACT_FORMS = ("q_who", "q_when", "q_where", "q_which")
+# Questions that ask for one fact, a name, a date, a place or a number; answered in a sentence.
+_ONE_FACT_QUESTIONS = (*_FACT_FORMS, "q_what", "q_how_many")
+# Forms whose answer needs more than one sentence, whatever the question word.
+_LONGER_FORMS = ("form_word_problem", "form_explanation", "form_list", "form_code", "form_long_form", "form_summary",
+                 "form_translation", "detail_asked", "log_items_asked", "log_lines")
 
 
 class BudgetOptions(BaseModel):
@@ -48,6 +55,13 @@ class BudgetOptions(BaseModel):
     """Largest budget ever sent (>= 1); None: only the context window limits it."""
     stop_sequences: bool = True
     """Stop short factual answers at the first blank line (who/when/where/which questions)."""
+    fact_sentences: StrictInt | None = Field(1, ge=1)
+    """Early stopping ends the answer to a one-line question that asks for a single fact
+    (who/when/where/which/what/how many, not a list, an explanation, code, writing or a worked
+    problem) after this many sentences (>= 1); None: no limit. Local vLLM model only, like
+    ``early_stop``; the answer's ``early_stop`` says ``"sentences"`` where it fired.
+    SmolLM2's RAG answers put the fact in their first sentence and spend about a third of their
+    tokens elaborating after it (BENCHMARKS.md, issue 23)."""
     reasoning_allowance: StrictInt = Field(1024, ge=0)
     """Tokens added to the budget of reasoning models (their hidden reasoning counts against it)."""
 
@@ -102,6 +116,14 @@ def brevity_instruction(features: QueryFeatures) -> str:
     return "Answer in one short sentence."
 
 
+def asks_one_fact(features: QueryFeatures) -> bool:
+    """True for a one-line question that asks for a single fact (features from
+    ``extract_features``): what ``BudgetOptions.fact_sentences`` applies to."""
+    f = features.as_dict()
+    return (any(f[q] for q in _ONE_FACT_QUESTIONS) and not any(f[x] for x in _LONGER_FORMS)
+            and features.requested_tokens is None)
+
+
 def _is_fact(features: QueryFeatures) -> bool:
     f = features.as_dict()
     return any(f[q] for q in _FACT_FORMS) and not (f["form_list"] or f["form_explanation"] or f["form_code"])
@@ -134,7 +156,10 @@ def plan_budget(query: str, options: BudgetOptions, *, model: str | None = None,
                                         received=options.max_tokens)
         budget = min(budget, room)
     stop = ("\n\n",) if options.stop_sequences and _is_fact(plain) else ()
+    early_stop = options.early_stop
+    if early_stop is not None and options.fact_sentences is not None and asks_one_fact(plain):
+        early_stop = early_stop.model_copy(update={"sentences": options.fact_sentences})
     return BudgetPlan(max_tokens=budget, expected_tokens=min(prediction.expected_tokens, budget),
-                      baseline_tokens=baseline, stop=stop, early_stop=options.early_stop,
+                      baseline_tokens=baseline, stop=stop, early_stop=early_stop,
                       brevity_instruction=brevity_instruction(plain) if options.brevity else None,
                       features=features.values)

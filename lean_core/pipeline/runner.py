@@ -12,10 +12,12 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast, get_args
 
 from lean_core.budget import (
     BudgetOptions,
     BudgetSession,
+    EarlyStopReason,
     EarlyStopRule,
     ModelAnswer,
     with_brevity,
@@ -148,7 +150,7 @@ class LeanPipeline:
             brevity=self.settings.budget.brevity,
             early_stop=EarlyStopRule() if self.settings.budget.early_stop else None,
             on_truncation=self.settings.budget.on_truncation, min_tokens=self.settings.budget.min_tokens,
-            max_tokens=self.settings.budget.max_tokens)
+            max_tokens=self.settings.budget.max_tokens, fact_sentences=self.settings.budget.fact_sentences)
         s = self.settings.template
         self._spec = PromptSpec(role=s.role, task=s.task, constraints=s.constraints,
                                 context="Context:\n{context}", question="Question: {question}")
@@ -381,7 +383,8 @@ class LeanPipeline:
         work.context = full_context
         if s.compression.enabled and rag:
             started = time.perf_counter()
-            result = self.compressor.compress(passages, question=question, budget=self._compression_budget())
+            result = self.compressor.compress(passages, question=question,
+                                              budget=self._compression_budget(full_context))
             work.context = result.text
             work.steps.append(LayerStep(layer="compression", input_tokens_before=result.original_tokens,
                                         input_tokens_after=result.compressed_tokens,
@@ -403,12 +406,15 @@ class LeanPipeline:
             work.baseline_output = work.session.plan.baseline_tokens
         work.messages = messages
 
-    def _compression_budget(self) -> CompressionBudget:
+    def _compression_budget(self, context: str) -> CompressionBudget:
         c, model = self.settings.compression, self.settings.price_model
         if c.target_tokens is not None:
             return CompressionBudget(target_tokens=c.target_tokens, target_model=model)
-        if c.ratio == "auto":  # auto under the ceiling
-            return CompressionBudget(ratio=c.max_ratio, auto=True, target_model=model)
+        if c.ratio == "auto":  # auto under the ceiling: the lower of max_ratio and max_tokens
+            budget = CompressionBudget(ratio=c.max_ratio, auto=True, target_model=model)
+            if c.max_tokens is not None and budget.tokens_for(self._count(context)) > c.max_tokens:
+                return CompressionBudget(target_tokens=c.max_tokens, auto=True, target_model=model)
+            return budget
         return CompressionBudget(ratio=c.ratio, target_model=model)
 
     def _calls(self, work: _Work) -> ModelCall:
@@ -448,8 +454,10 @@ class LeanPipeline:
     def _follow_up(self, work: _Work, reply: ModelReply) -> ModelCall | None:
         if work.session is None:
             return None
+        early = reply.early_stop if reply.early_stop in get_args(EarlyStopReason) else None
         request = work.session.on_answer(ModelAnswer(text=reply.text, finish_reason=reply.finish_reason,
-                                                     output_tokens=reply.usage.output_tokens))
+                                                     output_tokens=reply.usage.output_tokens,
+                                                     early_stop=cast("EarlyStopReason | None", early)))
         return None if request is None else budget_call(work.messages, request)
 
     def _answered(self, work: _Work, reply: ModelReply) -> _Answered:
@@ -466,7 +474,8 @@ class LeanPipeline:
             truncated = outcome.truncated
             work.steps.append(LayerStep(layer="output", output_tokens_before=outcome.baseline_tokens,
                                         output_tokens_after=outcome.output_tokens,
-                                        note=f"max_tokens={outcome.max_tokens}"))
+                                        note=f"max_tokens={outcome.max_tokens}" + (
+                                            f", early_stop={outcome.early_stop}" if outcome.early_stop else "")))
             if self.ledger is not None:
                 event, length = work.session.records(model=self.model.model_name, tenant=work.tenant)
                 output_event = savings_event(event, model=self.settings.price_model)

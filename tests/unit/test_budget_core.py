@@ -180,6 +180,66 @@ def test_repetition_stop_cuts_the_loop_back_to_a_boundary() -> None:
     assert monitor.generated < len(sequence)
 
 
+def _decode_text(ids: list[int]) -> str:
+    pieces = {1: "The", 2: " U", 3: ".S", 4: ".", 5: " Army", 6: " was", 7: " founded", 8: " in", 9: " 1775",
+              10: " It", 11: " grew", 12: "\n", 13: " 3", 14: "5", 15: "1", 16: " Paris"}
+    return "".join(pieces[i] for i in ids)
+
+
+def test_sentence_limit_stops_after_the_first_complete_sentence_only() -> None:
+    rule = EarlyStopRule(eos_probability=None, sentences=1)
+    monitor = EarlyStopMonitor(rule, eos_token_ids={0}, decode=_decode_text)
+    # "The U.S. Army was founded in 1775. It grew": the acronym's period is no sentence end.
+    pushed = [monitor.push(t, None) for t in (1, 2, 3, 4, 5, 6, 7, 8, 9, 4, 10, 11)]
+    assert pushed == [True] * 10 + [False, False]
+    assert monitor.reason == "sentences" and monitor.text == "The U.S. Army was founded in 1775."
+    assert monitor.generated == 11  # the refused " It" was generated, never shown
+
+
+@pytest.mark.parametrize("ids", [
+    (1, 8, 13, 4, 14, 6, 11),  # "The in 3.5 was grew": a decimal point is no sentence end
+    (15, 4, 16, 12, 15, 4, 16),  # "1. Paris\n1. Paris": list numbers are no sentence ends
+])
+def test_sentence_limit_ignores_points_that_end_no_sentence(ids: tuple[int, ...]) -> None:
+    monitor = EarlyStopMonitor(EarlyStopRule(eos_probability=None, sentences=1), eos_token_ids={0},
+                               decode=_decode_text)
+    assert all(monitor.push(t, None) for t in ids)
+    assert monitor.reason is None
+
+
+def test_sentence_limit_counts_sentences_and_is_off_by_default() -> None:
+    answer = (1, 5, 6, 7, 4, 10, 11, 4, 10, 11, 4)  # "The Army was founded. It grew. It grew."
+    two = EarlyStopMonitor(EarlyStopRule(eos_probability=None, repetition_tokens=0, sentences=2),
+                           eos_token_ids={0}, decode=_decode_text)
+    assert [two.push(t, None) for t in answer] == [True] * 8 + [False] * 3
+    assert two.text == "The Army was founded. It grew."
+    off = EarlyStopMonitor(EarlyStopRule(eos_probability=None, repetition_tokens=0), eos_token_ids={0},
+                           decode=_decode_text)
+    assert all(off.push(t, None) for t in answer) and off.reason is None
+    with pytest.raises(ValueError, match="sentences"):
+        EarlyStopRule(sentences=0)
+
+
+@pytest.mark.parametrize(("query", "one_fact"), [
+    ("who wrote rainy days and mondays", True),
+    ("when did the apple iphone se come out", True),
+    ("how many terms can a mayor serve in texas", True),
+    ("what is the salary of us secretary of state", True),
+    ("why is the sky blue", False),
+    ("what are the ranks in the us navy", False),  # a list
+    ("who won the cup? explain in detail", False),
+    ("Write a python function that reverses a linked list", False),
+    ("who is this?\nJohn Smith, 42, London", False),  # more than one line
+])
+def test_plans_limit_one_fact_questions_to_one_sentence(query: str, one_fact: bool) -> None:
+    plan = plan_budget(query, BudgetOptions())
+    assert plan.early_stop is not None
+    assert plan.early_stop.sentences == (1 if one_fact else None)
+    assert plan.early_stop.eos_probability == EarlyStopRule().eos_probability  # the rest unchanged
+    assert plan_budget(query, BudgetOptions(fact_sentences=None)).early_stop == EarlyStopRule()
+    assert plan_budget(query, BudgetOptions(early_stop=None)).early_stop is None
+
+
 def test_sampling_options_validate_early_stop() -> None:
     with pytest.raises(ValueError, match="n=1"):
         SamplingOptions(n=2, early_stop=EarlyStopRule())

@@ -93,6 +93,47 @@ def test_layers_off_sends_the_baseline_prompt_and_default_budget(tmp_path: Path)
     assert result.steps == () and result.reference_usage.input_tokens == result.baseline_reference_usage.input_tokens
 
 
+class SentenceStoppedModel(ScriptedModel):
+    """Answers as the local engine does when early stopping ended the answer after a sentence."""
+
+    def complete(self, call: ModelCall) -> ModelReply:
+        return super().complete(call).model_copy(update={"early_stop": "sentences"})
+
+
+def test_one_fact_questions_get_a_one_sentence_limit_and_its_stop_is_reported(tmp_path: Path) -> None:
+    model = SentenceStoppedModel()
+    result = _pipeline(tmp_path, model).invoke(PipelineRequest(question=QUESTION, context=PASSAGES))
+    early_stop = model.calls[0].early_stop
+    assert early_stop is not None and early_stop.sentences == 1
+    output = next(s for s in result.steps if s.layer == "output")
+    assert output.note.endswith(", early_stop=sentences") and not result.truncated
+    off = ScriptedModel()
+    _pipeline(tmp_path, off, budget={"fact_sentences": None}).invoke(
+        PipelineRequest(question=QUESTION, context=PASSAGES))
+    assert off.calls[0].early_stop is not None and off.calls[0].early_stop.sentences is None
+
+
+def test_auto_compression_keeps_at_most_max_tokens_of_many_relevant_passages(tmp_path: Path) -> None:
+    # Forty passages that all speak of the museum's hours: auto's relevance criterion keeps them
+    # all, so only the ceilings bound the context (35 % of ~2,000 tokens, or 400 tokens).
+    passages = tuple(f"Note {i}. The city museum opens at {8 + i % 4}:00 on Sundays in season {i}, and on "
+                     f"public holidays it opens at {9 + i % 3}:30; guided tours of wing {i} start at noon "
+                     f"and cost {5 + i} euros for adults." for i in range(40))
+
+    def kept(**compression: object) -> tuple[int, int]:
+        result = _pipeline(tmp_path, ScriptedModel(), cache={"enabled": False}, compression=compression).invoke(
+            PipelineRequest(question=QUESTION, context=passages))
+        step = next(s for s in result.steps if s.layer == "compression")
+        return step.input_tokens_before, step.input_tokens_after
+
+    before, after = kept()
+    assert before > 1500 and after <= 400
+    assert 400 < kept(max_tokens=None)[1] <= 0.35 * before
+    assert kept(max_tokens=200)[1] <= 200
+    with pytest.raises(ValueError, match="max_tokens"):
+        PipelineSettings(compression={"max_tokens": 0})
+
+
 def test_truncated_answer_is_reported_and_not_cached(tmp_path: Path) -> None:
     model = ScriptedModel([("It opens at", "length"), ("It opens at 10:00.", "stop")])
     pipeline = _pipeline(tmp_path, model)

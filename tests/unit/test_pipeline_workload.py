@@ -34,3 +34,14 @@ def test_unknown_or_missing_files_are_named(tmp_path: Path) -> None:
         load_pipeline_workload([odd], rag_limit=1, stream_limit=1, passages=2)
     with pytest.raises(InvalidParameterError, match="data"):
         load_pipeline_workload([tmp_path / "missing.jsonl"], rag_limit=1, stream_limit=1, passages=2)
+
+
+@pytest.mark.skipif(not NQ.is_file(), reason="needs ../shared/data")
+def test_split_picks_one_half_of_the_nq_questions() -> None:
+    from lean_benchmarks.budget_data import split_of
+
+    held_out, _ = load_pipeline_workload([NQ], rag_limit=8, stream_limit=1, passages=2)
+    dev, _ = load_pipeline_workload([NQ], rag_limit=8, stream_limit=1, passages=2, split="fit")
+    assert [split_of(i.question) for i in held_out] == ["eval"] * 8
+    assert [split_of(i.question) for i in dev] == ["fit"] * 8
+    assert not {i.question for i in held_out} & {i.question for i in dev}
