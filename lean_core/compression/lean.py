@@ -41,7 +41,7 @@ from lean_core.compression.segment import (
     tail_points,
     trim_points,
 )
-from lean_core.compression.select import AutoPolicy, RelevanceScorer, question_terms
+from lean_core.compression.select import AutoPolicy, RelevanceScorer, passage_bm25, question_terms
 from lean_core.compression.types import CompressionBudget, CompressionResult, DroppedSegment
 from lean_core.errors import InvalidParameterError
 from lean_core.ledger_records import SavingsEvent
@@ -206,7 +206,7 @@ class LeanCompressor(Compressor):
             chosen = set(kept)  # the criterion's choice; ``target`` (auto's ceiling) stays reported
         elif windowed:  # clauses: the best sentences first, each as a run around its best clause
             chosen, extend = window_select(units, scores, sentence_scores, costs, target,
-                                           anchor=lambda clauses: self._anchor(units, clauses, question, headings))
+                                           anchor=lambda clauses: self._anchor(units, clauses, question, sentences))
         else:  # a fixed budget, or an auto choice over its ceiling: best units first until full
             chosen = _greedy(scores, costs, target)
         text = self._assemble(passages, units, scores, chosen)
@@ -236,12 +236,20 @@ class LeanCompressor(Compressor):
             dropped=tuple(dropped), seconds=time.perf_counter() - started, note=note, **base)
         return self._done(result, model)
 
-    def _anchor(self, units: list[Unit], clauses: list[int], question: str | None,
-                headings: list[str | None]) -> int:
-        """The clause of one sentence the window starts from: the scorer's best among them. Only the
-        one sentence the window enters in part is scored at clause level: scoring every clause as
-        well as every sentence doubled the compressor's time on single passages."""
-        own = self.scorer.score([units[i] for i in clauses], question=question, headings=headings)
+    @staticmethod
+    def _anchor(units: list[Unit], clauses: list[int], question: str | None, sentences: list[Unit]) -> int:
+        """The clause of one sentence the window starts from: the one holding the question's
+        rarest words (BM25 with idf over the passage's sentences; the first on ties). Ranked within
+        its sentence only, a word the question shares with every sentence (the passage's topic,
+        "HT does not engage ...") outweighed the one word that locates the answer ("... works to
+        take power through ..."): SQuAD dev answers kept at 5x, 65 -> 66 of 78 (3x: 73 either way).
+        Lexical only: the scorer's semantic part is one embedding per sentence, the same for all
+        of its clauses, so this needs no model call."""
+        if not question:
+            return clauses[0]
+        passage = units[clauses[0]].passage
+        own = passage_bm25(question, [units[i].text for i in clauses],
+                           [s.text for s in sentences if s.passage == passage])
         return clauses[max(range(len(clauses)), key=own.__getitem__)]
 
     def _top_up(self, passages: list[str], spans_per_passage: list[list[ProtectedSpan]], units: list[Unit],

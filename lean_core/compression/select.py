@@ -14,7 +14,7 @@ from lean_core.compression.segment import Unit
 from lean_core.embeddings import Embedder, default_embedder
 from lean_core.errors import InvalidParameterError
 
-__all__ = ["AutoPolicy", "RelevanceScorer", "question_terms"]
+__all__ = ["AutoPolicy", "RelevanceScorer", "passage_bm25", "question_terms"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
@@ -41,6 +41,13 @@ question_terms = _terms
 """The content words of a text (lower case, stopwords removed), as the scorer matches them."""
 
 
+def passage_bm25(question: str, texts: Sequence[str], passage: Sequence[str]) -> list[float]:
+    """BM25 of the question's words in each of ``texts`` (pieces of one passage, e.g. the clauses
+    of a sentence), each word weighted by its rarity among the ``passage``'s sentences: a word that
+    many sentences share names the passage's topic, one found in a single sentence locates it."""
+    return _bm25(_terms(question), [_terms(t) for t in texts], idf_docs=[_terms(t) for t in passage])
+
+
 def _zscore(values: Sequence[float]) -> list[float]:
     if not values:
         return []
@@ -50,12 +57,16 @@ def _zscore(values: Sequence[float]) -> list[float]:
     return [(v - mean) / std for v in values]
 
 
-def _bm25(query: list[str], docs: list[list[str]], k1: float = 1.2, b: float = 0.75) -> list[float]:
+def _bm25(query: list[str], docs: list[list[str]], k1: float = 1.2, b: float = 0.75, *,
+          idf_docs: list[list[str]] | None = None) -> list[float]:
+    """BM25 of ``query`` in each of ``docs``; word rarity (idf) is counted over ``idf_docs`` when
+    given (a larger collection the docs are pieces of), else over ``docs`` themselves."""
     if not query or not docs:
         return [0.0] * len(docs)
-    n = len(docs)
-    avg = sum(len(d) for d in docs) / n or 1.0
-    df = Counter(t for d in docs for t in set(d))
+    avg = sum(len(d) for d in docs) / len(docs) or 1.0
+    collection = docs if idf_docs is None else idf_docs
+    n = len(collection)
+    df = Counter(t for d in collection for t in set(d))
     scores = []
     for doc in docs:
         tf = Counter(doc)

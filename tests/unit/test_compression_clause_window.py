@@ -4,6 +4,7 @@ its clauses grown rightwards from the anchor, the next clause's near side fillin
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +13,7 @@ from lean_core.compression import CompressionBudget, LeanCompressor
 from lean_core.compression.clause_window import Extension, focus_window, window_select
 from lean_core.compression.protect import find_protected_spans
 from lean_core.compression.segment import Unit, tail_points, trim_points
-from lean_core.compression.select import RelevanceScorer
+from lean_core.compression.select import RelevanceScorer, passage_bm25
 
 LEXICAL = RelevanceScorer(semantic_weight=0.0)  # no embedding model: fast and offline
 COUNTER = TokenCounter()
@@ -82,7 +83,8 @@ def test_cut_points_never_fall_inside_a_protected_span() -> None:
     assert tails == sorted(tails, reverse=True)
     for cut in [*tails, *trim_points(text, unit, spans)]:
         assert not any(s.start < cut < s.end for s in spans)
-    window = focus_window(text, unit, spans, {"die"}, lambda a, b: len(text[a:b].split()) <= 6, str.split)
+    words = re.compile(r"\w+").findall  # as the scorer splits words: 'die"' holds "die"
+    window = focus_window(text, unit, spans, {"die"}, lambda a, b: len(text[a:b].split()) <= 6, words)
     assert window is not None and '"wise up or die"' in text[window[0]:window[1]]
 
 
@@ -127,4 +129,48 @@ def test_the_anchor_is_the_clause_of_the_partly_kept_sentence_that_the_scorer_ra
     result = _compressor().compress(passage, budget=0.55, question="Which company completed the Orlan dam?")
     assert "the Orlan dam was completed by the Halvorsen company" in result.text
     assert "Engineers in the valley" not in result.text
+    assert result.compressed_tokens <= result.target_tokens
+
+
+# -- session 19: where the window starts and which way it grows --------------------------------------
+def test_focus_window_prefers_the_slice_reaching_furthest_right_among_equal_holders() -> None:
+    # Three slices of three words hold "cc"; the longest in characters starts the unit, but the
+    # answer follows the restated word: the slice ending latest wins.
+    text = "aaaa bbbb cc d e f"
+    unit = Unit(passage=0, index=0, start=0, end=len(text), text=text)
+    window = focus_window(text, unit, [], {"cc"}, lambda a, b: len(text[a:b].split()) <= 3, str.split)
+    assert window is not None and text[window[0]:window[1]] == "cc d e"
+
+
+def test_a_parenthesis_anchor_takes_the_clause_before_it_first() -> None:
+    # "the site of the Chicago Pile-1 | (the first self-sustained reaction, | part of ...": the
+    # question restates the parenthesis; what it describes is on its left.
+    texts = ["the site of the Chicago Pile-1", "(the first self-sustained reaction,", "part of the project)"]
+    units = [Unit(passage=0, index=i, start=i, end=i + 1, text=t, sentence=0) for i, t in enumerate(texts)]
+    chosen, extension = window_select(units, [1.0, 5.0, 1.0], {(0, 0): 1.0}, [10, 10, 10], 20)
+    assert chosen == {0, 1}
+    assert extension == Extension(2, "head")
+    plain = [replace(u, text=u.text.lstrip("(")) for u in units]  # no parenthesis: rightwards first
+    assert window_select(plain, [1.0, 5.0, 1.0], {(0, 0): 1.0}, [10, 10, 10], 20) == ({1, 2}, Extension(0, "tail"))
+
+
+def test_passage_bm25_weighs_words_by_their_rarity_across_the_passage() -> None:
+    passage = ["The Orlan dam holds the Orlan lake.", "The Orlan dam was paid for in gold.",
+               "The Orlan dam is tall."]
+    clauses = ["The Orlan dam, the Orlan dam,", "was paid for in gold."]
+    topic, rare = passage_bm25("How was the Orlan dam paid for?", clauses, passage)
+    assert rare > topic  # "paid" is in one sentence; "orlan" and "dam" in every one
+
+
+def test_the_anchor_is_the_clause_with_the_questions_rarest_words() -> None:
+    # Every sentence names the Orlan dam; only one clause says how it was paid for. Ranked within
+    # the sentence alone, the clause repeating the topic words would be the anchor.
+    passage = ("The Orlan dam stands at the head of the valley. "
+               "Engineers of the Orlan dam and of the Orlan dam's spillway met in Varnet in the spring, "
+               "the builders were paid in grain and salt by the valley's farmers. "
+               "The Orlan dam was repaired after the flood of 1931. "
+               "Visitors to the Orlan dam walk along its crest in the summer.")
+    question = "How were the builders of the Orlan dam paid?"
+    result = _compressor().compress(passage, budget=0.12, question=question)
+    assert "paid in grain" in result.text and "Engineers" not in result.text
     assert result.compressed_tokens <= result.target_tokens
